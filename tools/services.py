@@ -19,6 +19,7 @@ import fcntl
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -246,18 +247,22 @@ def ensure_postgres(var: Path) -> str:
         data, run_dir, log = home / "data", home / "run", home / "postgres.log"
         user = service_user("postgres")
         port = read_int(home / "port")
-        if port and pg_running(data) and pg_ready(bindir, port):
+        if port and pg_running(data):
+            wait_until(lambda: pg_ready(bindir, port), START_TIMEOUT, "postgres", log)
             return postgres_url(port)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        chown_tree(home, user)
+        if user and run(["test", "-w", str(home)], user=user, check=False).returncode:
+            raise ServiceError(f"user {user} cannot reach {home}: make its parent directories "
+                               "traversable (chmod o+x) or set CORRAL_VAR_DIR elsewhere")
         if not (data / "PG_VERSION").exists():
             shutil.rmtree(data, ignore_errors=True)
-            data.mkdir(parents=True)
-            chown_tree(home, user)
+            data.mkdir()
+            chown_tree(data, user)
             run([str(bindir / "initdb"), "-D", str(data), "-U", DB_USER, "--auth=trust",
                  "-E", "UTF8", "--no-locale", "--no-sync"], user=user)
             with open(data / "postgresql.conf", "a") as conf:
                 conf.write(PG_TUNING)
-        run_dir.mkdir(exist_ok=True)
-        chown_tree(home, user)
         port = free_port(port)
         (home / "port").write_text(f"{port}\n")
         options = f"-p {port} -k {run_dir}"
@@ -392,13 +397,12 @@ def status(var: Path) -> dict[str, str]:
 def env_lines(var: Path, services: list[str]) -> list[str]:
     lines = []
     if "postgres" in services:
-        lines.append(f"export PORTAL_DATABASE_URL={ensure_postgres(var)}")
+        lines.append(("PORTAL_DATABASE_URL", ensure_postgres(var)))
     if "redis" in services:
-        lines.append(f"export PORTAL_REDIS_URL={ensure_redis(var)}")
+        lines.append(("PORTAL_REDIS_URL", ensure_redis(var)))
     if "slapd" in services:
-        server = ensure_slapd(var)
-        lines += [f"export {key}={value}" for key, value in server.env().items()]
-    return lines
+        lines += ensure_slapd(var).env().items()
+    return [f"export {key}={shlex.quote(value)}" for key, value in lines]
 
 
 def main(argv: list[str] | None = None) -> int:
