@@ -1,0 +1,161 @@
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.urls import reverse
+from django.utils.html import format_html
+
+from clusters import tasks
+from clusters.events import cluster_changed
+from clusters.models import (
+    Cluster, ClusterDriver, ClusterEvent, ClusterMembership, ClusterState, Namespace, Node, Pod, Service, Workload,
+    grant_creator_ownership,
+)
+from portal import operations
+from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin
+
+
+class ClusterForm(forms.ModelForm):
+    class Meta:
+        model = Cluster
+        fields = ["name", "slug", "description", "labels", "driver", "provider", "driver_config"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None and data.get("driver") == ClusterDriver.IMPORTED:
+            raise forms.ValidationError("To add a cluster that exists already, import it with its kubeconfig.")
+        if self.instance.pk is not None and data.get("driver") != self.instance.driver:
+            self.add_error("driver", "the driver of an existing cluster cannot change")
+        nodes = (data.get("driver_config") or {}).get("nodes", 3)
+        if data.get("driver") == ClusterDriver.SANDBOX and (not isinstance(nodes, int) or not 1 <= nodes <= 5000):
+            self.add_error("driver_config", "nodes must be a whole number from 1 to 5000")
+        return data
+
+
+class MembershipInline(admin.TabularInline):
+    model = ClusterMembership
+    extra = 0
+    autocomplete_fields = ("user", "group")
+    fields = ("role", "user", "group")
+
+
+@admin.register(Cluster)
+class ClusterAdmin(ChangeLoggedAdmin):
+    form = ClusterForm
+    list_display = ("name", "state", "driver", "provider", "kubernetes_version", "api_endpoint", "last_seen", "created_by")
+    list_filter = ("state", "driver", "provider")
+    search_fields = ("name", "slug", "description", "api_endpoint")
+    readonly_fields = (
+        "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
+        "credentials_status", "created", "modified", "created_by",
+    )
+    inlines = [MembershipInline]
+    actions = ["check_now", "remove_clusters"]
+
+    @admin.display(description="credentials")
+    def credentials_status(self, obj):
+        return "stored (encrypted)" if obj.has_credentials else "none"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            grant_creator_ownership(obj, request.user)
+            op = operations.start("provision", tasks.provision_cluster, cluster=obj, user=request.user, args=(obj.pk,))
+            url = reverse("operation-detail", args=[op.pk])
+            self.message_user(request, format_html('Provisioning started: <a href="{}">follow it</a>.', url))
+            cluster_changed(obj, event="cluster.created")
+        else:
+            cluster_changed(obj)
+
+    def delete_model(self, request, obj):
+        self._remove(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        self._remove(request, list(queryset))
+
+    def _remove(self, request, clusters):
+        for cluster in clusters:
+            with transaction.atomic():
+                locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+                if locked.state == ClusterState.REMOVING:
+                    continue
+                locked.set_state(ClusterState.REMOVING)
+                locked.save(update_fields=["state", "state_since", "modified"])
+                cluster_changed(locked)
+                operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+
+    @admin.action(description="Check health now")
+    def check_now(self, request, queryset):
+        ids = list(queryset.monitored().values_list("pk", flat=True))
+        for pk in ids:
+            transaction.on_commit(lambda pk=pk: tasks.check_cluster.delay(pk))
+        skipped = queryset.count() - len(ids)
+        self.message_user(request, f"queued a health check for {len(ids)} cluster(s)")
+        if skipped:
+            self.message_user(request, f"{skipped} cluster(s) skipped: only active or unavailable clusters are checked", messages.WARNING)
+
+    @admin.action(description="Remove the selected clusters (sandboxes are torn down; imported clusters are only forgotten)")
+    def remove_clusters(self, request, queryset):
+        self._remove(request, list(queryset))
+        self.message_user(request, "removal started")
+
+
+@admin.register(ClusterMembership)
+class ClusterMembershipAdmin(ChangeLoggedAdmin):
+    list_display = ("cluster", "role", "user", "group", "created")
+    list_filter = ("role", "cluster")
+    search_fields = ("cluster__name", "user__username", "group__name")
+    autocomplete_fields = ("user", "group")
+
+
+class InventoryAdmin(ReadOnlyAdmin):
+    list_select_related = ("cluster",)
+    search_fields = ("name", "uid")
+    list_filter = ("cluster",)
+
+
+@admin.register(Node)
+class NodeAdmin(InventoryAdmin):
+    list_display = ("name", "cluster", "ready", "unschedulable", "kubelet_version", "internal_ip", "cpu_allocatable_m", "memory_allocatable_bytes")
+    list_filter = ("cluster", "ready", "unschedulable", "kubelet_version")
+
+
+@admin.register(Namespace)
+class NamespaceAdmin(InventoryAdmin):
+    list_display = ("name", "cluster", "project", "phase")
+    list_select_related = ("cluster", "project")
+    list_filter = ("cluster", "phase", ("project", admin.RelatedOnlyFieldListFilter))
+
+
+@admin.register(Workload)
+class WorkloadAdmin(InventoryAdmin):
+    list_display = ("name", "kind", "namespace", "cluster", "desired_replicas", "ready_replicas", "image_list")
+    list_select_related = ("cluster", "namespace")
+    list_filter = ("cluster", "kind")
+    search_fields = ("name", "uid", "images")
+
+    @admin.display(description="images")
+    def image_list(self, obj):
+        return ", ".join(obj.images)
+
+
+@admin.register(Pod)
+class PodAdmin(InventoryAdmin):
+    list_display = ("name", "namespace", "cluster", "phase", "ready", "restarts", "node_name", "pod_ip")
+    list_select_related = ("cluster", "namespace")
+    list_filter = ("cluster", "phase", "ready")
+    search_fields = ("name", "uid", "node_name", "images")
+
+
+@admin.register(Service)
+class ServiceAdmin(InventoryAdmin):
+    list_display = ("name", "namespace", "cluster", "type", "cluster_ip")
+    list_select_related = ("cluster", "namespace")
+    list_filter = ("cluster", "type")
+
+
+@admin.register(ClusterEvent)
+class ClusterEventAdmin(InventoryAdmin):
+    list_display = ("last_seen", "type", "reason", "involved_kind", "involved_name", "namespace", "cluster", "count")
+    list_select_related = ("cluster", "namespace")
+    list_filter = ("cluster", "type", "reason")
+    search_fields = ("reason", "message", "involved_name")

@@ -1,0 +1,135 @@
+from rest_framework import serializers
+
+from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+from portal.api.portal_serializers import SubjectMixin
+from portal.api.serializers import BriefSerializer, ModelSerializer
+from portal.validators import validate_dns1123_label
+
+
+class BriefClusterSerializer(BriefSerializer):
+    class Meta:
+        model = Cluster
+        fields = ["id", "name", "slug", "state", "display"]
+
+
+class ClusterSerializer(ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    has_credentials = serializers.BooleanField(read_only=True)
+    summary = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Cluster
+        fields = [
+            "id", "name", "slug", "description", "labels", "driver", "provider", "driver_config",
+            "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
+            "has_credentials", "summary", "created", "modified", "created_by",
+        ]
+        read_only_fields = [
+            "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
+            "last_synced", "created", "modified",
+        ]
+        extra_kwargs = {"slug": {"required": False}}
+
+    def get_summary(self, obj):
+        if not hasattr(obj, "nodes_total"):
+            return None
+        return {
+            "nodes_ready": obj.nodes_ready, "nodes_total": obj.nodes_total, "pods": obj.pods_total,
+            "cpu_allocatable_m": obj.cpu_allocatable_m, "cpu_requested_m": obj.cpu_requested_m,
+            "memory_allocatable_bytes": obj.memory_allocatable_bytes, "memory_requested_bytes": obj.memory_requested_bytes,
+        }
+
+    def validate_slug(self, value):
+        validate_dns1123_label(value)
+        return value
+
+    def validate_driver(self, value):
+        if self.instance is not None and value != self.instance.driver:
+            raise serializers.ValidationError("the driver of an existing cluster cannot change")
+        return value
+
+    def validate_driver_config(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be an object")
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        driver = attrs.get("driver", getattr(self.instance, "driver", ClusterDriver.IMPORTED))
+        if self.instance is None and driver == ClusterDriver.IMPORTED:
+            raise serializers.ValidationError(
+                {"driver": ["to add an existing cluster, import it (POST /api/v1/clusters/import/ with its kubeconfig)"]}
+            )
+        if driver == ClusterDriver.SANDBOX:
+            nodes = attrs.get("driver_config", {}).get("nodes", 3)
+            if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= 5000:
+                raise serializers.ValidationError({"driver_config": ["nodes must be a whole number from 1 to 5000"]})
+        return attrs
+
+
+class ClusterMembershipSerializer(SubjectMixin, ModelSerializer):
+    class Meta:
+        model = ClusterMembership
+        fields = ["id", "cluster", "role", "user", "group", "created"]
+        read_only_fields = ["created"]
+
+
+class InventorySerializer(serializers.ModelSerializer):
+    cluster = BriefClusterSerializer(read_only=True)
+
+
+class NodeSerializer(InventorySerializer):
+    class Meta:
+        model = Node
+        fields = [
+            "id", "cluster", "uid", "name", "labels", "roles", "kubelet_version", "os_image", "internal_ip",
+            "capacity", "allocatable", "conditions", "taints", "ready", "unschedulable", "created_in_cluster", "synced",
+        ]
+
+
+class NamespaceSerializer(InventorySerializer):
+    project_name = serializers.CharField(source="project.name", read_only=True, default=None)
+
+    class Meta:
+        model = Namespace
+        fields = ["id", "cluster", "uid", "name", "labels", "phase", "project", "project_name", "resource_quota", "created_in_cluster", "synced"]
+
+
+class NamespacedSerializer(InventorySerializer):
+    namespace = serializers.CharField(source="namespace.name", read_only=True)
+
+
+class WorkloadSerializer(NamespacedSerializer):
+    class Meta:
+        model = Workload
+        fields = [
+            "id", "cluster", "namespace", "uid", "kind", "name", "labels", "desired_replicas", "ready_replicas",
+            "available_replicas", "images", "selector", "paused", "created_in_cluster", "synced",
+        ]
+
+
+class PodSerializer(NamespacedSerializer):
+    class Meta:
+        model = Pod
+        fields = [
+            "id", "cluster", "namespace", "uid", "name", "labels", "node_name", "workload", "owner_kind", "owner_name",
+            "phase", "ready", "restarts", "images", "pod_ip", "cpu_request_m", "memory_request_bytes", "started",
+            "created_in_cluster", "synced",
+        ]
+
+
+class ServiceSerializer(NamespacedSerializer):
+    class Meta:
+        model = Service
+        fields = ["id", "cluster", "namespace", "uid", "name", "labels", "type", "cluster_ip", "ports", "selector", "synced"]
+
+
+class ClusterEventSerializer(InventorySerializer):
+    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None)
+
+    class Meta:
+        model = ClusterEvent
+        fields = [
+            "id", "cluster", "namespace", "type", "reason", "message", "involved_kind", "involved_name",
+            "count", "first_seen", "last_seen",
+        ]

@@ -1,0 +1,121 @@
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from clusters import filters, tasks
+from clusters.api import serializers as s
+from clusters.events import cluster_changed
+from clusters.models import Cluster, ClusterEvent, ClusterMembership, ClusterState, Namespace, Node, Pod, Service, Workload, grant_creator_ownership
+from portal import operations
+from portal.api.portal_serializers import OperationSerializer
+from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
+from portal.permissions import CHANGE
+
+
+class ClusterViewSet(ModelViewSet):
+    queryset = Cluster.objects.select_related("created_by")
+    serializer_class = s.ClusterSerializer
+    filterset_class = filters.ClusterFilter
+    search_fields = ["name", "slug", "description", "provider"]
+    ordering_fields = ["name", "state", "created", "last_seen"]
+    object_actions = {"check": CHANGE}
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        return qs.with_summary() if self.action in ("list", "retrieve") else qs
+
+    def perform_create(self, serializer):
+        super().perform_create(serializer)
+        cluster = serializer.instance
+        grant_creator_ownership(cluster, self.request.user)
+        self.operation = operations.start(
+            "provision", tasks.provision_cluster, cluster=cluster, user=self.request.user, args=(cluster.pk,)
+        )
+        cluster_changed(cluster, event="cluster.created")
+
+    def create(self, request, *args, **kwargs):
+        response = super().create(request, *args, **kwargs)
+        response.data["operation"] = self.operation.pk
+        return response
+
+    def perform_update(self, serializer):
+        super().perform_update(serializer)
+        cluster_changed(serializer.instance)
+
+    @extend_schema(responses={202: OperationSerializer})
+    def destroy(self, request, *args, **kwargs):
+        """Removing a cluster is an operation: a sandbox is torn down, an imported cluster forgotten
+        (nothing in it is touched)."""
+        cluster = self.get_object()
+        with transaction.atomic():
+            locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+            if locked.state == ClusterState.REMOVING:
+                raise exceptions.ValidationError({"state": "the cluster is already being removed"})
+            locked.set_state(ClusterState.REMOVING)
+            locked.save(update_fields=["state", "state_since", "modified"])
+            cluster_changed(locked)
+            op = operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+        return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk=None):
+        """Check the cluster's health now."""
+        cluster = self.get_object()
+        if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
+            raise exceptions.ValidationError({"state": f"a {cluster.state} cluster cannot be checked"})
+        transaction.on_commit(lambda: tasks.check_cluster.delay(cluster.pk))
+        return Response({"detail": "health check queued"}, status=status.HTTP_202_ACCEPTED)
+
+
+class ClusterMembershipViewSet(ModelViewSet):
+    queryset = ClusterMembership.objects.select_related("cluster", "user", "group")
+    serializer_class = s.ClusterMembershipSerializer
+    filterset_class = filters.ClusterMembershipFilter
+
+
+class NodeViewSet(ReadOnlyModelViewSet):
+    queryset = Node.objects.select_related("cluster")
+    serializer_class = s.NodeSerializer
+    filterset_class = filters.NodeFilter
+    search_fields = ["name", "internal_ip", "kubelet_version"]
+    ordering_fields = ["name", "cluster", "synced"]
+
+
+class NamespaceViewSet(ReadOnlyModelViewSet):
+    queryset = Namespace.objects.select_related("cluster", "project")
+    serializer_class = s.NamespaceSerializer
+    filterset_class = filters.NamespaceFilter
+    search_fields = ["name"]
+
+
+class WorkloadViewSet(ReadOnlyModelViewSet):
+    queryset = Workload.objects.select_related("cluster", "namespace")
+    serializer_class = s.WorkloadSerializer
+    filterset_class = filters.WorkloadFilter
+    search_fields = ["name", "images"]
+    ordering_fields = ["name", "kind", "ready_replicas"]
+
+
+class PodViewSet(ReadOnlyModelViewSet):
+    queryset = Pod.objects.select_related("cluster", "namespace")
+    serializer_class = s.PodSerializer
+    filterset_class = filters.PodFilter
+    search_fields = ["name", "images", "node_name"]
+    ordering_fields = ["name", "phase", "restarts", "created_in_cluster"]
+
+
+class ServiceViewSet(ReadOnlyModelViewSet):
+    queryset = Service.objects.select_related("cluster", "namespace")
+    serializer_class = s.ServiceSerializer
+    filterset_class = filters.ServiceFilter
+    search_fields = ["name"]
+
+
+class ClusterEventViewSet(ReadOnlyModelViewSet):
+    queryset = ClusterEvent.objects.select_related("cluster", "namespace")
+    serializer_class = s.ClusterEventSerializer
+    filterset_class = filters.ClusterEventFilter
+    search_fields = ["reason", "message", "involved_name"]

@@ -1,0 +1,86 @@
+import django_filters
+
+from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+
+
+class ClusterFilter(django_filters.FilterSet):
+    label = django_filters.CharFilter(method="filter_label", help_text="key=value")
+
+    class Meta:
+        model = Cluster
+        fields = ["state", "driver", "provider", "slug"]
+
+    def filter_label(self, queryset, name, value):
+        key, _, val = value.partition("=")
+        return queryset.filter(**{f"labels__{key}": val}) if val else queryset.filter(labels__has_key=key)
+
+
+class InventoryFilter(django_filters.FilterSet):
+    cluster = django_filters.NumberFilter(field_name="cluster_id")
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+
+class NamespacedFilter(InventoryFilter):
+    namespace = django_filters.CharFilter(field_name="namespace__name")
+    project = django_filters.NumberFilter(field_name="namespace__project_id")
+
+
+class NodeFilter(InventoryFilter):
+    class Meta:
+        model = Node
+        fields = ["cluster", "ready", "unschedulable", "kubelet_version"]
+
+
+class NamespaceFilter(InventoryFilter):
+    class Meta:
+        model = Namespace
+        fields = ["cluster", "project", "phase"]
+
+
+class WorkloadFilter(NamespacedFilter):
+    image = django_filters.CharFilter(method="filter_image")
+
+    class Meta:
+        model = Workload
+        fields = ["cluster", "kind", "namespace"]
+
+    def filter_image(self, queryset, name, value):
+        return queryset.filter(images__icontains=value)
+
+
+class PodFilter(NamespacedFilter):
+    node = django_filters.CharFilter(field_name="node_name")
+    image = django_filters.CharFilter(method="filter_image")
+    workload = django_filters.NumberFilter(field_name="workload_id")
+
+    class Meta:
+        model = Pod
+        fields = ["cluster", "namespace", "phase", "ready"]
+
+    def filter_image(self, queryset, name, value):
+        return queryset.filter(images__icontains=value)
+
+
+class ServiceFilter(NamespacedFilter):
+    class Meta:
+        model = Service
+        fields = ["cluster", "namespace", "type"]
+
+
+class ClusterEventFilter(InventoryFilter):
+    namespace = django_filters.CharFilter(field_name="namespace__name")
+
+    class Meta:
+        model = ClusterEvent
+        fields = ["cluster", "type", "reason", "involved_kind"]
+
+
+class ClusterMembershipFilter(django_filters.FilterSet):
+    user = django_filters.CharFilter(field_name="user__username")
+    group = django_filters.CharFilter(field_name="group__name")
+
+    class Meta:
+        model = ClusterMembership
+        fields = ["cluster", "role"]
+
+

@@ -1,0 +1,322 @@
+"""Clusters and their inventory.
+
+A ``Cluster`` is a Kubernetes cluster Corral manages.  Its inventory (nodes, namespaces,
+workloads, pods, services, events) is a copy of what the cluster reports, written by sync tasks
+and keyed by (cluster, Kubernetes uid) so a sync can upsert; people never edit it by hand.
+"""
+
+from django.db import models
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+from django.utils.text import slugify
+
+from portal.fields import EncryptedJSONField
+from portal.models import ChangeLoggedModel, RoleBindingBase
+from portal.permissions import CLUSTER_MEMBER, CLUSTER_OWNER, RestrictedQuerySet
+from portal.states import StateMachineMixin
+from portal.validators import validate_dns1123_label, validate_label_map
+
+
+class ClusterState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    UPDATING = "updating", "Updating"
+    UNAVAILABLE = "unavailable", "Unavailable"
+    ERROR = "error", "Error"
+    REMOVING = "removing", "Removing"
+
+
+S = ClusterState
+CLUSTER_TRANSITIONS = {
+    S.PENDING: {S.PROVISIONING, S.ACTIVE, S.UNAVAILABLE, S.ERROR, S.REMOVING},
+    S.PROVISIONING: {S.ACTIVE, S.ERROR, S.REMOVING},
+    S.ACTIVE: {S.UPDATING, S.UNAVAILABLE, S.ERROR, S.REMOVING},
+    S.UPDATING: {S.ACTIVE, S.UNAVAILABLE, S.ERROR, S.REMOVING},
+    S.UNAVAILABLE: {S.ACTIVE, S.ERROR, S.REMOVING},
+    S.ERROR: {S.PROVISIONING, S.ACTIVE, S.UNAVAILABLE, S.REMOVING},
+    S.REMOVING: set(),
+}
+
+
+class ClusterDriver(models.TextChoices):
+    IMPORTED = "imported", "Imported"
+    SANDBOX = "sandbox", "Sandbox (local control plane with simulated nodes)"
+
+
+class ClusterQuerySet(RestrictedQuerySet):
+    def active(self):
+        return self.filter(state=ClusterState.ACTIVE)
+
+    def monitored(self):
+        """Clusters whose health and inventory Corral keeps current."""
+        return self.filter(state__in=[S.ACTIVE, S.UPDATING, S.UNAVAILABLE])
+
+    def with_summary(self):
+        """Annotate node, pod and capacity figures for lists (one query, no N+1)."""
+        nodes = Node.objects.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
+        pods = Pod.objects.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
+
+        def sub(qs, expr):
+            return models.Subquery(qs.annotate(v=expr).values("v")[:1], output_field=models.BigIntegerField())
+
+        return self.annotate(
+            nodes_total=models.functions.Coalesce(sub(nodes, Count("pk")), 0),
+            nodes_ready=models.functions.Coalesce(sub(nodes.filter(ready=True), Count("pk")), 0),
+            cpu_allocatable_m=models.functions.Coalesce(sub(nodes, Sum("cpu_allocatable_m")), 0),
+            memory_allocatable_bytes=models.functions.Coalesce(sub(nodes, Sum("memory_allocatable_bytes")), 0),
+            pods_total=models.functions.Coalesce(sub(pods, Count("pk")), 0),
+            cpu_requested_m=models.functions.Coalesce(sub(pods.filter(~Q(phase__in=["Succeeded", "Failed"])), Sum("cpu_request_m")), 0),
+            memory_requested_bytes=models.functions.Coalesce(
+                sub(pods.filter(~Q(phase__in=["Succeeded", "Failed"])), Sum("memory_request_bytes")), 0
+            ),
+        )
+
+
+class Cluster(StateMachineMixin, ChangeLoggedModel):
+    State = ClusterState
+    TRANSITIONS = CLUSTER_TRANSITIONS
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=63, unique=True, validators=[validate_dns1123_label], blank=True)
+    description = models.TextField(blank=True)
+    labels = models.JSONField(default=dict, blank=True, validators=[validate_label_map])
+    driver = models.CharField(max_length=20, choices=ClusterDriver.choices, default=ClusterDriver.IMPORTED)
+    provider = models.CharField(max_length=50, blank=True, help_text="Where it runs: eks, gke, on-premises, kwok...")
+    driver_config = models.JSONField(default=dict, blank=True, help_text="Driver options, e.g. {\"nodes\": 3} for a sandbox")
+    state = models.CharField(max_length=16, choices=ClusterState.choices, default=ClusterState.PENDING, db_index=True)
+    state_since = models.DateTimeField(default=timezone.now)
+    kubernetes_version = models.CharField(max_length=50, blank=True)
+    api_endpoint = models.URLField(max_length=300, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_synced = models.DateTimeField(null=True, blank=True)
+    # server, ca_data, token or client cert/key: encrypted at rest, never shown by the API or admin.
+    credentials = EncryptedJSONField()
+
+    objects = ClusterQuerySet.as_manager()
+    restrict_scope = "cluster"
+    restrict_cluster = None
+    audit_exclude = ("credentials",)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:63].strip("-") or "cluster"
+        super().save(*args, **kwargs)
+
+    def set_state(self, target, error=None):
+        """Move to ``target`` (allowed transitions only) and record why; caller saves."""
+        changed = self.transition(target)
+        if changed:
+            self.state_since = timezone.now()
+        if error is not None:
+            self.last_error = error
+        return changed
+
+    @property
+    def has_credentials(self):
+        return bool(self.credentials)
+
+
+class ClusterMembership(RoleBindingBase):
+    class Role(models.TextChoices):
+        OWNER = CLUSTER_OWNER, "Cluster owner"
+        MEMBER = CLUSTER_MEMBER, "Cluster member"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=32, choices=Role.choices, default=Role.MEMBER)
+
+    restrict_scope = "cluster-basics"
+    restrict_cluster = "cluster"
+
+    class Meta:
+        ordering = ["cluster", "role", "pk"]
+        constraints = [
+            RoleBindingBase.subject_constraint("clustermembership_one_subject"),
+            models.UniqueConstraint(fields=["cluster", "user"], name="clustermembership_unique_user"),
+            models.UniqueConstraint(fields=["cluster", "group"], name="clustermembership_unique_group"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_role_display()} of {self.cluster}: {self.subject}"
+
+
+# --- Inventory --------------------------------------------------------------------------------
+
+
+class InventoryModel(models.Model):
+    """A copy of one Kubernetes object; written by sync, read-only for people."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    uid = models.CharField(max_length=64)
+    name = models.CharField(max_length=253, db_index=True)
+    labels = models.JSONField(default=dict, blank=True)
+    resource_version = models.CharField(max_length=32, blank=True)
+    created_in_cluster = models.DateTimeField(null=True, blank=True)
+    synced = models.DateTimeField(default=timezone.now)
+
+    objects = RestrictedQuerySet.as_manager()
+    audited = False
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return self.name
+
+
+def inventory_constraints(prefix):
+    return [models.UniqueConstraint(fields=["cluster", "uid"], name=f"{prefix}_unique_uid")]
+
+
+class Node(InventoryModel):
+    roles = models.JSONField(default=list, blank=True)
+    kubelet_version = models.CharField(max_length=50, blank=True)
+    os_image = models.CharField(max_length=200, blank=True)
+    internal_ip = models.CharField(max_length=64, blank=True)
+    capacity = models.JSONField(default=dict, blank=True)
+    allocatable = models.JSONField(default=dict, blank=True)
+    conditions = models.JSONField(default=list, blank=True)
+    taints = models.JSONField(default=list, blank=True)
+    ready = models.BooleanField(default=False, db_index=True)
+    unschedulable = models.BooleanField(default=False)
+    cpu_allocatable_m = models.BigIntegerField(default=0)
+    memory_allocatable_bytes = models.BigIntegerField(default=0)
+    pods_allocatable = models.IntegerField(default=0)
+
+    restrict_scope = "cluster-basics"
+    restrict_cluster = "cluster"
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = inventory_constraints("node")
+
+
+class Namespace(InventoryModel):
+    """A namespace; ``uid`` is empty while Corral has asked for it but the cluster has not made it."""
+
+    uid = models.CharField(max_length=64, blank=True)
+    name = models.CharField(max_length=63, validators=[validate_dns1123_label])
+    phase = models.CharField(max_length=20, blank=True)
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="namespaces")
+    resource_quota = models.JSONField(default=dict, blank=True, help_text="This namespace's share of the project quota")
+
+    restrict_scope = "namespace"
+    restrict_cluster = "cluster"
+    restrict_project = "project"
+
+    class Meta:
+        ordering = ["cluster", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "name"], name="namespace_unique_name"),
+            models.UniqueConstraint(fields=["cluster", "uid"], condition=~Q(uid=""), name="namespace_unique_uid"),
+        ]
+
+
+class NamespacedInventoryModel(InventoryModel):
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+
+    restrict_scope = "namespaced"
+    restrict_cluster = "cluster"
+    restrict_project = "namespace__project"
+
+    class Meta:
+        abstract = True
+
+
+class WorkloadKind(models.TextChoices):
+    DEPLOYMENT = "deployment", "Deployment"
+    STATEFULSET = "statefulset", "StatefulSet"
+    DAEMONSET = "daemonset", "DaemonSet"
+    JOB = "job", "Job"
+    CRONJOB = "cronjob", "CronJob"
+
+
+class Workload(NamespacedInventoryModel):
+    Kind = WorkloadKind
+
+    kind = models.CharField(max_length=16, choices=WorkloadKind.choices, db_index=True)
+    desired_replicas = models.IntegerField(default=0)
+    ready_replicas = models.IntegerField(default=0)
+    available_replicas = models.IntegerField(default=0)
+    images = models.JSONField(default=list, blank=True)
+    selector = models.JSONField(default=dict, blank=True)
+    paused = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["cluster", "namespace__name", "name"]
+        constraints = inventory_constraints("workload")
+
+    @property
+    def healthy(self):
+        return self.ready_replicas >= self.desired_replicas
+
+
+class Pod(NamespacedInventoryModel):
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="pods")
+    node_name = models.CharField(max_length=253, blank=True)
+    workload = models.ForeignKey(Workload, null=True, blank=True, on_delete=models.SET_NULL, related_name="pods")
+    owner_kind = models.CharField(max_length=50, blank=True)
+    owner_name = models.CharField(max_length=253, blank=True)
+    phase = models.CharField(max_length=20, blank=True, db_index=True)
+    ready = models.BooleanField(default=False)
+    restarts = models.IntegerField(default=0)
+    images = models.JSONField(default=list, blank=True)
+    pod_ip = models.CharField(max_length=64, blank=True)
+    cpu_request_m = models.BigIntegerField(default=0)
+    memory_request_bytes = models.BigIntegerField(default=0)
+    started = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cluster", "namespace__name", "name"]
+        constraints = inventory_constraints("pod")
+
+
+class Service(NamespacedInventoryModel):
+    type = models.CharField(max_length=20, blank=True)
+    cluster_ip = models.CharField(max_length=64, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    selector = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["cluster", "namespace__name", "name"]
+        constraints = inventory_constraints("service")
+
+
+class ClusterEvent(InventoryModel):
+    """A Kubernetes Event (Corral keeps the recent warnings)."""
+
+    namespace = models.ForeignKey(Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=16, blank=True, db_index=True)
+    reason = models.CharField(max_length=128, blank=True)
+    message = models.TextField(blank=True)
+    involved_kind = models.CharField(max_length=50, blank=True)
+    involved_name = models.CharField(max_length=253, blank=True)
+    count = models.IntegerField(default=1)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    restrict_scope = "namespaced"
+    restrict_cluster = "cluster"
+    restrict_project = "namespace__project"
+
+    class Meta:
+        ordering = ["-last_seen", "-pk"]
+        constraints = inventory_constraints("clusterevent")
+
+    def __str__(self):
+        return f"{self.reason} {self.involved_kind}/{self.involved_name}"
+
+
+def grant_creator_ownership(cluster, user):
+    """Whoever registers a cluster owns it (unless they are an administrator already)."""
+    if user is None or not user.is_authenticated:
+        return
+    ClusterMembership.objects.get_or_create(cluster=cluster, user=user, defaults={"role": CLUSTER_OWNER})
+

@@ -1,0 +1,82 @@
+"""Celery tasks for clusters: provisioning, removal and health.  Idempotent: each re-reads the
+cluster and does nothing when it is no longer in the state the task is for."""
+
+import logging
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from clusters import health
+from clusters.drivers import driver_for
+from clusters.events import cluster_changed
+from clusters.kube.client import api_client, server_version
+from clusters.models import Cluster, ClusterState
+from portal.operations import Progress
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def provision_cluster(operation_id, cluster_id):
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    with Progress(operation_id) as progress:
+        if cluster is None or cluster.state not in (ClusterState.PENDING, ClusterState.PROVISIONING, ClusterState.ERROR):
+            progress.step(100, "nothing to do: the cluster is gone or already provisioned")
+            return
+        _set_state(cluster, ClusterState.PROVISIONING, error="")
+        progress.step(5, f"provisioning with the {cluster.driver} driver")
+        try:
+            endpoint, credentials = driver_for(cluster).provision(cluster, progress.step)
+            progress.step(95, "checking the API server")
+            api = api_client(credentials)
+            try:
+                version = server_version(api)
+            finally:
+                api.close()
+        except Exception as exc:
+            _set_state(cluster, ClusterState.ERROR, error=str(exc))
+            raise
+        with transaction.atomic():
+            cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
+            cluster.api_endpoint = endpoint
+            cluster.credentials = credentials
+            cluster.kubernetes_version = version
+            cluster.last_seen = timezone.now()
+            cluster.set_state(ClusterState.ACTIVE, error="")
+            cluster.save()
+            cluster_changed(cluster)
+        progress.step(100, f"cluster is active, Kubernetes {version}")
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def remove_cluster(operation_id, cluster_id):
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    with Progress(operation_id) as progress:
+        if cluster is None:
+            progress.step(100, "already removed")
+            return
+        driver_for(cluster).teardown(cluster, progress.step)
+        progress.step(80, "deleting the cluster's records")
+        cluster_changed(cluster, event="cluster.deleted")
+        cluster.delete()
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=100)
+def check_cluster(cluster_id):
+    return health.check(cluster_id)
+
+
+@shared_task(ignore_result=True)
+def check_all_clusters():
+    for cluster_id in Cluster.objects.monitored().values_list("pk", flat=True):
+        check_cluster.delay(cluster_id)
+
+
+def _set_state(cluster, state, error=None):
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.set_state(state, error=error):
+            locked.save(update_fields=["state", "state_since", "last_error", "modified"])
+            cluster_changed(locked)
+        cluster.state = locked.state

@@ -1,0 +1,72 @@
+"""Viewset bases.  Querysets are always ``restrict``ed for the action, so a row the user may not
+see is a 404, and one they may see but not change is a 403."""
+
+from django.db import transaction
+from rest_framework import exceptions, mixins, viewsets
+
+from portal.permissions import ADD, CHANGE, DELETE, VIEW, can, can_add
+
+ACTION_FOR_METHOD = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": ADD, "PUT": CHANGE, "PATCH": CHANGE, "DELETE": DELETE}
+
+
+class RestrictedViewSetMixin:
+    """Apply ``restrict(user, "view")``; check change/delete on the object, add on the parent."""
+
+    # Extra actions that change things: name -> permission action checked on the object.
+    object_actions = {}
+
+    def get_queryset(self):
+        return super().get_queryset().restrict(self.request.user, VIEW)
+
+    def check_object_permissions(self, request, obj):
+        super().check_object_permissions(request, obj)
+        action = self.object_actions.get(self.action) or ACTION_FOR_METHOD.get(request.method, VIEW)
+        if action in (CHANGE, DELETE) and not can(request.user, action, obj):
+            raise exceptions.PermissionDenied(f"you may not {action} this {obj._meta.verbose_name}")
+
+    def add_scope(self, validated_data):
+        """(cluster, project) that a new row belongs to, for the add check."""
+        return validated_data.get("cluster"), validated_data.get("project")
+
+    def perform_create(self, serializer):
+        cluster, project = self.add_scope(serializer.validated_data)
+        if not can_add(self.request.user, self.queryset.model, cluster=cluster, project=project):
+            raise exceptions.PermissionDenied(f"you may not add a {self.queryset.model._meta.verbose_name} here")
+        with transaction.atomic():
+            serializer.save(**self.extra_create_fields())
+
+    def extra_create_fields(self):
+        return {}
+
+    def perform_update(self, serializer):
+        # Moving a row to another cluster or project needs the right to add it there.
+        cluster, project = self.add_scope(serializer.validated_data)
+        if (cluster is not None or project is not None) and not can_add(
+            self.request.user, self.queryset.model, cluster=cluster, project=project
+        ):
+            raise exceptions.PermissionDenied(f"you may not move this {self.queryset.model._meta.verbose_name} there")
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            instance.delete()
+
+
+class ModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+
+class ReadOnlyModelViewSet(RestrictedViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    pass
+
+
+class CreateListRetrieveDestroyViewSet(
+    RestrictedViewSetMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    pass

@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class PortalConfig(AppConfig):
+    name = "portal"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from portal import audit  # noqa: F401  (connects the audit signal handlers)
+        from portal import signals  # noqa: F401

@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from portal import views
+
+admin.site.site_header = "Corral administration"
+admin.site.site_title = "Corral"
+admin.site.index_title = "Platform"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
+    path("operations/<int:pk>/", views.operation_detail, name="operation-detail"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("portal.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
