@@ -25,7 +25,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,8 +33,20 @@ import ldap.modlist
 from ldif import LDIFWriter
 
 from tools.services import (
-    START_TIMEOUT, ServiceError, apt_install, chown_tree, free_port, locked, log_tail,
-    pid_alive, port_accepts, read_int, require_binary, stop_pid, wait_until,
+    START_TIMEOUT,
+    ServiceError,
+    apt_install,
+    chown_tree,
+    free_port,
+    locked,
+    log_tail,
+    pid_alive,
+    port_accepts,
+    read_int,
+    require_binary,
+    run,
+    stop_pid,
+    wait_until,
 )
 
 # Bump when the generated config or LDIF changes shape, so running instances get rebuilt.
@@ -378,7 +389,7 @@ def write_certificates(tls: Path) -> None:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     tls.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corral test LDAP CA")])
 
@@ -409,8 +420,8 @@ def write_certificates(tls: Path) -> None:
                        ca_key.public_key()), critical=False)
                    .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
-    private = dict(encoding=pem, format=serialization.PrivateFormat.PKCS8,
-                   encryption_algorithm=serialization.NoEncryption())
+    private = {"encoding": pem, "format": serialization.PrivateFormat.PKCS8,
+               "encryption_algorithm": serialization.NoEncryption()}
     (tls / "ca.key").write_bytes(ca_key.private_bytes(**private))
     (tls / "ca.crt").write_bytes(ca_cert.public_bytes(pem))
     (tls / "server.key").write_bytes(key.private_bytes(**private))
@@ -541,13 +552,6 @@ def root_dse_answers(port: int) -> bool:
         return False
     finally:
         conn.unbind_s()
-
-
-def run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ServiceError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}"
-                           f"{proc.stderr}")
 
 
 # --- entries -------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def run(cmd: list[str], *, user: str | None = None, check: bool = True, **kwargs
     """Run a command, as `user` (via runuser) when we are root and it differs."""
     if user and os.geteuid() == 0 and user != "root":
         cmd = ["runuser", "-u", user, "--", *cmd]
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if check and proc.returncode != 0:
         raise ServiceError(
             f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
@@ -160,11 +160,11 @@ def apt_install(*packages: str) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     print(f"tools.services: installing {' '.join(packages)}", file=sys.stderr)
-    if subprocess.run(cmd, env=env, stdout=sys.stderr).returncode == 0:
+    if subprocess.run(cmd, env=env, stdout=sys.stderr, check=False).returncode == 0:
         return
     # A fresh container often has no package lists yet.
     subprocess.run(["apt-get", "update"], env=env, stdout=sys.stderr, check=False)
-    if subprocess.run(cmd, env=env, stdout=sys.stderr).returncode != 0:
+    if subprocess.run(cmd, env=env, stdout=sys.stderr, check=False).returncode != 0:
         raise ServiceError(f"apt-get install {' '.join(packages)} failed")
 
 
@@ -225,14 +225,12 @@ log_line_prefix = '%m [%p] '
 
 
 def pg_bindir() -> Path:
-    versions = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
-    )
+    versions = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/postgres")]
+    versions = sorted(v for v in versions if v.parent.name.isdigit())
     if not versions:
         apt_install("postgresql")
         return pg_bindir()
-    return Path(versions[-1]).parent
+    return max(versions, key=lambda bindir: int(bindir.parent.name))
 
 
 def postgres_url(port: int) -> str:
@@ -286,7 +284,7 @@ def pg_running(data: Path) -> bool:
 
 def pg_ready(bindir: Path, port: int) -> bool:
     proc = subprocess.run([str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
-                          capture_output=True)
+                          capture_output=True, check=False)
     return proc.returncode == 0
 
 
@@ -347,11 +345,15 @@ def stop_redis(var: Path) -> bool:
 
 # --- OpenLDAP (details in tools/ldapdir.py, which needs python-ldap) ----------------------
 
-def ensure_slapd(var: Path, directory: dict | None = None, **kwargs):
-    """A private slapd with a generated directory; see tools.ldapdir.ensure_slapd."""
+def ensure_slapd(var: Path, directory: dict | None = None, *, name: str = "default",
+                 fresh: bool = False):
+    """A private slapd serving a generated directory: a tools.ldapdir.LdapServer.
+
+    Imported lazily: only slapd needs python-ldap and cryptography.
+    """
     from tools import ldapdir
 
-    return ldapdir.ensure_slapd(var, directory, **kwargs)
+    return ldapdir.ensure_slapd(var, directory, name=name, fresh=fresh)
 
 
 def stop_slapds(var: Path) -> list[str]:
@@ -363,15 +365,30 @@ def stop_slapds(var: Path) -> list[str]:
 
 
 def stop_all(var: Path) -> list[str]:
-    """Stop every service started under `var`; returns the names of those that were running."""
+    """Stop every service started under `var`; returns the names of those that were running.
+
+    Also stops instances in var dirs nested one level down (tests make their own there)
+    whose owner died before cleaning up.
+    """
     var = Path(var).resolve()
+    stopped = stop_services(var)
+    for nested in sorted(p for p in var.glob("*/") if not is_service_dir(p)):
+        if any(is_service_dir(p) for p in nested.glob("*/")):
+            stopped += [f"{nested.name}/{name}" for name in stop_services(nested)]
+    return stopped
+
+
+def is_service_dir(path: Path) -> bool:
+    return path.name in ("postgres", "redis") or path.name.startswith("slapd-")
+
+
+def stop_services(var: Path) -> list[str]:
     stopped = []
     if (var / "postgres").is_dir() and stop_postgres(var):
         stopped.append("postgres")
     if (var / "redis").is_dir() and stop_redis(var):
         stopped.append("redis")
-    stopped += stop_slapds(var)
-    return stopped
+    return stopped + stop_slapds(var)
 
 
 def status(var: Path) -> dict[str, str]:
