@@ -108,12 +108,14 @@ def test_second_ensure_redis_reuses_the_running_server(var):
 
 # --- OpenLDAP ------------------------------------------------------------------------------
 
+@pytest.mark.ldap
 def test_user_binds_over_starttls_verifying_the_generated_ca(directory):
     conn = directory.connect("alice", "alice-password")
     assert conn.whoami_s() == f"dn:{directory.user_dn('alice')}"
     conn.unbind_s()
 
 
+@pytest.mark.ldap
 def test_starttls_refuses_a_server_the_ca_does_not_vouch_for(directory, tmp_path):
     other = ensure_slapd(directory.home.parent, {"users": [], "groups": []}, name="other-ca")
     try:
@@ -127,11 +129,13 @@ def test_starttls_refuses_a_server_the_ca_does_not_vouch_for(directory, tmp_path
         other.destroy()
 
 
+@pytest.mark.ldap
 def test_wrong_password_is_refused(directory):
     with pytest.raises(ldap.INVALID_CREDENTIALS):
         directory.connect("alice", "not-alice-password")
 
 
+@pytest.mark.ldap
 def test_disabled_user_is_locked_and_outside_the_required_group(directory):
     with pytest.raises(ldap.INVALID_CREDENTIALS):
         directory.connect("dave", "dave-password")
@@ -142,12 +146,14 @@ def test_disabled_user_is_locked_and_outside_the_required_group(directory):
     assert directory.group_dn("corral-users").encode() not in attrs["memberOf"]
 
 
+@pytest.mark.ldap
 def test_anonymous_users_cannot_read_the_directory(directory):
     conn = ldap.initialize(directory.uri)
     with pytest.raises(ldap.NO_SUCH_OBJECT):
         conn.search_s(directory.users_base, ldap.SCOPE_SUBTREE, "(uid=alice)")
 
 
+@pytest.mark.ldap
 def test_erin_is_a_member_of_more_than_500_groups(directory):
     conn = directory.connect(directory.bind_dn, directory.bind_password)
     [(_, attrs)] = conn.search_s(directory.user_dn("erin"), ldap.SCOPE_BASE,
@@ -160,6 +166,7 @@ def test_erin_is_a_member_of_more_than_500_groups(directory):
     assert len(paged_search(conn, directory.groups_base, member_filter, ["cn"])) == 502
 
 
+@pytest.mark.ldap
 def test_carol_reaches_the_required_group_only_through_nested_groups(directory):
     conn = directory.connect(directory.bind_dn, directory.bind_password)
 
@@ -174,6 +181,7 @@ def test_carol_reaches_the_required_group_only_through_nested_groups(directory):
     assert parents(platform) == {directory.group_dn("corral-users")}
 
 
+@pytest.mark.ldap
 def test_directory_changes_mid_test_are_seen_at_once(pristine):
     directory = pristine
     directory.add_user("zoe", groups=["developers", "corral-users"])
@@ -202,6 +210,7 @@ def test_directory_changes_mid_test_are_seen_at_once(pristine):
     assert attrs["member"] == [directory.nobody_dn.encode()]  # refint emptied the group
 
 
+@pytest.mark.ldap
 def test_reset_restores_the_spec(directory):
     directory.add_user("yann")
     directory.reset()
@@ -210,6 +219,7 @@ def test_reset_restores_the_spec(directory):
     directory.connect("alice", "alice-password").unbind_s()
 
 
+@pytest.mark.ldap
 def test_paused_directory_makes_connections_time_out(directory):
     directory.pause()
     try:
@@ -222,11 +232,13 @@ def test_paused_directory_makes_connections_time_out(directory):
     directory.connect("alice", "alice-password").unbind_s()
 
 
+@pytest.mark.ldap
 def test_second_ensure_slapd_reuses_the_running_instance(directory, var):
     again = ensure_slapd(var, name="tests")
     assert (again.port, again.pid) == (directory.port, directory.pid)
 
 
+@pytest.mark.ldap
 def test_stop_frees_the_port_and_a_later_ensure_starts_again(var):
     small = {"users": default_directory()["users"][:2], "groups": []}
     server = ensure_slapd(var, small, name="stoppable")
@@ -239,6 +251,7 @@ def test_stop_frees_the_port_and_a_later_ensure_starts_again(var):
     again.destroy()
 
 
+@pytest.mark.ldap
 def test_startup_is_fast(var):
     started = time.monotonic()
     server = ensure_slapd(var, name="timed", fresh=True)
@@ -249,6 +262,7 @@ def test_startup_is_fast(var):
 
 # --- CLI and stop_all ----------------------------------------------------------------------
 
+@pytest.mark.ldap
 def test_cli_up_prints_exports_and_down_stops_everything(var):
     cli_var = var / "cli"
 
@@ -257,11 +271,11 @@ def test_cli_up_prints_exports_and_down_stops_everything(var):
                                *args], capture_output=True, text=True, check=True,
                               cwd=services.REPO).stdout
 
-    out = cli("up", "redis", "slapd")
+    out = cli("up", "redis") + cli("up", "slapd")
     exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
     assert exports["PORTAL_REDIS_URL"].startswith("redis://127.0.0.1:")
     assert exports["PORTAL_LDAP_URI"].startswith("ldap://127.0.0.1:")
-    assert (cli_var / "services.env").read_text() == out
+    assert (cli_var / "services.env").read_text() == out  # both `up`s kept
     assert "redis: redis://" in cli("status")
     pids = [services.read_int(cli_var / "redis" / "redis.pid"),
             services.read_int(cli_var / "slapd-default" / "slapd.pid")]
@@ -269,6 +283,7 @@ def test_cli_up_prints_exports_and_down_stops_everything(var):
     assert not any(services.pid_alive(pid) for pid in pids)
 
 
+@pytest.mark.ldap
 def test_stop_all_wakes_a_paused_slapd(var):
     own_var = var / "stop-all"
     server = ensure_slapd(own_var, {"users": [], "groups": []}, name="paused")

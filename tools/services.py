@@ -422,6 +422,16 @@ def env_lines(var: Path, services: list[str]) -> list[str]:
     return [f"export {key}={shlex.quote(value)}" for key, value in lines]
 
 
+def write_env_file(path: Path, lines: list[str]) -> None:
+    """Merge `export KEY=...` lines into the file, so `up postgres` then `up redis` keeps both."""
+    merged = {}
+    if path.exists():
+        merged = {line.split("=", 1)[0]: line for line in path.read_text().splitlines()
+                  if line.startswith("export ")}
+    merged.update({line.split("=", 1)[0]: line for line in lines})
+    path.write_text("".join(f"{line}\n" for line in merged.values()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.services", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -442,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             lines = env_lines(var, args.services or ["postgres", "redis"])
-            (var / "services.env").write_text("\n".join(lines) + "\n")
+            write_env_file(var / "services.env", lines)
             print("\n".join(lines))
         elif args.command == "down":
             stopped = stop_all(var)
