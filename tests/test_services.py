@@ -130,6 +130,17 @@ def test_starttls_refuses_a_server_the_ca_does_not_vouch_for(directory, tmp_path
 
 
 @pytest.mark.ldap
+def test_require_tls_refuses_plain_binds(var):
+    server = ensure_slapd(var, {"require_tls": True, "users": [], "groups": []}, name="tls-only")
+    try:
+        with pytest.raises(ldap.CONFIDENTIALITY_REQUIRED):
+            server.connect(server.bind_dn, server.bind_password, start_tls=False)
+        server.connect(server.bind_dn, server.bind_password).unbind_s()
+    finally:
+        server.destroy()
+
+
+@pytest.mark.ldap
 def test_wrong_password_is_refused(directory):
     with pytest.raises(ldap.INVALID_CREDENTIALS):
         directory.connect("alice", "not-alice-password")
