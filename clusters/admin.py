@@ -7,7 +7,16 @@ from django.utils.html import format_html
 from clusters import tasks
 from clusters.events import cluster_changed
 from clusters.models import (
-    Cluster, ClusterDriver, ClusterEvent, ClusterMembership, ClusterState, Namespace, Node, Pod, Service, Workload,
+    Cluster,
+    ClusterDriver,
+    ClusterEvent,
+    ClusterMembership,
+    ClusterState,
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    Workload,
     grant_creator_ownership,
 )
 from portal import operations

@@ -6,5 +6,7 @@ class PortalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from portal import audit  # noqa: F401  (connects the audit signal handlers)
-        from portal import signals  # noqa: F401
+        from portal import (
+            audit,  # noqa: F401  (connects the audit signal handlers)
+            signals,  # noqa: F401
+        )

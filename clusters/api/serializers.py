@@ -68,6 +68,8 @@ class ClusterSerializer(ModelSerializer):
 
 
 class ClusterMembershipSerializer(SubjectMixin, ModelSerializer):
+    scope_field = "cluster"
+
     class Meta:
         model = ClusterMembership
         fields = ["id", "cluster", "role", "user", "group", "created"]

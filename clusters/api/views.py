@@ -7,7 +7,18 @@ from rest_framework.response import Response
 from clusters import filters, tasks
 from clusters.api import serializers as s
 from clusters.events import cluster_changed
-from clusters.models import Cluster, ClusterEvent, ClusterMembership, ClusterState, Namespace, Node, Pod, Service, Workload, grant_creator_ownership
+from clusters.models import (
+    Cluster,
+    ClusterEvent,
+    ClusterMembership,
+    ClusterState,
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    Workload,
+    grant_creator_ownership,
+)
 from portal import operations
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet

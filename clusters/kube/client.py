@@ -53,7 +53,6 @@ def describe_error(exc, server=""):
     import ssl
 
     import urllib3
-
     from kubernetes.client.exceptions import ApiException
 
     where = f" at {server}" if server else ""

@@ -2,7 +2,8 @@
 
 import logging
 
-from django.core.exceptions import RequestDataTooBig, ValidationError as DjangoValidationError
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from rest_framework import exceptions, status
 from rest_framework.response import Response

@@ -54,11 +54,30 @@ class SubjectMixin:
         )
         return fields
 
+    # Scope field of the binding ("cluster", "project"), for the duplicate check.
+    scope_field = None
+
+    def get_validators(self):
+        # DRF would turn the (scope, user) and (scope, group) unique constraints into "required"
+        # errors on the field not given; the duplicate check below says what is really wrong.
+        return []
+
     def validate(self, attrs):
         user = attrs.get("user", getattr(self.instance, "user", None))
         group = attrs.get("group", getattr(self.instance, "group", None))
         if bool(user) == bool(group):
             raise serializers.ValidationError({"user": ["give exactly one of user or group"]})
+        model = self.Meta.model
+        scope = {self.scope_field: attrs.get(self.scope_field, getattr(self.instance, self.scope_field, None))} if self.scope_field else {}
+        subject = {"user": user} if user else {"group": group}
+        clash = model.objects.filter(**scope, **subject)
+        if self.scope_field is None:
+            clash = clash.filter(role=attrs.get("role", getattr(self.instance, "role", None)))
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            who = f"user {user}" if user else f"group {group}"
+            raise serializers.ValidationError({"user" if user else "group": [f"{who} already has a role here"]})
         return super().validate(attrs)
 
 

@@ -27,6 +27,8 @@ class ProjectSerializer(ModelSerializer):
 
 
 class ProjectMembershipSerializer(SubjectMixin, ModelSerializer):
+    scope_field = "project"
+
     class Meta:
         model = ProjectMembership
         fields = ["id", "project", "role", "user", "group", "created"]

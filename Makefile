@@ -1,0 +1,62 @@
+# Corral: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE := portal.settings
+
+.PHONY: run test deps dev-deps services kube-tools lint migrate clean
+
+$(VENV)/.deps-run: requirements.txt
+	bash tools/bootstrap.sh run
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.deps-dev: $(VENV)/.deps-run requirements-dev.txt
+	bash tools/bootstrap.sh test
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+deps: $(VENV)/.deps-run
+dev-deps: $(VENV)/.deps-dev
+
+# Start web + worker + beat on http://127.0.0.1:8000 with SQLite and a private Redis (unless
+# PORTAL_DATABASE_URL / PORTAL_REDIS_URL say otherwise).
+run: deps
+	@mkdir -p var
+	@if [ -z "$$PORTAL_REDIS_URL" ]; then eval "$$($(PY) -m tools.services up redis)"; fi; \
+	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py ensureadmin --password-file var/admin-password && \
+	$(PY) manage.py collectstatic --noinput -v0 && \
+	exec $(PY) tools/run.py
+
+# The whole test suite on real PostgreSQL and Redis (started under var/ unless given).
+test: dev-deps
+	@mkdir -p var
+	@if [ -z "$$PORTAL_DATABASE_URL" ]; then eval "$$($(PY) -m tools.services up postgres)"; fi; \
+	if [ -z "$$PORTAL_REDIS_URL" ]; then eval "$$($(PY) -m tools.services up redis)"; fi; \
+	set -e; \
+	$(PY) -m ruff check . ; \
+	$(PY) manage.py makemigrations --check --dry-run >/dev/null || { echo "models changed without a migration: run manage.py makemigrations"; exit 1; }; \
+	PORTAL_DEBUG=false PORTAL_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') PORTAL_ALLOWED_HOSTS=corral.example.com \
+	  $(PY) manage.py check --deploy --fail-level WARNING; \
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built).
+kube-tools:
+	bash tools/kube/build.sh
+
+services: deps
+	$(PY) -m tools.services up postgres redis
+
+lint: dev-deps
+	$(PY) -m ruff check .
+
+migrate: deps
+	$(PY) manage.py migrate
+
+clean:
+	-$(PY) -m tools.services down
+	rm -rf var staticfiles

@@ -1,0 +1,72 @@
+"""Shared fixtures.  The database is the PostgreSQL and the channel layer the Redis that
+`make test` starts (or that PORTAL_DATABASE_URL / PORTAL_REDIS_URL name)."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from clusters.models import Cluster, ClusterMembership, ClusterState, Namespace
+from portal.models import ApiToken
+from projects.models import Project, ProjectMembership
+
+pytest_plugins = ["tests.kube_fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_and_eager_celery(settings):
+    from portal.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def make_user(username, **extra):
+    return User.objects.create_user(username=username, password=f"{username}-password-1", email=f"{username}@example.com", **extra)
+
+
+def make_cluster(name, state=ClusterState.ACTIVE, **extra):
+    return Cluster.objects.create(name=name, driver="sandbox", state=state, **extra)
+
+
+class World:
+    """Two tenants.  Cluster A: owner (cluster-owner), viewer (cluster-member and read-only on
+    project P), member (project-member of P).  Cluster B: stranger (cluster-owner)."""
+
+    def __init__(self):
+        self.admin = User.objects.create_superuser("root", "root@example.com", "root-password-1")
+        self.owner = make_user("owner", is_staff=True)
+        self.viewer = make_user("viewer", is_staff=True)
+        self.member = make_user("member")
+        self.stranger = make_user("stranger", is_staff=True)
+        self.nobody = make_user("nobody")
+        self.cluster = make_cluster("alpha")
+        self.other_cluster = make_cluster("bravo")
+        ClusterMembership.objects.create(cluster=self.cluster, user=self.owner, role="cluster-owner")
+        ClusterMembership.objects.create(cluster=self.cluster, user=self.viewer, role="cluster-member")
+        ClusterMembership.objects.create(cluster=self.other_cluster, user=self.stranger, role="cluster-owner")
+        self.project = Project.objects.create(cluster=self.cluster, name="web")
+        self.other_project = Project.objects.create(cluster=self.other_cluster, name="batch")
+        ProjectMembership.objects.create(project=self.project, user=self.viewer, role="read-only")
+        ProjectMembership.objects.create(project=self.project, user=self.member, role="project-member")
+        self.namespace = Namespace.objects.create(cluster=self.cluster, uid="ns-web-1", name="web-prod", project=self.project)
+        self.other_namespace = Namespace.objects.create(
+            cluster=self.other_cluster, uid="ns-batch-1", name="batch-prod", project=self.other_project
+        )
+
+    def client(self, user, read_only=False):
+        client = APIClient()
+        if user is not None:
+            _, secret = ApiToken.issue(user, read_only=read_only)
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        return client
+
+
+@pytest.fixture
+def world(db):
+    return World()
+
+
+@pytest.fixture
+def group(db):
+    return Group.objects.create(name="platform-team")
