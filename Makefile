@@ -33,6 +33,7 @@ run: deps
 	exec $(PY) tools/run.py
 
 # The whole test suite on real PostgreSQL and Redis (started under var/ unless given).
+test: export PORTAL_DB_CONN_MAX_AGE ?= 0
 test: dev-deps
 	@mkdir -p var
 	@if [ -z "$$PORTAL_DATABASE_URL" ]; then eval "$$($(PY) -m tools.services up postgres)"; fi; \

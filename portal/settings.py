@@ -212,6 +212,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ClusterStateEnum": "clusters.models.ClusterState",
+        "OperationStatusEnum": "portal.models.OperationStatus",
+        "AlertStateEnum": "monitoring.models.AlertState",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------
@@ -261,6 +266,9 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("PORTAL_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("PORTAL_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a commitment an operator makes on purpose, not a default.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SESSION_COOKIE_HTTPONLY = True
 
 LOGGING = {

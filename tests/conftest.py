@@ -17,6 +17,8 @@ def _isolated_cache_and_eager_celery(settings):
     from portal.celery import app
 
     app.conf.task_always_eager = True
+    # Password hashing is deliberately slow; tests make many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     app.conf.task_always_eager = False
 

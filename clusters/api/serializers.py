@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
@@ -30,6 +31,7 @@ class ClusterSerializer(ModelSerializer):
         ]
         extra_kwargs = {"slug": {"required": False}}
 
+    @extend_schema_field(serializers.DictField(child=serializers.IntegerField(), allow_null=True))
     def get_summary(self, obj):
         if not hasattr(obj, "nodes_total"):
             return None

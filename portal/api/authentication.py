@@ -26,3 +26,18 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+try:
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+except ImportError:  # pragma: no cover
+    OpenApiAuthenticationExtension = None
+
+if OpenApiAuthenticationExtension is not None:
+
+    class BearerTokenScheme(OpenApiAuthenticationExtension):
+        target_class = "portal.api.authentication.BearerTokenAuthentication"
+        name = "bearerAuth"
+
+        def get_security_definition(self, auto_schema):
+            return {"type": "http", "scheme": "bearer", "description": "A Corral API token: crl_<id>.<secret>"}

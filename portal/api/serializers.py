@@ -1,6 +1,7 @@
 """Serializer bases: unknown fields are errors, and model validation (clean) runs as in forms."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -47,5 +48,6 @@ class BriefSerializer(serializers.ModelSerializer):
 
     display = serializers.SerializerMethodField()
 
+    @extend_schema_field(serializers.CharField())
     def get_display(self, obj):
         return str(obj)

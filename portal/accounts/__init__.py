@@ -1,0 +1,2 @@
+"""Accounts: directory (LDAP / Active Directory) sign-in, login throttling, the user admin and
+the portal's API token pages."""

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "portal.accounts"
+    label = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = "Accounts"
+
+    def ready(self):
+        from portal.accounts import backends  # noqa: F401  (connects the ldap_error receiver)
