@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "portal.apps.PortalConfig",
+    "portal.accounts",
     "clusters.apps.ClustersConfig",
     "projects.apps.ProjectsConfig",
     "monitoring.apps.MonitoringConfig",
@@ -279,3 +280,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("PORTAL_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+from portal.accounts.ldap_config import configure as _configure_ldap  # noqa: E402
+
+_configure_ldap(globals())

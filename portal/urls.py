@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal import views
+from portal.accounts import views as account_views
 
 admin.site.site_header = "Corral administration"
 admin.site.site_title = "Corral"
@@ -12,8 +13,9 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
     path("operations/<int:pk>/", views.operation_detail, name="operation-detail"),
-    path("login/", views.LoginView.as_view(), name="login"),
+    path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("account/", include("portal.accounts.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api.urls")),

@@ -20,6 +20,8 @@ from portal.accounts.models import AccountSource, Profile, source_of
 
 logger = logging.getLogger("portal.accounts")
 
+DIRECTORY_BACKEND_PATH = "portal.accounts.backends.DirectoryBackend"
+
 # LDAP errors seen during the current call: django-auth-ldap swallows some (the user search)
 # and only reports them through the ldap_error signal.
 _errors = contextvars.ContextVar("corral_ldap_errors", default=None)
