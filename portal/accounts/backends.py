@@ -77,6 +77,9 @@ class DirectoryBackend(LDAPBackend):
         if not username or not password:
             return None
         username = username.strip()
+        if "\x00" in username:  # no directory or database holds such a name
+            _refuse(request, username, "NUL character in the user name")
+            return None
         existing = get_user_model().objects.filter(username__iexact=username).select_related("profile").first()
         if existing is not None and source_of(existing) != AccountSource.DIRECTORY:
             _refuse(request, username, "a local account has this name; the directory may not sign it in")
