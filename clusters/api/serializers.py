@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
 from portal.api.portal_serializers import SubjectMixin
-from portal.api.serializers import BriefSerializer, ModelSerializer
+from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
 from portal.validators import validate_dns1123_label
 
 
@@ -137,3 +137,41 @@ class ClusterEventSerializer(InventorySerializer):
             "id", "cluster", "namespace", "type", "reason", "message", "involved_kind", "involved_name",
             "count", "first_seen", "last_seen",
         ]
+
+
+class ClusterImportSerializer(StrictSerializer):
+    """Either a kubeconfig (and optionally which context), or server + CA + bearer token."""
+
+    name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    labels = serializers.DictField(child=serializers.CharField(max_length=63), required=False, default=dict)
+    provider = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    kubeconfig = serializers.CharField(required=False, trim_whitespace=False)
+    context = serializers.CharField(required=False)
+    server = serializers.CharField(required=False)
+    ca_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    token = serializers.CharField(required=False, trim_whitespace=True)
+
+    def __init__(self, *args, require_name=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["name"].required = require_name
+
+    def validate_name(self, value):
+        if Cluster.objects.filter(name=value).exists():
+            raise serializers.ValidationError("a cluster with this name exists already")
+        return value
+
+    def validate(self, attrs):
+        by_kubeconfig = "kubeconfig" in attrs
+        by_token = any(k in attrs for k in ("server", "token", "ca_data"))
+        if by_kubeconfig == by_token:
+            raise serializers.ValidationError(
+                {"kubeconfig": ["give either a kubeconfig, or server, ca_data and token"]}
+            )
+        if by_token:
+            missing = [k for k in ("server", "token") if not attrs.get(k)]
+            if missing:
+                raise serializers.ValidationError({k: ["required with server/token import"] for k in missing})
+        elif "context" in attrs and not attrs["context"]:
+            raise serializers.ValidationError({"context": ["must not be empty"]})
+        return attrs

@@ -1,4 +1,5 @@
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
@@ -7,6 +8,7 @@ from rest_framework.response import Response
 from clusters import filters, tasks
 from clusters.api import serializers as s
 from clusters.events import cluster_changed
+from clusters.kube import importer
 from clusters.models import (
     Cluster,
     ClusterEvent,
@@ -22,6 +24,7 @@ from clusters.models import (
 from portal import operations
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
+from portal.audit import record
 from portal.permissions import CHANGE
 
 
@@ -31,7 +34,7 @@ class ClusterViewSet(ModelViewSet):
     filterset_class = filters.ClusterFilter
     search_fields = ["name", "slug", "description", "provider"]
     ordering_fields = ["name", "state", "created", "last_seen"]
-    object_actions = {"check": CHANGE}
+    object_actions = {"check": CHANGE, "replace_credentials": CHANGE}
 
     def get_queryset(self):
         qs = super().get_queryset()
@@ -69,6 +72,55 @@ class ClusterViewSet(ModelViewSet):
             cluster_changed(locked)
             op = operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
         return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.ClusterImportSerializer, responses={201: s.ClusterSerializer})
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_cluster(self, request):
+        """Import a running cluster: Corral connects and checks before anything is stored."""
+        if getattr(request.auth, "read_only", False):
+            raise exceptions.PermissionDenied("read-only token: this request would change something")
+        data = s.ClusterImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        credentials, version = _verified_credentials(data.validated_data)
+        v = data.validated_data
+        with transaction.atomic():
+            cluster = Cluster(
+                name=v["name"], description=v["description"], labels=v["labels"], provider=v["provider"],
+                driver="imported", api_endpoint=credentials["server"], credentials=credentials,
+                kubernetes_version=version, last_seen=timezone.now(), created_by=request.user,
+            )
+            cluster.set_state(ClusterState.ACTIVE)
+            cluster.full_clean(exclude=["credentials", "slug"])
+            cluster.save()
+            grant_creator_ownership(cluster, request.user)
+            cluster_changed(cluster, event="cluster.created")
+        cluster = self.get_queryset().with_summary().get(pk=cluster.pk)
+        return Response(s.ClusterSerializer(cluster, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ClusterImportSerializer, responses={200: s.ClusterSerializer})
+    @action(detail=True, methods=["post"], url_path="credentials")
+    def replace_credentials(self, request, pk=None):
+        """Give an imported cluster new credentials (checked like an import)."""
+        cluster = self.get_object()
+        if cluster.driver != "imported":
+            raise exceptions.ValidationError({"driver": f"a {cluster.driver} cluster's credentials are managed by Corral"})
+        data = s.ClusterImportSerializer(data=request.data, require_name=False)
+        data.is_valid(raise_exception=True)
+        if "name" in data.validated_data:
+            raise exceptions.ValidationError({"name": ["rename with PATCH, not here"]})
+        credentials, version = _verified_credentials(data.validated_data)
+        with transaction.atomic():
+            locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+            locked.credentials = credentials
+            locked.api_endpoint = credentials["server"]
+            locked.kubernetes_version = version
+            locked.last_seen = timezone.now()
+            if locked.state in (ClusterState.UNAVAILABLE, ClusterState.ERROR):
+                locked.set_state(ClusterState.ACTIVE, error="")
+            locked.save()
+            record("action", locked, message="credentials replaced")
+            cluster_changed(locked)
+        return Response(s.ClusterSerializer(self.get_queryset().with_summary().get(pk=cluster.pk), context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])
@@ -130,3 +182,20 @@ class ClusterEventViewSet(ReadOnlyModelViewSet):
     serializer_class = s.ClusterEventSerializer
     filterset_class = filters.ClusterEventFilter
     search_fields = ["reason", "message", "involved_name"]
+
+
+def _verified_credentials(v):
+    """Credentials from the validated import body, checked against the cluster (400 on failure)."""
+    by_kubeconfig = "kubeconfig" in v
+    try:
+        if by_kubeconfig:
+            credentials = importer.credentials_from_kubeconfig(v["kubeconfig"], v.get("context"))
+        else:
+            credentials = importer.credentials_from_token(v["server"], v.get("ca_data", ""), v["token"])
+        version = importer.verify(credentials)
+    except importer.ImportProblem as problem:
+        field = problem.field
+        if by_kubeconfig and field != "context":
+            field = "kubeconfig"
+        raise exceptions.ValidationError({field: [problem.message]}) from None
+    return credentials, version

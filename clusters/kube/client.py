@@ -56,6 +56,15 @@ def describe_error(exc, server=""):
     from kubernetes.client.exceptions import ApiException
 
     where = f" at {server}" if server else ""
+    # The client turns TLS errors into ApiException(status=0) and then fails decoding its empty
+    # body (AttributeError); the real cause is the exception underneath.
+    if isinstance(exc, AttributeError) and isinstance(exc.__context__, ApiException):
+        exc = exc.__context__
+    if isinstance(exc, ApiException) and exc.status == 0:
+        text = str(exc.reason)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
+            return f"the API server's TLS certificate{where} is not trusted by the given CA"
+        return f"cannot connect to the API server{where} ({text.splitlines()[-1] if text else 'no answer'})"
     if isinstance(exc, ApiException):
         if exc.status == 401:
             return f"the API server{where} rejected the credentials (401 Unauthorized)"
@@ -68,19 +77,25 @@ def describe_error(exc, server=""):
         exc, text = reason, str(reason)
     if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(exc, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return f"the API server's TLS certificate{where} is not trusted by the given CA ({text.split(':')[-1].strip(' )')})"
-    if isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError)) or "timed out" in text:
-        return f"the API server{where} did not answer in time"
+    # NewConnectionError is a subclass of ConnectTimeoutError: test it first.
     if isinstance(exc, (urllib3.exceptions.NewConnectionError, ConnectionError)) or "Connection refused" in text:
         return f"cannot connect to the API server{where} (connection refused or host unreachable)"
+    if isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError)) or "timed out" in text:
+        return f"the API server{where} did not answer in time"
     if "Name or service not known" in text or "nodename nor servname" in text:
         return f"unknown host{where}"
     return f"error talking to the API server{where}: {text}"
 
 
 def server_version(api):
-    """The cluster's Kubernetes version (``v1.36.3``); raises ClusterConnectionError."""
+    """The cluster's Kubernetes version (``v1.36.3``); raises ClusterConnectionError (with
+    ``status`` 401/403 when the credentials were refused)."""
+    from kubernetes.client.exceptions import ApiException
+
     try:
         info = k8s.VersionApi(api).get_code(_request_timeout=api.corral_timeout)
     except Exception as exc:
-        raise ClusterConnectionError(describe_error(exc, api.configuration.host)) from exc
+        error = ClusterConnectionError(describe_error(exc, api.configuration.host))
+        error.status = exc.status if isinstance(exc, ApiException) else None
+        raise error from exc
     return info.git_version
