@@ -29,12 +29,12 @@ def portal_ldap_env(server, **overrides):
 
 
 def apply_directory_settings(settings, environ):
-    from portal.accounts.ldap_config import DIRECTORY_BACKEND, LOCAL_BACKEND, directory_settings
+    from portal.accounts.ldap_config import backends, directory_settings
 
     for name, value in directory_settings(environ).items():
         setattr(settings, name, value)
     settings.PORTAL_LDAP_ENABLED = True
-    settings.AUTHENTICATION_BACKENDS = [LOCAL_BACKEND, DIRECTORY_BACKEND]
+    settings.AUTHENTICATION_BACKENDS = backends(True)
 
 
 @pytest.fixture(scope="session")

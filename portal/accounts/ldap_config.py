@@ -137,15 +137,21 @@ def directory_settings(environ=None):
     }
 
 
+def backends(directory_enabled):
+    """The directory backend goes first: it declines local accounts with one database query,
+    without asking the directory (so a break-glass administrator gets in while the directory
+    is down), and it spares directory users ModelBackend's password hashing, which Django runs
+    even for accounts without a usable password (some 200 ms per login)."""
+    return [DIRECTORY_BACKEND, LOCAL_BACKEND] if directory_enabled else [LOCAL_BACKEND]
+
+
 def configure(settings):
     """Add authentication settings to the settings module's globals()."""
     environ = os.environ
     ldap_settings = directory_settings(environ)
     settings.update(ldap_settings)
     settings["PORTAL_LDAP_ENABLED"] = bool(ldap_settings)
-    backends = [LOCAL_BACKEND] + ([DIRECTORY_BACKEND] if ldap_settings else [])
-    # Local accounts are tried first: a break-glass administrator logs in while the directory is down.
-    settings["AUTHENTICATION_BACKENDS"] = backends
+    settings["AUTHENTICATION_BACKENDS"] = backends(bool(ldap_settings))
     settings["PORTAL_LOGIN_MAX_FAILURES"] = _int(environ, "PORTAL_LOGIN_MAX_FAILURES", 5)
     settings["PORTAL_LOGIN_LOCKOUT_SECONDS"] = _int(environ, "PORTAL_LOGIN_LOCKOUT_SECONDS", 300)
     settings["LOGIN_URL"] = "login"
