@@ -1,0 +1,48 @@
+"""Where the pinned control-plane binaries live, and a clear error when they are not built."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from .errors import MissingBinaries
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "tools" / "kube" / "build.sh"
+BUILD_COMMAND = "make kube-tools"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+
+
+@functools.cache
+def kube_bin_dir() -> Path:
+    """The cache directory for the current pins; $CORRAL_KUBE_BIN_DIR overrides it.
+
+    The key is computed by tools/kube/build.sh itself so Python and the build can never disagree.
+    """
+    override = os.environ.get("CORRAL_KUBE_BIN_DIR")
+    if override:
+        return Path(override)
+    try:
+        out = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), "--print-bin-dir"],
+            check=True, capture_output=True, text=True, timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise MissingBinaries(
+            f"cannot locate the Kubernetes binaries ({detail.strip()}); build them with `{BUILD_COMMAND}`"
+        ) from exc
+    return Path(out.stdout.strip())
+
+
+def require_binaries(bin_dir: Path | None = None) -> Path:
+    bin_dir = bin_dir or kube_bin_dir()
+    missing = [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
+    if missing:
+        raise MissingBinaries(
+            f"missing Kubernetes binaries in {bin_dir}: {', '.join(missing)}; "
+            f"build them with `{BUILD_COMMAND}`"
+        )
+    return bin_dir

@@ -1,0 +1,633 @@
+"""A real Kubernetes control plane on loopback, with kwok nodes instead of machines.
+
+One sandbox = etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok, all the
+upstream binaries built by `make kube-tools`, with state under <root>/<name>/:
+
+  sandbox.json      ports, binaries, command lines and pids (what `down` needs to stop it)
+  kubeconfig        admin kubeconfig (certificates embedded, usable from anywhere)
+  pki/              CA, serving, client and service-account keys
+  logs/<c>.log      one log per component
+  pids/<c>.pid      one pid file per component
+  etcd/             etcd's data directory
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from . import processes
+from .api import APIError, KubeAPI, client_context
+from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
+from .errors import SandboxError
+from .pki import PKI
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.0.0.0/16"  # kwok hands out pod IPs from here; room for 65k pods
+
+# A simulated node looks like a modest worker VM.
+NODE_CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+NODE_ALLOCATABLE = {"cpu": "3800m", "memory": "15Gi", "pods": "110", "ephemeral-storage": "95Gi"}
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+Progress = Callable[[int, str], None]
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("CORRAL_SANDBOX_ROOT") or REPO_ROOT / "var" / "sandboxes")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Sandbox:
+    def __init__(self, name: str, root: Path | None = None):
+        if not NAME_RE.match(name):
+            raise SandboxError(
+                f"invalid sandbox name {name!r}: use lowercase letters, digits and '-', at most 40 characters"
+            )
+        self.name = name
+        self.root = Path(root) if root else default_root()
+        self.dir = self.root / name
+        self.pki = PKI(self.dir / "pki")
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.name} at {self.dir}>"
+
+    # -- paths and state ---------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.dir / "sandbox.json"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.dir / "kubeconfig"
+
+    def log_path(self, component: str) -> Path:
+        return self.dir / "logs" / f"{component}.log"
+
+    def pid_path(self, component: str) -> Path:
+        return self.dir / "pids" / f"{component}.pid"
+
+    def _state(self) -> dict | None:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _save_state(self, state: dict) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_path)
+
+    def _require_state(self) -> dict:
+        state = self._state()
+        if state is None:
+            raise SandboxError(f"sandbox {self.name!r} is not running")
+        return state
+
+    @property
+    def port(self) -> int:
+        return self._require_state()["ports"]["kube-apiserver"]
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_pem(self) -> str:
+        return self.pki.ca.cert.read_text()
+
+    @property
+    def admin_cert_pem(self) -> str:
+        return self.pki.client("admin").cert.read_text()
+
+    @property
+    def admin_key_pem(self) -> str:
+        return self.pki.client("admin").key.read_text()
+
+    @property
+    def bin_dir(self) -> Path:
+        state = self._state()
+        return Path(state["bin_dir"]) if state else kube_bin_dir()
+
+    def api(self) -> KubeAPI:
+        """An admin (system:masters) client for this sandbox's API server."""
+        admin = self.pki.client("admin")
+        return KubeAPI(self.port, self.pki.ca.cert, admin.cert, admin.key)
+
+    # -- queries -------------------------------------------------------------------------------------
+
+    @classmethod
+    def list(cls, root: Path | None = None) -> list[Sandbox]:
+        root = Path(root) if root else default_root()
+        if not root.is_dir():
+            return []
+        return [
+            cls(path.parent.name, root)
+            for path in sorted(root.glob("*/sandbox.json"))
+            if NAME_RE.match(path.parent.name)
+        ]
+
+    def _process(self, state: dict, component: str):
+        entry = state["components"].get(component)
+        if not entry:
+            return None
+        return processes.process_for(entry.get("pid"), entry["argv"][0])
+
+    def is_running(self) -> bool:
+        state = self._state()
+        return bool(state) and any(self._process(state, c) for c in COMPONENTS)
+
+    def status(self) -> dict:
+        state = self._state()
+        if state is None:
+            return {"name": self.name, "running": False, "components": {}}
+        components = {}
+        for component in COMPONENTS:
+            process = self._process(state, component)
+            components[component] = {
+                "pid": state["components"].get(component, {}).get("pid"),
+                "alive": process is not None,
+                "rss_bytes": processes.rss_bytes([process]) if process else 0,
+            }
+        return {
+            "name": self.name,
+            "running": any(c["alive"] for c in components.values()),
+            "healthy": all(c["alive"] for c in components.values()),
+            "endpoint": f"https://127.0.0.1:{state['ports']['kube-apiserver']}",
+            "kubeconfig": str(self.kubeconfig_path),
+            "nodes": state["nodes"],
+            "started_at": state.get("started_at"),
+            "components": components,
+            "rss_bytes": sum(c["rss_bytes"] for c in components.values()),
+        }
+
+    def rss_bytes(self) -> int:
+        """Resident memory of every process of this sandbox."""
+        return self.status().get("rss_bytes", 0)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def up(
+        self,
+        nodes: int = 3,
+        progress: Progress | None = None,
+        api_port: int | None = None,
+        timeout: float = 120,
+    ) -> None:
+        """Start the control plane and `nodes` Ready kwok nodes; blocks until they are."""
+        report = progress or (lambda percent, message: None)
+        if nodes < 0:
+            raise SandboxError("the number of nodes cannot be negative")
+        if self.is_running():
+            raise SandboxError(f"sandbox {self.name!r} is already running at {self.endpoint}")
+        if api_port is not None and _port_in_use(api_port):
+            raise SandboxError(f"port {api_port} on 127.0.0.1 is already in use; choose another or omit it")
+        report(2, "checking binaries")
+        bin_dir = require_binaries(kube_bin_dir())
+
+        if self.dir.exists():
+            shutil.rmtree(self.dir)  # leftovers of a stopped or failed sandbox
+        self.dir.mkdir(parents=True)
+        report(5, "generating certificates")
+        self.pki.generate(self.name)
+
+        names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+        ports = dict(zip(names, _free_ports(len(names))))
+        if api_port is not None:
+            ports["kube-apiserver"] = api_port
+        state = {
+            "name": self.name,
+            "nodes": nodes,
+            "bin_dir": str(bin_dir),
+            "ports": ports,
+            "started_at": time.time(),
+            "components": {},
+        }
+        self._write_configs(ports)
+        argvs = self._command_lines(bin_dir, ports)
+
+        try:
+            self._start(state, "etcd", argvs["etcd"])
+            report(10, "waiting for etcd")
+            self._wait_healthy(state, "etcd", self._etcd_healthy, 30)
+
+            self._start(state, "kube-apiserver", argvs["kube-apiserver"])
+            report(20, "waiting for kube-apiserver")
+            self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
+
+            report(45, "starting controller-manager, scheduler and kwok")
+            for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+                self._start(state, component, argvs[component])
+            for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+                self._wait_healthy(state, component, lambda c=component: self._component_healthy(c), 60)
+
+            report(60, f"creating {nodes} simulated nodes")
+            self._create_nodes(nodes)
+            report(75, "waiting for nodes to be Ready")
+            self._wait_healthy(
+                state, "kwok", lambda: self._ready_nodes() >= nodes, max(timeout, nodes * 0.2),
+                what=f"{nodes} Ready nodes",
+            )
+            report(90, "waiting for the default service account")
+            self._wait_healthy(
+                state, "kube-controller-manager", self._default_service_account_exists, 60,
+                what="the default service account",
+            )
+        except BaseException:
+            try:
+                self._stop_all(state)
+            finally:
+                self.state_path.unlink(missing_ok=True)
+            raise
+        report(100, f"sandbox {self.name} is ready at {self.endpoint}")
+
+    def down(self) -> None:
+        """Stop every process of this sandbox by pid and remove its directory."""
+        state = self._state()
+        if state is None or not self.is_running():
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            raise SandboxError(f"sandbox {self.name!r} is not running")
+        self._stop_all(state)
+        shutil.rmtree(self.dir)
+
+    def stop_apiserver(self) -> None:
+        """Stop only kube-apiserver, to simulate a cluster that becomes unreachable."""
+        state = self._require_state()
+        entry = state["components"]["kube-apiserver"]
+        if not processes.stop(entry.get("pid"), entry["argv"][0]):
+            raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is not running")
+        entry["pid"] = None
+        self._save_state(state)
+        self.pid_path("kube-apiserver").unlink(missing_ok=True)
+
+    def start_apiserver(self, timeout: float = 120) -> None:
+        """Start kube-apiserver again on the same port, with the same certificates and data."""
+        state = self._require_state()
+        if self._process(state, "kube-apiserver"):
+            raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is already running")
+        port = state["ports"]["kube-apiserver"]
+        if _port_in_use(port):
+            raise SandboxError(f"port {port} on 127.0.0.1 is already in use; cannot restart kube-apiserver")
+        self._start(state, "kube-apiserver", state["components"]["kube-apiserver"]["argv"])
+        self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
+
+    def admin_token(self, expiration_seconds: int = 365 * 24 * 3600) -> str:
+        """A bearer token for ServiceAccount kube-system/corral-admin, bound to cluster-admin."""
+        api = self.api()
+        api.create(
+            "/api/v1/namespaces/kube-system/serviceaccounts",
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "corral-admin"}},
+            exist_ok=True,
+        )
+        api.create(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "corral-admin"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "ServiceAccount", "name": "corral-admin", "namespace": "kube-system"}],
+            },
+            exist_ok=True,
+        )
+        response = api.request(
+            "POST",
+            "/api/v1/namespaces/kube-system/serviceaccounts/corral-admin/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
+        return response["status"]["token"]
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None):
+        """Run the pinned kubectl against this sandbox as admin; returns CompletedProcess."""
+        argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig_path}", *args]
+        result = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, input=input)
+        if check and result.returncode != 0:
+            raise SandboxError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _start(self, state: dict, component: str, argv: list[str]) -> None:
+        pid = processes.spawn(argv, self.log_path(component), self.pid_path(component))
+        state["components"][component] = {"argv": argv, "pid": pid}
+        self._save_state(state)
+
+    def _wait_healthy(self, state, component, check, timeout, what=None) -> None:
+        def alive():
+            if not self._process(state, component):
+                raise SandboxError(
+                    f"{component} of sandbox {self.name!r} exited during start-up; "
+                    f"last lines of {self.log_path(component)}:\n{_tail(self.log_path(component))}"
+                )
+
+        def probe():
+            alive()
+            try:
+                return check()
+            except (OSError, APIError):
+                return False
+
+        if not processes.wait_until(probe, timeout):
+            raise SandboxError(
+                f"timed out after {timeout:.0f}s waiting for {what or component} in sandbox {self.name!r}; "
+                f"last lines of {self.log_path(component)}:\n{_tail(self.log_path(component))}"
+            )
+
+    def _stop_all(self, state: dict) -> None:
+        failures = []
+        for component in reversed(COMPONENTS):
+            entry = state["components"].get(component)
+            if not entry:
+                continue
+            try:
+                processes.stop(entry.get("pid"), entry["argv"][0])
+            except OSError as exc:
+                failures.append(str(exc))
+                continue
+            self.pid_path(component).unlink(missing_ok=True)
+        if failures:
+            raise SandboxError(f"could not stop sandbox {self.name!r}: {'; '.join(failures)}")
+
+    def _etcd_healthy(self) -> bool:
+        import urllib.request
+
+        port = self._state()["ports"]["etcd"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            return json.load(response).get("health") == "true"
+
+    def _apiserver_ready(self) -> bool:
+        self.api().get("/readyz")
+        return True
+
+    def _component_healthy(self, component: str) -> bool:
+        import urllib.request
+
+        port = self._state()["ports"][component]
+        context = client_context(None)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=context) as r:
+            return r.status == 200
+
+    def _ready_nodes(self) -> int:
+        items = self.api().get("/api/v1/nodes")["items"]
+        return sum(
+            1
+            for node in items
+            for cond in node.get("status", {}).get("conditions", [])
+            if cond["type"] == "Ready" and cond["status"] == "True"
+        )
+
+    def _default_service_account_exists(self) -> bool:
+        self.api().get("/api/v1/namespaces/default/serviceaccounts/default")
+        return True
+
+    def _create_nodes(self, count: int) -> None:
+        api = self.api()
+
+        def create(index: int) -> None:
+            api.create("/api/v1/nodes", node_manifest(f"kwok-node-{index}"), exist_ok=True)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(create, range(count)))
+
+    def _kubeconfig(self, user: str, port: int, embed: bool) -> dict:
+        pair = self.pki.client(user)
+        if embed:
+            import base64
+
+            def data(path: Path) -> str:
+                return base64.b64encode(path.read_bytes()).decode()
+
+            cluster = {"certificate-authority-data": data(self.pki.ca.cert)}
+            credentials = {
+                "client-certificate-data": data(pair.cert),
+                "client-key-data": data(pair.key),
+            }
+        else:
+            cluster = {"certificate-authority": str(self.pki.ca.cert)}
+            credentials = {"client-certificate": str(pair.cert), "client-key": str(pair.key)}
+        cluster["server"] = f"https://127.0.0.1:{port}"
+        context = f"sandbox-{self.name}"
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": cluster}],
+            "users": [{"name": f"{context}-{user}", "user": credentials}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-{user}"}}],
+            "current-context": context,
+        }
+
+    def _write_configs(self, ports: dict) -> None:
+        port = ports["kube-apiserver"]
+        self.kubeconfig_path.write_text(yaml.safe_dump(self._kubeconfig("admin", port, embed=True)))
+        self.kubeconfig_path.chmod(0o600)
+        for user in ("controller-manager", "scheduler"):
+            (self.dir / f"{user}.kubeconfig").write_text(yaml.safe_dump(self._kubeconfig(user, port, embed=False)))
+        (self.dir / "scheduler.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(self.dir / "scheduler.kubeconfig"),
+                        # The default 50 QPS binds 10,000 pods in minutes; loopback can take far more.
+                        "qps": 500,
+                        "burst": 1000,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        kwok_options = {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokConfiguration",
+            "options": {
+                "cidr": POD_CIDR,
+                "nodeLeaseDurationSeconds": 40,
+                "nodeLeaseParallelism": 16,
+                "podPlayStageParallelism": 16,
+                "nodePlayStageParallelism": 8,
+            },
+        }
+        (self.dir / "kwok.yaml").write_text(
+            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text()
+        )
+
+    def _command_lines(self, bin_dir: Path, ports: dict) -> dict[str, list[str]]:
+        d, pki = self.dir, self.pki
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+        sa_issuer = "https://kubernetes.default.svc.cluster.local"
+        return {
+            "etcd": [
+                str(bin_dir / "etcd"),
+                "--name=sandbox",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=sandbox={peer_url}",
+                # Throw-away clusters: skip fsync, compact hourly, keep the in-memory raft log short.
+                "--unsafe-no-fsync",
+                "--auto-compaction-retention=1",
+                "--snapshot-count=5000",
+                f"--quota-backend-bytes={4 * 1024**3}",
+                "--log-level=warn",
+            ],
+            "kube-apiserver": [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['kube-apiserver']}",
+                f"--tls-cert-file={pki.apiserver.cert}",
+                f"--tls-private-key-file={pki.apiserver.key}",
+                f"--client-ca-file={pki.ca.cert}",
+                "--authorization-mode=Node,RBAC",
+                # On top of the default plugins (which already include these), named so nobody drops them.
+                "--enable-admission-plugins=NodeRestriction,ResourceQuota,LimitRanger,ServiceAccount",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-account-issuer={sa_issuer}",
+                f"--service-account-key-file={pki.service_account_pub}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                f"--requestheader-client-ca-file={pki.ca.cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.client('front-proxy-client').cert}",
+                f"--proxy-client-key-file={pki.client('front-proxy-client').key}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--max-requests-inflight=800",
+                "--max-mutating-requests-inflight=400",
+                "--v=1",
+            ],
+            "kube-controller-manager": [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={d / 'controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={d / 'controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['kube-controller-manager']}",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki.service_account_key}",
+                f"--root-ca-file={pki.ca.cert}",
+                f"--cluster-signing-cert-file={pki.ca.cert}",
+                f"--cluster-signing-key-file={pki.ca.key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--kube-api-qps=300",
+                "--kube-api-burst=600",
+                "--concurrent-replicaset-syncs=10",
+                "--profiling=false",
+                "--v=1",
+            ],
+            "kube-scheduler": [
+                str(bin_dir / "kube-scheduler"),
+                f"--config={d / 'scheduler.yaml'}",
+                f"--authentication-kubeconfig={d / 'scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={d / 'scheduler.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['kube-scheduler']}",
+                "--profiling=false",
+                "--v=1",
+            ],
+            "kwok": [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={self.kubeconfig_path}",
+                f"--config={d / 'kwok.yaml'}",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                f"--server-address=127.0.0.1:{ports['kwok']}",
+                f"--tls-cert-file={pki.apiserver.cert}",
+                f"--tls-private-key-file={pki.apiserver.key}",
+                "--node-ip=127.0.0.1",
+                f"--node-port={ports['kwok']}",
+                f"--cidr={POD_CIDR}",
+                "--node-lease-duration-seconds=40",
+            ],
+        }
+
+
+def node_manifest(name: str) -> dict:
+    """A Node that kwok adopts (by annotation) and keeps Ready; capacity of a 4-CPU, 16 GiB VM."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/worker": "",
+                "node.kubernetes.io/instance-type": "sandbox.4x16",
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": NODE_CAPACITY,
+            "allocatable": NODE_ALLOCATABLE,
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "osImage": "Corral sandbox (kwok)",
+                "kubeletVersion": "v1.36.3",
+                "containerRuntimeVersion": "kwok://v0.8.0",
+                "kernelVersion": "6.1.0",
+                "kubeProxyVersion": "",
+                "bootID": "",
+                "machineID": "",
+                "systemUUID": "",
+            },
+        },
+    }
