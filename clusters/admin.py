@@ -58,7 +58,7 @@ class ClusterAdmin(ChangeLoggedAdmin):
         "credentials_status", "created", "modified", "created_by",
     )
     inlines = [MembershipInline]
-    actions = ["check_now", "remove_clusters"]
+    actions = ["sync_now", "check_now", "remove_clusters"]
 
     @admin.display(description="credentials")
     def credentials_status(self, obj):
@@ -91,6 +91,16 @@ class ClusterAdmin(ChangeLoggedAdmin):
                 locked.save(update_fields=["state", "state_since", "modified"])
                 cluster_changed(locked)
                 operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+
+    @admin.action(description="Sync inventory now")
+    def sync_now(self, request, queryset):
+        started = 0
+        for cluster in queryset.monitored():
+            operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+            started += 1
+        self.message_user(request, f"started a sync of {started} cluster(s); follow them under Operations")
+        if started < queryset.count():
+            self.message_user(request, "clusters that are not active or unavailable were skipped", messages.WARNING)
 
     @admin.action(description="Check health now")
     def check_now(self, request, queryset):

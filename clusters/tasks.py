@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from clusters import health
+from clusters import health, sync
 from clusters.drivers import driver_for
 from clusters.events import cluster_changed
 from clusters.kube.client import api_client, server_version
@@ -47,6 +47,7 @@ def provision_cluster(operation_id, cluster_id):
             cluster.save()
             cluster_changed(cluster)
         progress.step(100, f"cluster is active, Kubernetes {version}")
+    transaction.on_commit(lambda: sync_cluster_quietly.delay(cluster_id))
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -80,3 +81,26 @@ def _set_state(cluster, state, error=None):
             locked.save(update_fields=["state", "state_since", "last_error", "modified"])
             cluster_changed(locked)
         cluster.state = locked.state
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=15 * 60, soft_time_limit=14 * 60)
+def sync_cluster(operation_id, cluster_id):
+    """A user-requested full sync, followed as an operation."""
+    with Progress(operation_id) as progress:
+        sync.sync(cluster_id, progress=progress.step)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=15 * 60, soft_time_limit=14 * 60)
+def sync_cluster_quietly(cluster_id):
+    """The periodic full resync of one cluster (no operation row: it runs every few minutes)."""
+    try:
+        return sync.sync(cluster_id)
+    except (sync.SyncBusy, sync.SyncFailed) as exc:
+        log.info("sync of cluster %s skipped: %s", cluster_id, exc)
+
+
+@shared_task(ignore_result=True)
+def sync_all_clusters():
+    for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
+        if sync.due(cluster_id):
+            sync_cluster_quietly.delay(cluster_id)

@@ -250,6 +250,10 @@ PERIODIC_TASKS = {
         "task": "clusters.tasks.check_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_HEALTH_CHECK_SECONDS", 30)),
     },
+    "clusters: full inventory resync": {
+        "task": "clusters.tasks.sync_all_clusters",
+        "every": timedelta(seconds=env_int("PORTAL_RESYNC_SECONDS", 300)),
+    },
     "portal: purge finished operations": {
         "task": "portal.tasks.purge_operations",
         "every": timedelta(hours=6),

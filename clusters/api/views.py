@@ -34,7 +34,7 @@ class ClusterViewSet(ModelViewSet):
     filterset_class = filters.ClusterFilter
     search_fields = ["name", "slug", "description", "provider"]
     ordering_fields = ["name", "state", "created", "last_seen"]
-    object_actions = {"check": CHANGE, "replace_credentials": CHANGE}
+    object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE}
 
     def get_queryset(self):
         qs = super().get_queryset()
@@ -94,6 +94,7 @@ class ClusterViewSet(ModelViewSet):
             cluster.save()
             grant_creator_ownership(cluster, request.user)
             cluster_changed(cluster, event="cluster.created")
+            operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
         cluster = self.get_queryset().with_summary().get(pk=cluster.pk)
         return Response(s.ClusterSerializer(cluster, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
@@ -121,6 +122,16 @@ class ClusterViewSet(ModelViewSet):
             record("action", locked, message="credentials replaced")
             cluster_changed(locked)
         return Response(s.ClusterSerializer(self.get_queryset().with_summary().get(pk=cluster.pk), context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        """Re-read the cluster's whole inventory now (an operation you can follow)."""
+        cluster = self.get_object()
+        if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
+            raise exceptions.ValidationError({"state": f"a {cluster.state} cluster cannot be synced"})
+        op = operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+        return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])

@@ -1,0 +1,259 @@
+"""Reading a cluster's inventory and writing it to the database, efficiently.
+
+Lists are paginated (``limit``/``continue``) and read as raw JSON, never as client model objects;
+rows are written with bulk upserts keyed by (cluster, uid), what vanished is deleted, and the whole
+cluster is written in one transaction.
+"""
+
+import json
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from clusters.kube.quantity import bytes_, millicores
+from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
+
+log = logging.getLogger(__name__)
+PAGE = 500
+
+RESOURCES = {
+    "namespaces": "/api/v1/namespaces",
+    "nodes": "/api/v1/nodes",
+    "pods": "/api/v1/pods",
+    "services": "/api/v1/services",
+    "events": "/api/v1/events",
+    "deployments": "/apis/apps/v1/deployments",
+    "statefulsets": "/apis/apps/v1/statefulsets",
+    "daemonsets": "/apis/apps/v1/daemonsets",
+    "replicasets": "/apis/apps/v1/replicasets",
+    "jobs": "/apis/batch/v1/jobs",
+    "cronjobs": "/apis/batch/v1/cronjobs",
+}
+WORKLOAD_KINDS = {"deployments": "deployment", "statefulsets": "statefulset", "daemonsets": "daemonset", "jobs": "job", "cronjobs": "cronjob"}
+OWNER_KIND = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset", "Job": "job", "CronJob": "cronjob"}
+MAX_EVENTS = 500
+
+
+def list_raw(api, path, **query):
+    """All items of a list call, page by page; returns (items, resourceVersion)."""
+    items, token, version = [], None, ""
+    while True:
+        params = [("limit", PAGE), *query.items()]
+        if token:
+            params.append(("continue", token))
+        response = api.call_api(
+            path, "GET", query_params=params, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+            _request_timeout=api.corral_timeout * 3,
+        )
+        body = json.loads(response.data)
+        items.extend(body.get("items") or [])
+        meta = body.get("metadata") or {}
+        token, version = meta.get("continue"), meta.get("resourceVersion", "")
+        if not token:
+            return items, version
+
+
+def fetch(api):
+    """Everything Corral keeps, as raw dicts keyed by resource name."""
+    data = {}
+    for name, path in RESOURCES.items():
+        query = {"fieldSelector": "type=Warning"} if name == "events" else {}
+        data[name], _ = list_raw(api, path, **query)
+    return data
+
+
+# --- transforms -------------------------------------------------------------------------------
+
+
+def _time(value):
+    return parse_datetime(value) if value else None
+
+
+def _meta(obj):
+    meta = obj.get("metadata") or {}
+    return {
+        "uid": meta.get("uid", ""), "name": meta.get("name", ""), "labels": meta.get("labels") or {},
+        "resource_version": meta.get("resourceVersion", ""), "created_in_cluster": _time(meta.get("creationTimestamp")),
+    }
+
+
+def node_fields(obj):
+    status, spec = obj.get("status") or {}, obj.get("spec") or {}
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    conditions = status.get("conditions") or []
+    allocatable = status.get("allocatable") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/") and "/" in k) or ["worker"]
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    return {
+        **_meta(obj),
+        "roles": roles,
+        "kubelet_version": (status.get("nodeInfo") or {}).get("kubeletVersion", ""),
+        "os_image": (status.get("nodeInfo") or {}).get("osImage", ""),
+        "internal_ip": addresses.get("InternalIP", "") or "",
+        "capacity": status.get("capacity") or {},
+        "allocatable": allocatable,
+        "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")} for c in conditions],
+        "taints": spec.get("taints") or [],
+        "ready": any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        "unschedulable": bool(spec.get("unschedulable")),
+        "cpu_allocatable_m": millicores(allocatable.get("cpu", 0)),
+        "memory_allocatable_bytes": bytes_(allocatable.get("memory", 0)),
+        "pods_allocatable": int(bytes_(allocatable.get("pods", 0))),
+    }
+
+
+def namespace_fields(obj):
+    return {**_meta(obj), "phase": (obj.get("status") or {}).get("phase", "")}
+
+
+def _containers(spec):
+    return spec.get("containers") or []
+
+
+def workload_fields(obj, kind):
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "cronjob":
+        template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        desired, ready, available = 0, len(status.get("active") or []), 0
+    else:
+        template = spec.get("template") or {}
+        if kind == "daemonset":
+            desired, ready, available = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0), status.get("numberAvailable", 0)
+        elif kind == "job":
+            desired, ready, available = spec.get("completions") or spec.get("parallelism") or 1, status.get("ready", 0) or 0, status.get("succeeded", 0) or 0
+        else:
+            desired, ready, available = spec.get("replicas", 1), status.get("readyReplicas", 0), status.get("availableReplicas", 0)
+    pod_spec = template.get("spec") or {}
+    return {
+        **_meta(obj), "kind": kind,
+        "desired_replicas": desired or 0, "ready_replicas": ready or 0, "available_replicas": available or 0,
+        "images": sorted({c.get("image", "") for c in _containers(pod_spec)}),
+        "selector": (spec.get("selector") or {}).get("matchLabels") or {},
+        "paused": bool(spec.get("paused") or spec.get("suspend")),
+    }
+
+
+def pod_fields(obj):
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+    cpu = mem = 0
+    for container in _containers(spec):
+        requests = (container.get("resources") or {}).get("requests") or {}
+        cpu += millicores(requests.get("cpu", 0))
+        mem += bytes_(requests.get("memory", 0))
+    conditions = status.get("conditions") or []
+    return {
+        **_meta(obj),
+        "node_name": spec.get("nodeName", "") or "",
+        "owner_kind": owner.get("kind", ""), "owner_name": owner.get("name", ""),
+        "phase": status.get("phase", ""),
+        "ready": any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
+        "restarts": sum(s.get("restartCount", 0) for s in statuses),
+        "images": [c.get("image", "") for c in _containers(spec)],
+        "pod_ip": status.get("podIP", "") or "",
+        "cpu_request_m": cpu, "memory_request_bytes": mem,
+        "started": _time(status.get("startTime")),
+    }
+
+
+def service_fields(obj):
+    spec = obj.get("spec") or {}
+    return {
+        **_meta(obj), "type": spec.get("type", ""), "cluster_ip": spec.get("clusterIP", "") or "",
+        "ports": [{k: p.get(k) for k in ("name", "port", "targetPort", "protocol", "nodePort") if p.get(k) is not None} for p in spec.get("ports") or []],
+        "selector": spec.get("selector") or {},
+    }
+
+
+def event_fields(obj):
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    last = obj.get("lastTimestamp") or obj.get("eventTime") or (obj.get("metadata") or {}).get("creationTimestamp")
+    return {
+        **_meta(obj), "type": obj.get("type", ""), "reason": (obj.get("reason") or "")[:128], "message": obj.get("message") or "",
+        "involved_kind": involved.get("kind", ""), "involved_name": involved.get("name", ""),
+        "count": obj.get("count") or 1, "first_seen": _time(obj.get("firstTimestamp")) or _time(last), "last_seen": _time(last),
+    }
+
+
+def _namespace_of(obj):
+    return (obj.get("metadata") or {}).get("namespace", "")
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _upsert(model, cluster, rows, unique=("cluster", "uid")):
+    """Insert or update ``rows`` (dicts of field values) and delete the cluster's other rows."""
+    now = timezone.now()
+    if rows:
+        fields = [key for key in rows[0] if key not in unique] + ["synced"]
+        model.objects.bulk_create(
+            [model(cluster=cluster, synced=now, **row) for row in rows],
+            batch_size=1000, update_conflicts=True, unique_fields=list(unique), update_fields=fields,
+        )
+    key = unique[-1]
+    stale = model.objects.filter(cluster=cluster).exclude(**{f"{key}__in": [row[key] for row in rows]})
+    if model is Namespace:
+        stale = stale.exclude(uid="")  # asked for by Corral, not made in the cluster yet
+    stale.delete()
+
+
+def write(cluster, data):
+    """Write everything ``fetch`` returned, in one transaction.  Returns object counts."""
+    with transaction.atomic():
+        _upsert(Namespace, cluster, [namespace_fields(o) for o in data["namespaces"]], unique=("cluster", "name"))
+        ns_ids = dict(Namespace.objects.filter(cluster=cluster).values_list("name", "id"))
+        _upsert(Node, cluster, [node_fields(o) for o in data["nodes"]])
+        node_ids = dict(Node.objects.filter(cluster=cluster).values_list("name", "id"))
+
+        workloads = []
+        for resource, kind in WORKLOAD_KINDS.items():
+            for obj in data[resource]:
+                ns = ns_ids.get(_namespace_of(obj))
+                if ns is not None:
+                    workloads.append({**workload_fields(obj, kind), "namespace_id": ns})
+        _upsert(Workload, cluster, workloads)
+        workload_ids = {(k, ns, n): i for i, k, ns, n in Workload.objects.filter(cluster=cluster).values_list("id", "kind", "namespace_id", "name")}
+
+        # Pods are owned by ReplicaSets (owned by Deployments) or Jobs (owned by CronJobs)...
+        rs_owner = {}
+        for rs in data["replicasets"]:
+            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
+            owner = next((o for o in owners if o.get("controller")), None)
+            if owner and owner.get("kind") == "Deployment":
+                rs_owner[(_namespace_of(rs), rs["metadata"]["name"])] = owner["name"]
+        pods = []
+        for obj in data["pods"]:
+            ns = ns_ids.get(_namespace_of(obj))
+            if ns is None:
+                continue
+            row = pod_fields(obj)
+            kind, name = row["owner_kind"], row["owner_name"]
+            if kind == "ReplicaSet" and (_namespace_of(obj), name) in rs_owner:
+                kind, name = "Deployment", rs_owner[(_namespace_of(obj), name)]
+            row["workload_id"] = workload_ids.get((OWNER_KIND.get(kind), ns, name))
+            row["node_id"] = node_ids.get(row["node_name"])
+            row["namespace_id"] = ns
+            pods.append(row)
+        _upsert(Pod, cluster, pods)
+
+        services = []
+        for obj in data["services"]:
+            ns = ns_ids.get(_namespace_of(obj))
+            if ns is not None:
+                services.append({**service_fields(obj), "namespace_id": ns})
+        _upsert(Service, cluster, services)
+
+        events = sorted((event_fields(o) | {"namespace_id": ns_ids.get(_namespace_of(o))} for o in data["events"]),
+                        key=lambda e: e["last_seen"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)[:MAX_EVENTS]
+        _upsert(ClusterEvent, cluster, events)
+    return {
+        "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": len(workloads),
+        "pods": len(pods), "services": len(services), "events": len(events),
+    }

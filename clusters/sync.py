@@ -1,0 +1,81 @@
+"""Full inventory sync of one cluster: at most one at a time per cluster, exponential backoff for
+clusters that keep failing."""
+
+import logging
+import time
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from clusters.events import cluster_changed
+from clusters.kube.client import ClusterConnectionError, api_client, describe_error, server_version
+from clusters.kube.inventory import fetch, write
+from clusters.models import Cluster, ClusterState
+
+log = logging.getLogger(__name__)
+LOCK_SECONDS = 15 * 60
+BACKOFF_BASE, BACKOFF_MAX = 30, 15 * 60
+
+
+class SyncBusy(Exception):
+    pass
+
+
+class SyncFailed(Exception):
+    pass
+
+
+def _lock_key(cluster_id):
+    return f"clusters:sync-lock:{cluster_id}"
+
+
+def _failures_key(cluster_id):
+    return f"clusters:sync-failures:{cluster_id}"
+
+
+def due(cluster_id, now=None):
+    """Is a periodic sync due, given the cluster's recent failures?"""
+    state = cache.get(_failures_key(cluster_id))
+    if not state:
+        return True
+    failures, last = state
+    delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1))
+    return (now or time.time()) >= last + delay
+
+
+def sync(cluster_id, progress=None):
+    """Read the cluster's whole inventory and write it; returns the object counts."""
+    step = progress or (lambda pct, msg: None)
+    if not cache.add(_lock_key(cluster_id), 1, LOCK_SECONDS):
+        raise SyncBusy("a sync of this cluster is already running")
+    try:
+        cluster = Cluster.objects.get(pk=cluster_id)
+        if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
+            raise SyncFailed(f"a {cluster.state} cluster is not synced")
+        step(10, "reading the inventory from the API server")
+        started = time.monotonic()
+        api = api_client(cluster.credentials)
+        try:
+            version = server_version(api)
+            data = fetch(api)
+        except ClusterConnectionError as exc:
+            raise SyncFailed(str(exc)) from exc
+        except Exception as exc:
+            raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
+        finally:
+            api.close()
+        read = time.monotonic() - started
+        step(60, f"read {sum(len(v) for v in data.values())} objects in {read:.1f}s; writing")
+        counts = write(cluster, data)
+        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
+        cluster.refresh_from_db()
+        cluster_changed(cluster, event="cluster.synced")
+        cache.delete(_failures_key(cluster_id))
+        step(100, "synced " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        return counts
+    except SyncFailed:
+        failures, _ = cache.get(_failures_key(cluster_id)) or (0, 0)
+        cache.set(_failures_key(cluster_id), (failures + 1, time.time()), BACKOFF_MAX * 4)
+        raise
+    finally:
+        cache.delete(_lock_key(cluster_id))

@@ -1,0 +1,119 @@
+"""Inventory sync against a real sandbox: what Corral stores equals what kubectl reports."""
+
+import json
+import time
+
+import pytest
+
+from clusters import sync
+from clusters.models import Cluster, Namespace, Node, Pod, Workload
+
+pytestmark = pytest.mark.kube
+
+
+@pytest.fixture
+def cluster(db, sandbox):
+    return Cluster.objects.create(
+        name="sandbox", driver="imported", state="active", api_endpoint=sandbox.endpoint,
+        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem},
+    )
+
+
+def kube_json(kubectl, *args):
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+def wait_pods(kubectl, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = kube_json(kubectl, "get", "pods", "-l", "app=nginx")["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        if len(running) == count and len(pods) == count:
+            return pods
+        time.sleep(0.5)
+    raise AssertionError(f"expected {count} running nginx pods")
+
+
+def test_inventory_equals_what_kubectl_reports(cluster, kubectl):
+    kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=3")
+    pods = wait_pods(kubectl, 3)
+    counts = sync.sync(cluster.pk)
+    assert counts["nodes"] == 3
+
+    nodes = {n["metadata"]["name"] for n in kube_json(kubectl, "get", "nodes")["items"]}
+    assert set(Node.objects.filter(cluster=cluster).values_list("name", flat=True)) == nodes
+    assert Node.objects.filter(cluster=cluster, ready=True).count() == 3
+    namespaces = {n["metadata"]["name"] for n in kube_json(kubectl, "get", "namespaces")["items"]}
+    assert set(Namespace.objects.filter(cluster=cluster).values_list("name", flat=True)) == namespaces
+
+    workload = Workload.objects.get(cluster=cluster, namespace__name=kubectl.namespace, name="nginx")
+    assert (workload.kind, workload.desired_replicas, workload.ready_replicas, workload.images) == ("deployment", 3, 3, ["nginx:1.27"])
+    stored = Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace)
+    assert {p.uid for p in stored} == {p["metadata"]["uid"] for p in pods}
+    for pod in stored:
+        assert pod.workload_id == workload.pk and pod.phase == "Running" and pod.node_id is not None
+    cluster.refresh_from_db()
+    assert cluster.last_synced is not None and cluster.kubernetes_version.startswith("v1.36")
+
+
+def test_changes_in_the_cluster_reach_the_database_on_resync(cluster, kubectl):
+    kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=2")
+    pods = wait_pods(kubectl, 2)
+    sync.sync(cluster.pk)
+    kubectl("delete", "pod", pods[0]["metadata"]["name"], "--wait=false")
+    deadline = time.monotonic() + 60
+    while pods[0]["metadata"]["uid"] in {p["metadata"]["uid"] for p in wait_pods(kubectl, 2)} and time.monotonic() < deadline:
+        time.sleep(0.5)
+    sync.sync(cluster.pk)
+    assert pods[0]["metadata"]["uid"] not in set(Pod.objects.filter(cluster=cluster).values_list("uid", flat=True))
+    kubectl("scale", "deployment", "nginx", "--replicas=1")
+    remaining = wait_pods(kubectl, 1)
+    sync.sync(cluster.pk)
+    stored = set(Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).values_list("uid", flat=True))
+    assert stored == {remaining[0]["metadata"]["uid"]}
+    assert Workload.objects.get(cluster=cluster, name="nginx", namespace__name=kubectl.namespace).desired_replicas == 1
+
+
+def test_a_namespace_deleted_in_the_cluster_disappears_but_project_assignment_survives_resync(cluster, kubectl, sandbox):
+    from projects.models import Project
+
+    sync.sync(cluster.pk)
+    project = Project.objects.create(cluster=cluster, name="team")
+    Namespace.objects.filter(cluster=cluster, name=kubectl.namespace).update(project=project)
+    sync.sync(cluster.pk)
+    assert Namespace.objects.get(cluster=cluster, name=kubectl.namespace).project == project
+    sandbox.kubectl("create", "namespace", "short-lived")
+    sync.sync(cluster.pk)
+    assert Namespace.objects.filter(cluster=cluster, name="short-lived").exists()
+    sandbox.kubectl("delete", "namespace", "short-lived", "--wait=false")
+    deadline = time.monotonic() + 60
+    while sandbox.kubectl("get", "namespace", "short-lived", check=False).returncode == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    sync.sync(cluster.pk)
+    assert not Namespace.objects.filter(cluster=cluster, name="short-lived").exists()
+
+
+def test_only_one_sync_per_cluster_at_a_time(cluster):
+    from django.core.cache import cache
+
+    cache.add(sync._lock_key(cluster.pk), 1, 30)
+    try:
+        with pytest.raises(sync.SyncBusy):
+            sync.sync(cluster.pk)
+    finally:
+        cache.delete(sync._lock_key(cluster.pk))
+
+
+def test_a_failing_cluster_backs_off(db):
+    from django.core.cache import cache
+
+    broken = Cluster.objects.create(name="broken", driver="imported", state="active", credentials={"server": "https://127.0.0.1:1", "token": "x"})
+    cache.delete(sync._failures_key(broken.pk))
+    assert sync.due(broken.pk)
+    with pytest.raises(sync.SyncFailed, match="cannot connect"):
+        sync.sync(broken.pk)
+    assert not sync.due(broken.pk)
+    assert sync.due(broken.pk, now=time.time() + sync.BACKOFF_BASE + 1)
+    with pytest.raises(sync.SyncFailed):
+        sync.sync(broken.pk)
+    assert not sync.due(broken.pk, now=time.time() + sync.BACKOFF_BASE + 1)  # doubled
