@@ -228,3 +228,27 @@ def test_start_tls_is_used(directory, settings):
         conn.unbind_s()
     assert settings.AUTH_LDAP_START_TLS is True
     assert login("frank", "frank-password")[1].status_code == 302
+
+
+def test_cluster_and_project_roles_bound_to_a_directory_group(changed_directory):
+    from clusters.models import Cluster, ClusterMembership
+    from projects.models import Project, ProjectMembership
+
+    login("frank", "frank-password")  # mirrors frank's groups (qa, oncall...) into Corral
+    cluster = Cluster.objects.create(name="prod", driver="sandbox", state="active")
+    project = Project.objects.create(cluster=cluster, name="web")
+    ClusterMembership.objects.create(cluster=cluster, group=Group.objects.get(name="oncall"), role="cluster-owner")
+    ProjectMembership.objects.create(project=project, group=Group.objects.get(name="qa"), role="read-only")
+
+    client, _ = login("frank", "frank-password")
+    roles = client.get("/api/v1/me/").json()["roles"]
+    assert {"cluster": cluster.pk, "cluster_name": "prod", "role": "cluster-owner", "via": "group:oncall"} in roles["clusters"]
+    assert roles["projects"][0]["via"] == "group:qa"
+    assert client.get(f"/api/v1/clusters/{cluster.pk}/").status_code == 200
+
+    changed_directory.remove_from_group("frank", "oncall")
+    changed_directory.remove_from_group("frank", "qa")
+    client, _ = login("frank", "frank-password")
+    roles = client.get("/api/v1/me/").json()["roles"]
+    assert roles["clusters"] == [] and roles["projects"] == []
+    assert client.get(f"/api/v1/clusters/{cluster.pk}/").status_code == 404
