@@ -43,8 +43,9 @@ def due(cluster_id, now=None):
     return (now or time.time()) >= last + delay
 
 
-def sync(cluster_id, progress=None):
-    """Read the cluster's whole inventory and write it; returns the object counts."""
+def sync(cluster_id, progress=None, versions=None):
+    """Read the cluster's whole inventory and write it; returns the object counts.  ``versions``
+    (a dict), when given, receives each list's resourceVersion for watches to start from."""
     step = progress or (lambda pct, msg: None)
     if not cache.add(_lock_key(cluster_id), 1, LOCK_SECONDS):
         raise SyncBusy("a sync of this cluster is already running")
@@ -57,7 +58,7 @@ def sync(cluster_id, progress=None):
         api = api_client(cluster.credentials)
         try:
             version = server_version(api)
-            data = fetch(api)
+            data = fetch(api, versions)
         except ClusterConnectionError as exc:
             raise SyncFailed(str(exc)) from exc
         except Exception as exc:

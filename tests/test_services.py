@@ -285,7 +285,7 @@ def test_cli_up_prints_exports_and_down_stops_everything(var):
     out = cli("up", "redis") + cli("up", "slapd")
     exports = dict(line.removeprefix("export ").split("=", 1) for line in out.splitlines())
     assert exports["PORTAL_REDIS_URL"].startswith("redis://127.0.0.1:")
-    assert exports["PORTAL_LDAP_URI"].startswith("ldap://127.0.0.1:")
+    assert exports["PORTAL_LDAP_SERVER_URI"].startswith("ldap://127.0.0.1:")
     assert (cli_var / "services.env").read_text() == out  # both `up`s kept
     assert "redis: redis://" in cli("status")
     pids = [services.read_int(cli_var / "redis" / "redis.pid"),

@@ -168,13 +168,14 @@ class LdapServer:
     def env(self) -> dict[str, str]:
         """Settings for the portal, as PORTAL_LDAP_* environment variables."""
         return {
-            "PORTAL_LDAP_URI": self.uri,
-            "PORTAL_LDAP_START_TLS": "1",
-            "PORTAL_LDAP_CA_FILE": self.ca_cert_file,
+            "PORTAL_LDAP_SERVER_URI": self.uri,
+            "PORTAL_LDAP_START_TLS": "true",
+            "PORTAL_LDAP_CA_CERT_FILE": self.ca_cert_file,
             "PORTAL_LDAP_BIND_DN": self.bind_dn,
             "PORTAL_LDAP_BIND_PASSWORD": self.bind_password,
-            "PORTAL_LDAP_USER_BASE": self.users_base,
-            "PORTAL_LDAP_GROUP_BASE": self.groups_base,
+            "PORTAL_LDAP_USER_SEARCH_BASE": self.users_base,
+            "PORTAL_LDAP_GROUP_SEARCH_BASE": self.groups_base,
+            "PORTAL_LDAP_GROUP_TYPE": "nestedGroupOfNames",
             "PORTAL_LDAP_REQUIRE_GROUP": self.group_dn(self.required_group),
         }
 

@@ -1,5 +1,5 @@
 """Start the whole portal in the foreground: web (daphne, ASGI: HTTP + websockets), a Celery
-worker and Celery beat.  Output is prefixed per process; Ctrl-C (or any process dying) stops all.
+worker, Celery beat and the cluster watcher.  Output is prefixed per process; Ctrl-C (or any process dying) stops all.
 
 Used by `make run`; in production run the same three commands under your supervisor of choice
 (see docker-compose.yml).
@@ -20,6 +20,7 @@ def commands(host, port):
         "web": [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
         "worker": [PYTHON, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [PYTHON, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO"],
+        "watch": [PYTHON, "manage.py", "watch_clusters"],
     }
 
 

@@ -57,12 +57,17 @@ def list_raw(api, path, **query):
             return items, version
 
 
-def fetch(api):
-    """Everything Corral keeps, as raw dicts keyed by resource name."""
+EVENT_QUERY = {"fieldSelector": "type=Warning"}
+
+
+def fetch(api, versions=None):
+    """Everything Corral keeps, as raw dicts keyed by resource name.  ``versions``, when given, is
+    filled with each list's resourceVersion (where a watch can start)."""
     data = {}
     for name, path in RESOURCES.items():
-        query = {"fieldSelector": "type=Warning"} if name == "events" else {}
-        data[name], _ = list_raw(api, path, **query)
+        data[name], version = list_raw(api, path, **(EVENT_QUERY if name == "events" else {}))
+        if versions is not None:
+            versions[name] = version
     return data
 
 
@@ -257,3 +262,68 @@ def write(cluster, data):
         "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": len(workloads),
         "pods": len(pods), "services": len(services), "events": len(events),
     }
+
+
+# --- single changes (from watches) ------------------------------------------------------------
+
+MODELS = {"namespaces": Namespace, "nodes": Node, "pods": Pod, "services": Service, "events": ClusterEvent,
+          **{resource: Workload for resource in WORKLOAD_KINDS}}
+
+
+def _deployment_of_replicaset(pod, rs_name):
+    """A ReplicaSet made by a Deployment is named <deployment>-<pod-template-hash>."""
+    suffix = ((pod.get("metadata") or {}).get("labels") or {}).get("pod-template-hash")
+    if suffix and rs_name.endswith("-" + suffix):
+        return rs_name[: -len(suffix) - 1]
+    return None
+
+
+def row_for(cluster, resource, obj):
+    """Field values for one object, with foreign keys resolved; None when it cannot be placed
+    (its namespace is not known yet)."""
+    if resource == "namespaces":
+        return namespace_fields(obj)
+    if resource == "nodes":
+        return node_fields(obj)
+    ns_name = _namespace_of(obj)
+    ns_id = Namespace.objects.filter(cluster=cluster, name=ns_name).values_list("id", flat=True).first() if ns_name else None
+    if resource == "events":
+        return {**event_fields(obj), "namespace_id": ns_id}
+    if ns_id is None:
+        return None
+    if resource in WORKLOAD_KINDS:
+        return {**workload_fields(obj, WORKLOAD_KINDS[resource]), "namespace_id": ns_id}
+    if resource == "services":
+        return {**service_fields(obj), "namespace_id": ns_id}
+    row = pod_fields(obj)
+    kind, name = row["owner_kind"], row["owner_name"]
+    if kind == "ReplicaSet":
+        deployment = _deployment_of_replicaset(obj, name)
+        if deployment:
+            kind, name = "Deployment", deployment
+    row["workload_id"] = Workload.objects.filter(
+        cluster=cluster, namespace_id=ns_id, kind=OWNER_KIND.get(kind, ""), name=name
+    ).values_list("id", flat=True).first()
+    row["node_id"] = Node.objects.filter(cluster=cluster, name=row["node_name"]).values_list("id", flat=True).first() if row["node_name"] else None
+    row["namespace_id"] = ns_id
+    return row
+
+
+def apply_change(cluster, resource, kind, obj):
+    """Apply one watch event (ADDED, MODIFIED, DELETED); returns (model instance or None, deleted uid or None)."""
+    model = MODELS[resource]
+    uid = (obj.get("metadata") or {}).get("uid", "")
+    if kind == "DELETED":
+        if resource == "namespaces":
+            model.objects.filter(cluster=cluster, name=obj["metadata"]["name"]).exclude(uid="").delete()
+        else:
+            model.objects.filter(cluster=cluster, uid=uid).delete()
+        return None, uid
+    row = row_for(cluster, resource, obj)
+    if row is None:
+        return None, None
+    lookup = {"name": row.pop("name")} if resource == "namespaces" else {"uid": row.pop("uid")}
+    if resource == "namespaces":
+        row["uid"] = uid
+    instance, _ = model.objects.update_or_create(cluster=cluster, **lookup, defaults={**row, "synced": timezone.now()})
+    return instance, None

@@ -1,0 +1,21 @@
+import logging
+import signal
+
+from django.core.management.base import BaseCommand
+
+from clusters.watcher import Supervisor
+
+
+class Command(BaseCommand):
+    help = "Follow watches on every monitored cluster and keep the inventory live (run next to the Celery worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--poll", type=float, default=5.0, help="seconds between checks for added or removed clusters")
+
+    def handle(self, poll, **options):
+        logging.getLogger("clusters").setLevel(logging.INFO)
+        supervisor = Supervisor(poll_seconds=poll)
+        signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+        signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+        self.stdout.write("watching clusters; Ctrl-C stops")
+        supervisor.run()

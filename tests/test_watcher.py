@@ -1,0 +1,100 @@
+"""The live watcher against a real sandbox: changes in the cluster reach the database and a
+subscribed websocket client within seconds, without relisting the cluster."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from clusters import sync
+from clusters.models import Cluster, ClusterMembership, Namespace, Pod
+from clusters.watcher import ClusterWatch
+from tests.test_websocket import connect
+
+pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
+
+
+def _setup(sandbox):
+    from tests.conftest import make_user
+
+    user = make_user("watcher-owner")
+    cluster = Cluster.objects.create(
+        name="live", driver="imported", state="active", api_endpoint=sandbox.endpoint,
+        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem},
+    )
+    ClusterMembership.objects.create(cluster=cluster, user=user, role="cluster-owner")
+    return user, cluster
+
+
+async def wait_until(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await sync_to_async(predicate)():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+async def next_event(communicator, event, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {event} within {timeout}s"
+        message = await communicator.receive_json_from(timeout=remaining)
+        if message.get("event") == event:
+            return message
+
+
+async def test_pod_deleted_in_the_cluster_reaches_database_and_websocket_within_2_seconds(sandbox, kubectl, monkeypatch):
+    user, cluster = await sync_to_async(_setup)(sandbox)
+    relists = []
+    real_sync = sync.sync
+    monkeypatch.setattr(sync, "sync", lambda *a, **k: relists.append(1) or real_sync(*a, **k))
+    watch = ClusterWatch(cluster.pk, None)
+    watch.start()
+    try:
+        await wait_until(lambda: len(watch.threads) > 1 and "pods" in watch.versions)
+        communicator, connected, _ = await connect(user)
+        assert connected
+        await communicator.send_json_to({"action": "subscribe", "group": f"cluster-{cluster.pk}"})
+        await communicator.receive_json_from()
+
+        await sync_to_async(kubectl)("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=2")
+        ns = kubectl.namespace
+        await wait_until(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, phase="Running").count() == 2, timeout=30)
+        pod = await sync_to_async(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns).select_related("workload").first())()
+        assert pod.workload is not None and pod.workload.name == "nginx"
+
+        # drain what creation produced, then delete one pod and time the live path
+        while not await communicator.receive_nothing(timeout=0.3):
+            await communicator.receive_json_from()
+        started = time.monotonic()
+        await sync_to_async(kubectl)("delete", "pod", pod.name, "--wait=false")
+        message = await next_event(communicator, "pod.deleted", timeout=2)
+        assert message["data"]["uid"] == pod.uid
+        assert not await sync_to_async(Pod.objects.filter(uid=pod.uid).exists)()
+        assert time.monotonic() - started < 2
+        # the ReplicaSet's replacement arrives too
+        await wait_until(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, phase="Running").count() == 2, timeout=30)
+
+        await sync_to_async(sandbox.kubectl)("create", "namespace", f"{ns}-new")
+        await wait_until(lambda: Namespace.objects.filter(cluster=cluster, name=f"{ns}-new").exists(), timeout=10)
+        await sync_to_async(sandbox.kubectl)("delete", "namespace", f"{ns}-new", "--wait=false")
+        assert len(relists) == 1  # only the initial list; everything after came from watches
+        await communicator.disconnect()
+    finally:
+        await sync_to_async(watch.stop)(wait=10)
+
+
+def test_a_watch_error_410_means_relist(sandbox):
+    from clusters.watcher import Gone
+
+    user, cluster = _setup(sandbox)
+    watch = ClusterWatch(cluster.pk, None)
+    with pytest.raises(Gone):
+        watch._handle(cluster, "pods", {"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})
+    watch._handle(cluster, "pods", {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12345"}}})
+    assert watch.versions["pods"] == "12345"
+    json.dumps(watch.versions)
