@@ -3,11 +3,14 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from clusters.models import Cluster, ClusterEvent, Node, Workload
+from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
+
+LIST_LIMIT = 200
 
 
 class LoginView(auth_views.LoginView):
@@ -27,16 +30,44 @@ def dashboard(request):
 
 @login_required
 def cluster_detail(request, pk):
+    """One cluster: nodes, namespaces, workloads with their pods, events; ?q= and ?namespace= filter."""
     cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(), pk=pk)
-    user = request.user
+    user, q, namespace = request.user, request.GET.get("q", "").strip()[:100], request.GET.get("namespace", "")[:63]
+    workloads = Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
+    pods = Pod.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
+    events = ClusterEvent.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
+    if namespace:
+        workloads, pods, events = (qs.filter(namespace__name=namespace) for qs in (workloads, pods, events))
+    if q:
+        workloads = workloads.filter(Q(name__icontains=q) | Q(images__icontains=q))
+        pods = pods.filter(Q(name__icontains=q) | Q(images__icontains=q) | Q(node_name__icontains=q))
     context = {
-        "cluster": cluster,
-        "nodes": Node.objects.restrict(user, "view").filter(cluster=cluster)[:200],
-        "workloads": Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")[:200],
-        "events": ClusterEvent.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")[:50],
+        "cluster": cluster, "q": q, "namespace": namespace,
+        "nodes": Node.objects.restrict(user, "view").filter(cluster=cluster)[:LIST_LIMIT],
+        "namespaces": Namespace.objects.restrict(user, "view").filter(cluster=cluster).select_related("project")[:LIST_LIMIT],
+        "workloads": workloads[:LIST_LIMIT],
+        "pods": pods[:LIST_LIMIT],
+        "events": events[:50],
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
     }
     return render(request, "portal/cluster_detail.html", context)
+
+
+@login_required
+def search(request):
+    """Pods, workloads and nodes across every cluster the user may see."""
+    q = request.GET.get("q", "").strip()[:100]
+    results = {}
+    if q:
+        user = request.user
+        results = {
+            "pods": Pod.objects.restrict(user, "view").filter(Q(name__icontains=q) | Q(images__icontains=q))
+            .select_related("cluster", "namespace")[:LIST_LIMIT],
+            "workloads": Workload.objects.restrict(user, "view").filter(Q(name__icontains=q) | Q(images__icontains=q))
+            .select_related("cluster", "namespace")[:LIST_LIMIT],
+            "nodes": Node.objects.restrict(user, "view").filter(name__icontains=q).select_related("cluster")[:LIST_LIMIT],
+        }
+    return render(request, "portal/search.html", {"q": q, "results": results})
 
 
 @login_required

@@ -124,3 +124,18 @@ def test_admin_creating_a_sandbox_cluster_starts_provisioning(world, browser):
     assert response.status_code == 302, response.content[:3000]
     op = Operation.objects.get(kind="provision", cluster__name="try-it")
     assert op.status == "pending"
+
+
+def test_cluster_page_filters_and_search_respect_permissions(world, browser):
+    from clusters.models import Pod, Workload
+
+    w = Workload.objects.create(cluster=world.cluster, namespace=world.namespace, uid="w1", name="frontend", kind="deployment", images=["nginx:1.27"])
+    Pod.objects.create(cluster=world.cluster, namespace=world.namespace, uid="p1", name="frontend-abc", workload=w, images=["nginx:1.27"], phase="Running")
+    Pod.objects.create(cluster=world.other_cluster, namespace=world.other_namespace, uid="p2", name="nginx-secret", images=["nginx:1.27"])
+    page = browser(world.member).get(f"/clusters/{world.cluster.pk}/", {"q": "nginx"}).content.decode()
+    assert "frontend-abc" in page and 'id="pod-p1"' in page
+    page = browser(world.member).get(f"/clusters/{world.cluster.pk}/", {"namespace": "other"}).content.decode()
+    assert "frontend-abc" not in page
+    found = browser(world.member).get("/search/", {"q": "nginx"}).content.decode()
+    assert "frontend-abc" in found and "nginx-secret" not in found
+    assert "nginx-secret" in browser(world.admin).get("/search/", {"q": "nginx"}).content.decode()

@@ -40,6 +40,55 @@
     setText(row, "last_error", data.state === "unavailable" || data.state === "error" ? data.last_error : "");
   }
 
+  function cores(m) { return String(Math.round((m || 0) / 100) / 10); }
+  function size(b) {
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0; b = b || 0;
+    while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+    return i === 0 ? b + " B" : b.toFixed(1) + " " + units[i];
+  }
+
+  function onSummary(data) {
+    var row = document.getElementById("cluster-" + data.id);
+    if (!row) return;
+    setText(row, "nodes", data.nodes_ready + " / " + data.nodes_total);
+    setText(row, "cpu", cores(data.cpu_requested_m) + " / " + cores(data.cpu_allocatable_m));
+    setText(row, "memory", size(data.memory_requested_bytes) + " / " + size(data.memory_allocatable_bytes));
+    setText(row, "pods", data.pods);
+  }
+
+  function onPod(event, data) {
+    var row = document.getElementById("pod-" + data.uid);
+    if (event === "pod.deleted") { if (row) row.remove(); return; }
+    var body = document.getElementById("pods");
+    if (!body) return;
+    if (!row) {
+      if (body.dataset.filtered) return;  // a filtered list only changes on reload
+      var names = {};
+      (body.dataset.namespaces || "").split(",").forEach(function (pair) {
+        var i = pair.indexOf(":"); if (i > 0) names[pair.slice(0, i)] = pair.slice(i + 1);
+      });
+      row = document.createElement("tr");
+      row.id = "pod-" + data.uid;
+      var ns = document.createElement("td"); ns.textContent = names[data.namespace_id] || ""; row.appendChild(ns);
+      var th = document.createElement("th"); th.scope = "row"; th.textContent = data.name; row.appendChild(th);
+      ["phase", "restarts", "node_name"].forEach(function (f) {
+        var td = document.createElement("td"); td.dataset.field = f; row.appendChild(td);
+      });
+      var empty = body.querySelector(".empty-row"); if (empty) empty.remove();
+      body.appendChild(row);
+    }
+    setText(row, "phase", data.phase);
+    setText(row, "restarts", data.restarts);
+    setText(row, "node_name", data.node_name);
+  }
+
+  function onWorkload(event, data) {
+    var row = document.getElementById("workload-" + data.uid);
+    if (!row) return;
+    if (event === "workload.deleted") { row.remove(); return; }
+    setText(row, "ready", data.ready_replicas + " / " + data.desired_replicas);
+  }
+
   function onOperation(data) {
     var root = document.getElementById("operation-" + data.id);
     if (!root) return;
@@ -62,7 +111,11 @@
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
       if (msg.type !== "event") return;
-      if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);
+      if (msg.event === "cluster.summary") onSummary(msg.data);
+      else if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);
+      else if (msg.event.indexOf("pod.") === 0) onPod(msg.event, msg.data);
+      else if (msg.event.indexOf("deployment.") === 0 || msg.event.indexOf("statefulset.") === 0 ||
+               msg.event.indexOf("daemonset.") === 0 || msg.event.indexOf("job.") === 0) onWorkload(msg.event.replace(/^[a-z]+\./, "workload."), msg.data);
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
     };
