@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import uuid
 
+import psutil
 import pytest
 
 from clusters.sandbox import MissingBinaries, Sandbox, SandboxError, require_binaries
@@ -38,9 +40,32 @@ def require_kube_binaries():
         pytest.skip(str(exc))
 
 
+def _stop_orphans() -> None:
+    """Stop sandboxes of earlier pytest runs that died without teardown (SIGKILL, OOM, a timeout)."""
+    for stale in Sandbox.list():
+        owner = re.fullmatch(r"pytest-(\d+)", stale.name)
+        if owner and not psutil.pid_exists(int(owner.group(1))):
+            try:
+                stale.down()
+            except SandboxError:
+                pass
+
+
+def _teardown_on_sigterm() -> None:
+    # `timeout` and CI runners send SIGTERM; turn it into an interrupt so session teardown still
+    # stops the sandbox instead of leaving its processes running.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        def interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     require_kube_binaries()
+    _stop_orphans()
+    _teardown_on_sigterm()
     cluster = Sandbox(f"pytest-{os.getpid()}")
     try:
         cluster.up(nodes=3)
