@@ -75,7 +75,12 @@ def fetch(api, versions=None):
 
 
 def _time(value):
-    return parse_datetime(value) if value else None
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)  # RFC 3339 from the API server; 3.11 reads the "Z"
+    except ValueError:
+        return parse_datetime(value)
 
 
 def _meta(obj):
