@@ -254,6 +254,10 @@ PERIODIC_TASKS = {
         "task": "clusters.tasks.sync_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_RESYNC_SECONDS", 300)),
     },
+    "projects: reconcile every cluster": {
+        "task": "projects.tasks.reconcile_all_clusters",
+        "every": timedelta(seconds=env_int("PORTAL_PROJECT_RECONCILE_SECONDS", 15)),
+    },
     "portal: purge finished operations": {
         "task": "portal.tasks.purge_operations",
         "every": timedelta(hours=6),
@@ -264,6 +268,8 @@ OPERATION_RETENTION_DAYS = env_int("PORTAL_OPERATION_RETENTION_DAYS", 30)
 # --- Kubernetes -------------------------------------------------------------------------------
 
 KUBE_REQUEST_TIMEOUT = env_int("PORTAL_KUBE_TIMEOUT_SECONDS", 10)
+# Kubernetes user "<prefix>user:<username>" and groups "<prefix>group:<group>" that RBAC names.
+KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
 
 # --- Production hardening ---------------------------------------------------------------------

@@ -42,6 +42,10 @@ class Project(ChangeLoggedModel):
     sync_state = models.CharField(max_length=16, choices=ProjectSyncState.choices, default=ProjectSyncState.RECONCILING)
     sync_error = models.TextField(blank=True)
     last_reconciled = models.DateTimeField(null=True, blank=True)
+    quota_status = models.JSONField(
+        default=dict, blank=True, editable=False,
+        help_text="What the cluster reports: used per key summed over the namespaces, and per namespace hard/used",
+    )
 
     objects = ProjectQuerySet.as_manager()
     restrict_scope = "project"
@@ -56,12 +60,16 @@ class Project(ChangeLoggedModel):
         return f"{self.cluster}/{self.name}"
 
     def clean(self):
+        from projects.quotas import check_project
+
         if self.resource_quota and self.namespace_default_quota:
             missing = sorted(set(self.namespace_default_quota) - set(self.resource_quota))
             if missing:
                 raise ValidationError(
                     {"namespace_default_quota": f"limits {', '.join(missing)} that the project quota does not pool"}
                 )
+        if isinstance(self.resource_quota, dict) and isinstance(self.namespace_default_quota, dict):
+            check_project(self)
 
 
 class ProjectMembership(RoleBindingBase):

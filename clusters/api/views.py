@@ -26,6 +26,8 @@ from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
 from portal.permissions import CHANGE
+from projects.api.views import NamespaceChangeMixin
+from projects.defaults import create_default_projects
 
 
 class ClusterViewSet(ModelViewSet):
@@ -93,6 +95,7 @@ class ClusterViewSet(ModelViewSet):
             cluster.full_clean(exclude=["credentials", "slug"])
             cluster.save()
             grant_creator_ownership(cluster, request.user)
+            create_default_projects(cluster)
             cluster_changed(cluster, event="cluster.created")
             operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
         cluster = self.get_queryset().with_summary().get(pk=cluster.pk)
@@ -158,7 +161,7 @@ class NodeViewSet(ReadOnlyModelViewSet):
     ordering_fields = ["name", "cluster", "synced"]
 
 
-class NamespaceViewSet(ReadOnlyModelViewSet):
+class NamespaceViewSet(NamespaceChangeMixin, ReadOnlyModelViewSet):
     queryset = Namespace.objects.select_related("cluster", "project")
     serializer_class = s.NamespaceSerializer
     filterset_class = filters.NamespaceFilter

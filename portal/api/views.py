@@ -52,10 +52,14 @@ class MeView(APIView):
                 "is_administrator": serializers.BooleanField(),
                 "groups": serializers.ListField(child=serializers.CharField()),
                 "roles": serializers.DictField(),
+                "kubernetes_user": serializers.CharField(),
+                "kubernetes_groups": serializers.ListField(child=serializers.CharField()),
             },
         )
     )
     def get(self, request):
+        from projects import identity
+
         user = request.user
         groups, roles = effective_roles(user)
         return Response(
@@ -67,6 +71,9 @@ class MeView(APIView):
                 "is_administrator": is_global_admin(user),
                 "groups": [g.name for g in groups],
                 "roles": roles,
+                # Who the user is to the clusters' RBAC (the subjects Corral's bindings name).
+                "kubernetes_user": identity.kubernetes_user(user),
+                "kubernetes_groups": [identity.group_name(g.name) for g in sorted(groups, key=lambda g: g.name)],
             }
         )
 

@@ -1,7 +1,31 @@
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from clusters.models import Namespace
 from portal.api.viewsets import ModelViewSet
-from projects import filters
+from portal.audit import record
+from portal.permissions import CHANGE, VIEW, can, can_add
+from projects import filters, quotas
 from projects.api import serializers as s
 from projects.models import Project, ProjectMembership
+
+# The cluster's own namespaces: never deleted by Corral, whatever is asked.
+PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease"}
+
+
+def _namespace_data(namespace):
+    from clusters.api.serializers import NamespaceSerializer
+
+    return NamespaceSerializer(namespace).data
+
+
+def _readable_project(user, project):
+    """A project the user may not see does not exist, as far as they can tell."""
+    if project is not None and not can(user, VIEW, project):
+        raise exceptions.ValidationError({"project": [f'Invalid pk "{project.pk}" - object does not exist.']})
 
 
 class ProjectViewSet(ModelViewSet):
@@ -10,9 +34,143 @@ class ProjectViewSet(ModelViewSet):
     filterset_class = filters.ProjectFilter
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created"]
+    object_actions = {"reconcile": CHANGE}
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            Project.objects.select_for_update().filter(pk=serializer.instance.pk).first()
+            super().perform_update(serializer)
+
+    @extend_schema(parameters=[OpenApiParameter("delete_namespaces", bool, description="also delete its namespaces in the cluster")])
+    def destroy(self, request, *args, **kwargs):
+        """Delete a project.  Its namespaces stay (unassigned) unless ``?delete_namespaces=true``."""
+        project = self.get_object()
+        wanted = request.query_params.get("delete_namespaces", "false").lower()
+        if wanted not in ("true", "false", "1", "0", "yes", "no"):
+            raise exceptions.ValidationError({"delete_namespaces": ["must be true or false"]})
+        if project.is_system:
+            raise exceptions.ValidationError({"project": ["the System project holds the cluster's own namespaces and cannot be deleted"]})
+        delete_namespaces = wanted in ("true", "1", "yes")
+        with transaction.atomic():
+            names = sorted(project.namespaces.values_list("name", flat=True))
+            if delete_namespaces:
+                protected = sorted(PROTECTED_NAMESPACES & set(names))
+                if protected:
+                    raise exceptions.ValidationError({"delete_namespaces": [f"Corral never deletes {', '.join(protected)}; move them out first"]})
+                Namespace.objects.filter(project=project).delete()
+                record("action", project, message=f"deleting namespaces {', '.join(names)}"[:300])
+                cluster_id = project.cluster_id
+                from projects.tasks import delete_namespaces as task
+
+                transaction.on_commit(lambda: task.delay(cluster_id, names))
+            project.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.NamespaceCreateSerializer, responses={201: None})
+    @action(detail=True, methods=["get", "post"])
+    def namespaces(self, request, pk=None):
+        """List the project's namespaces, or create one (Corral then creates it in the cluster)."""
+        project = self.get_object() if request.method == "GET" else self._project_for_add(Namespace)
+        if request.method == "GET":
+            return Response([_namespace_data(ns) for ns in project.namespaces.select_related("cluster", "project")])
+        data = s.NamespaceCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        name, own = data.validated_data["name"], data.validated_data["resource_quota"]
+        with transaction.atomic():
+            project = Project.objects.select_for_update().get(pk=project.pk)
+            if Namespace.objects.filter(cluster_id=project.cluster_id, name=name).exists():
+                raise exceptions.ValidationError({"name": [
+                    f"namespace {name!r} already exists in this cluster; move it into the project with PATCH /api/v1/namespaces/<id>/"
+                ]})
+            quotas.check_namespace(project, name, own)
+            namespace = Namespace.objects.create(cluster_id=project.cluster_id, name=name, uid="", project=project, resource_quota=own)
+            record("create", namespace, after={"name": name, "project": project.pk, "resource_quota": own})
+        return Response(_namespace_data(namespace), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ProjectMemberSerializer, responses={201: s.ProjectMembershipSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, pk=None):
+        """List the project's members, or add a user or group with a role."""
+        if request.method == "GET":
+            project = self.get_object()
+            rows = ProjectMembership.objects.filter(project=project).select_related("project", "user", "group")
+            return Response(s.ProjectMembershipSerializer(rows, many=True).data)
+        project = self._project_for_add(ProjectMembership)
+        data = s.ProjectMemberSerializer(data=request.data, context={"project": project, "request": request})
+        data.is_valid(raise_exception=True)
+        with transaction.atomic():
+            membership = data.save(project=project)
+        return Response(s.ProjectMembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def reconcile(self, request, pk=None):
+        """Reconcile the project's cluster now (it also happens after every change and every 15 s)."""
+        from projects.tasks import request_reconcile
+
+        project = self.get_object()
+        request_reconcile(project.cluster_id)
+        return Response({"detail": "reconcile queued"}, status=status.HTTP_202_ACCEPTED)
+
+    def _project_for_add(self, model):
+        # Visible (else 404) and the user may add this kind of row to it (else 403).
+        project = super().get_queryset().filter(pk=self.kwargs["pk"]).first()
+        if project is None:
+            raise exceptions.NotFound()
+        if not can_add(self.request.user, model, project=project):
+            raise exceptions.PermissionDenied(f"you may not add a {model._meta.verbose_name} to this project")
+        return project
+
+    def get_object(self):
+        if self.action in ("namespaces", "members") and self.request.method == "GET":
+            project = super().get_queryset().filter(pk=self.kwargs["pk"]).first()
+            if project is None:
+                raise exceptions.NotFound()
+            return project
+        return super().get_object()
 
 
 class ProjectMembershipViewSet(ModelViewSet):
     queryset = ProjectMembership.objects.select_related("project", "user", "group")
     serializer_class = s.ProjectMembershipSerializer
     filterset_class = filters.ProjectMembershipFilter
+
+
+class NamespaceChangeMixin:
+    """Adds ``PATCH /namespaces/<id>/`` to the inventory's read-only namespace endpoint: move a
+    namespace into or out of a project, or change its own share of the project quota.  Both ends
+    of a move need the right to change the project (or to own the cluster)."""
+
+    @extend_schema(request=s.NamespaceChangeSerializer)
+    def partial_update(self, request, *args, **kwargs):
+        namespace = self.get_object()
+        data = s.NamespaceChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        user = request.user
+        with transaction.atomic():
+            locked = Namespace.objects.select_for_update().select_related("project").get(pk=namespace.pk)
+            source = locked.project
+            target = v["project"] if "project" in v else source
+            _readable_project(user, target)
+            if target is not None and target.cluster_id != locked.cluster_id:
+                raise exceptions.ValidationError({"project": ["the project is in another cluster"]})
+            for end in {source, target}:
+                allowed = can(user, CHANGE, end) if end is not None else can(user, CHANGE, locked)
+                if not allowed:
+                    where = f"project {end.name!r}" if end is not None else "namespaces outside projects"
+                    raise exceptions.PermissionDenied(f"you may not change {where}")
+            own = v.get("resource_quota", locked.resource_quota)
+            if target is not None:
+                target = Project.objects.select_for_update().get(pk=target.pk)
+                quotas.check_namespace(target, locked.name, own, exclude_pk=locked.pk,
+                                       field="resource_quota" if "resource_quota" in v else "project")
+            before = {"project": locked.project_id, "resource_quota": locked.resource_quota}
+            locked.project = target
+            locked.resource_quota = own
+            locked._corral_project_before = source.pk if source is not None and source != target else None
+            locked.save(update_fields=["project", "resource_quota"])
+            after = {"project": locked.project_id, "resource_quota": locked.resource_quota}
+            if before != after:
+                record("update", locked, before=before, after=after)
+        return Response(_namespace_data(Namespace.objects.select_related("cluster", "project").get(pk=locked.pk)))

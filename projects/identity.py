@@ -1,0 +1,31 @@
+"""The Kubernetes identity Corral gives each of its users: one user name and one group name per
+Corral group, under a configurable prefix so they cannot collide with the cluster's own users."""
+
+from django.conf import settings
+
+
+def prefix():
+    return settings.KUBE_IDENTITY_PREFIX
+
+
+def user_name(username):
+    return f"{prefix()}user:{username}"
+
+
+def group_name(name):
+    return f"{prefix()}group:{name}"
+
+
+def kubernetes_user(user):
+    return user_name(user.get_username())
+
+
+def kubernetes_groups(user):
+    return [group_name(g.name) for g in user.groups.order_by("name")]
+
+
+def subject(binding):
+    """The RBAC subject of a role binding row (ProjectMembership or ClusterMembership)."""
+    if binding.user_id:
+        return {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user_name(binding.user.get_username())}
+    return {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": group_name(binding.group.name)}

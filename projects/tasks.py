@@ -1,0 +1,53 @@
+"""Celery tasks: reconcile a cluster's projects after each committed change and every 15 seconds
+(so hand edits are repaired within 30), and delete namespaces when someone explicitly asks."""
+
+import logging
+
+from celery import shared_task
+from django.core.cache import cache
+from django.db import transaction
+
+from clusters.models import Cluster
+from projects import reconciler
+
+log = logging.getLogger(__name__)
+
+
+def _queued_key(cluster_id):
+    return f"projects:reconcile-queued:{cluster_id}"
+
+
+def request_reconcile(cluster_id):
+    """Ask for a reconcile of ``cluster_id`` once the current transaction commits (one queued
+    task per cluster; a pass already running sees the dirty flag and goes round again)."""
+    def enqueue():
+        cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.LOCK_SECONDS)
+        if cache.add(_queued_key(cluster_id), 1, 60):
+            reconcile_cluster.delay(cluster_id)
+
+    transaction.on_commit(enqueue)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
+def reconcile_cluster(cluster_id):
+    cache.delete(_queued_key(cluster_id))
+    try:
+        result = reconciler.reconcile(cluster_id)
+    except reconciler.ReconcileBusy as exc:
+        log.info("%s; it will go round again", exc)
+        return None
+    return {"created": len(result.created), "updated": len(result.updated), "deleted": len(result.deleted),
+            "errors": sum(map(len, result.errors.values()))}
+
+
+@shared_task(ignore_result=True)
+def reconcile_all_clusters():
+    """Every active cluster; projects of clusters that are down show why and wait."""
+    for cluster_id in Cluster.objects.exclude(state__in=["pending", "provisioning", "removing"]).values_list("pk", flat=True):
+        if cache.add(_queued_key(cluster_id), 1, 60):
+            reconcile_cluster.delay(cluster_id)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60)
+def delete_namespaces(cluster_id, names):
+    reconciler.delete_namespaces(cluster_id, names)
