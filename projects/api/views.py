@@ -149,7 +149,7 @@ class NamespaceChangeMixin:
         v = data.validated_data
         user = request.user
         with transaction.atomic():
-            locked = Namespace.objects.select_for_update().select_related("project").get(pk=namespace.pk)
+            locked = Namespace.objects.select_for_update(of=("self",)).select_related("project").get(pk=namespace.pk)
             source = locked.project
             target = v["project"] if "project" in v else source
             _readable_project(user, target)
