@@ -194,8 +194,9 @@ class Node(InventoryModel):
     restrict_cluster = "cluster"
 
     class Meta:
-        ordering = ["cluster", "name"]
+        ordering = ["cluster_id", "name"]
         constraints = inventory_constraints("node")
+        indexes = [models.Index(fields=["cluster", "name"], name="node_listing")]
 
 
 class Namespace(InventoryModel):
@@ -250,8 +251,10 @@ class Workload(NamespacedInventoryModel):
     paused = models.BooleanField(default=False)
 
     class Meta:
-        ordering = ["cluster", "namespace__name", "name"]
+        # Ordered by keys an index covers: a sorted page of 200,000 pods must not sort them all.
+        ordering = ["cluster_id", "namespace_id", "name"]
         constraints = inventory_constraints("workload")
+        indexes = [models.Index(fields=["cluster", "namespace", "name"], name="workload_listing")]
 
     @property
     def healthy(self):
@@ -274,8 +277,10 @@ class Pod(NamespacedInventoryModel):
     started = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["cluster", "namespace__name", "name"]
+        # Ordered by keys an index covers: a sorted page of 200,000 pods must not sort them all.
+        ordering = ["cluster_id", "namespace_id", "name"]
         constraints = inventory_constraints("pod")
+        indexes = [models.Index(fields=["cluster", "namespace", "name"], name="pod_listing")]
 
 
 class Service(NamespacedInventoryModel):
@@ -285,8 +290,10 @@ class Service(NamespacedInventoryModel):
     selector = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        ordering = ["cluster", "namespace__name", "name"]
+        # Ordered by keys an index covers: a sorted page of 200,000 pods must not sort them all.
+        ordering = ["cluster_id", "namespace_id", "name"]
         constraints = inventory_constraints("service")
+        indexes = [models.Index(fields=["cluster", "namespace", "name"], name="service_listing")]
 
 
 class ClusterEvent(InventoryModel):

@@ -198,8 +198,9 @@ def _namespace_of(obj):
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _upsert(model, cluster, rows, unique=("cluster", "uid")):
-    """Insert or update ``rows`` (dicts of field values) and delete the cluster's other rows."""
+def _upsert(model, cluster, rows, seen, unique=("cluster", "uid")):
+    """Insert or update ``rows`` (dicts of field values; only those that changed) and delete the
+    cluster's rows whose key is not in ``seen`` (every key the cluster reported)."""
     now = timezone.now()
     if rows:
         fields = [key for key in rows[0] if key not in unique] + ["synced"]
@@ -208,64 +209,99 @@ def _upsert(model, cluster, rows, unique=("cluster", "uid")):
             batch_size=1000, update_conflicts=True, unique_fields=list(unique), update_fields=fields,
         )
     key = unique[-1]
-    stale = model.objects.filter(cluster=cluster).exclude(**{f"{key}__in": [row[key] for row in rows]})
+    stale = model.objects.filter(cluster=cluster).exclude(**{f"{key}__in": list(seen)})
     if model is Namespace:
         stale = stale.exclude(uid="")  # asked for by Corral, not made in the cluster yet
     stale.delete()
 
 
+def _stored(model, cluster, key="uid", *extra):
+    """What the database holds: key -> (resourceVersion, *extra) for the cluster's rows."""
+    return {row[0]: row[1:] for row in model.objects.filter(cluster=cluster).values_list(key, "resource_version", *extra)}
+
+
+def _version(obj):
+    return (obj.get("metadata") or {}).get("resourceVersion", "")
+
+
+def _uid(obj):
+    return (obj.get("metadata") or {}).get("uid", "")
+
+
 def write(cluster, data):
-    """Write everything ``fetch`` returned, in one transaction.  Returns object counts."""
+    """Write everything ``fetch`` returned, in one transaction; objects whose resourceVersion (and
+    links) did not change since the last sync are not written again.  Returns object counts."""
     with transaction.atomic():
-        _upsert(Namespace, cluster, [namespace_fields(o) for o in data["namespaces"]], unique=("cluster", "name"))
+        stored = _stored(Namespace, cluster, "name", "uid")
+        names = {o["metadata"]["name"] for o in data["namespaces"]}
+        changed = [o for o in data["namespaces"] if stored.get(o["metadata"]["name"]) != (_version(o), _uid(o))]
+        _upsert(Namespace, cluster, [namespace_fields(o) for o in changed], names, unique=("cluster", "name"))
         ns_ids = dict(Namespace.objects.filter(cluster=cluster).values_list("name", "id"))
-        _upsert(Node, cluster, [node_fields(o) for o in data["nodes"]])
+
+        stored = _stored(Node, cluster)
+        changed = [o for o in data["nodes"] if stored.get(_uid(o)) != (_version(o),)]
+        _upsert(Node, cluster, [node_fields(o) for o in changed], {_uid(o) for o in data["nodes"]})
         node_ids = dict(Node.objects.filter(cluster=cluster).values_list("name", "id"))
 
-        workloads = []
+        stored = _stored(Workload, cluster, "uid", "namespace_id")
+        workloads, seen = [], set()
         for resource, kind in WORKLOAD_KINDS.items():
             for obj in data[resource]:
                 ns = ns_ids.get(_namespace_of(obj))
-                if ns is not None:
+                if ns is None:
+                    continue
+                seen.add(_uid(obj))
+                if stored.get(_uid(obj)) != (_version(obj), ns):
                     workloads.append({**workload_fields(obj, kind), "namespace_id": ns})
-        _upsert(Workload, cluster, workloads)
+        _upsert(Workload, cluster, workloads, seen)
+        workload_count = len(seen)
         workload_ids = {(k, ns, n): i for i, k, ns, n in Workload.objects.filter(cluster=cluster).values_list("id", "kind", "namespace_id", "name")}
 
-        # Pods are owned by ReplicaSets (owned by Deployments) or Jobs (owned by CronJobs)...
+        # Pods are owned by ReplicaSets, which Deployments own: link pods to the Deployment.
         rs_owner = {}
         for rs in data["replicasets"]:
             owners = (rs.get("metadata") or {}).get("ownerReferences") or []
             owner = next((o for o in owners if o.get("controller")), None)
             if owner and owner.get("kind") == "Deployment":
                 rs_owner[(_namespace_of(rs), rs["metadata"]["name"])] = owner["name"]
-        pods = []
+        stored = _stored(Pod, cluster, "uid", "namespace_id", "node_id", "workload_id")
+        pods, seen = [], set()
         for obj in data["pods"]:
             ns = ns_ids.get(_namespace_of(obj))
             if ns is None:
                 continue
-            row = pod_fields(obj)
-            kind, name = row["owner_kind"], row["owner_name"]
+            owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+            owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+            kind, name = owner.get("kind", ""), owner.get("name", "")
             if kind == "ReplicaSet" and (_namespace_of(obj), name) in rs_owner:
                 kind, name = "Deployment", rs_owner[(_namespace_of(obj), name)]
-            row["workload_id"] = workload_ids.get((OWNER_KIND.get(kind), ns, name))
-            row["node_id"] = node_ids.get(row["node_name"])
-            row["namespace_id"] = ns
-            pods.append(row)
-        _upsert(Pod, cluster, pods)
+            workload_id = workload_ids.get((OWNER_KIND.get(kind), ns, name))
+            node_id = node_ids.get((obj.get("spec") or {}).get("nodeName"))
+            seen.add(_uid(obj))
+            if stored.get(_uid(obj)) == (_version(obj), ns, node_id, workload_id):
+                continue
+            pods.append({**pod_fields(obj), "workload_id": workload_id, "node_id": node_id, "namespace_id": ns})
+        _upsert(Pod, cluster, pods, seen)
+        pod_count = len(seen)
 
-        services = []
+        stored = _stored(Service, cluster)
+        services, seen = [], set()
         for obj in data["services"]:
             ns = ns_ids.get(_namespace_of(obj))
             if ns is not None:
-                services.append({**service_fields(obj), "namespace_id": ns})
-        _upsert(Service, cluster, services)
+                seen.add(_uid(obj))
+                if stored.get(_uid(obj)) != (_version(obj),):
+                    services.append({**service_fields(obj), "namespace_id": ns})
+        _upsert(Service, cluster, services, seen)
+        service_count = len(seen)
 
-        events = sorted((event_fields(o) | {"namespace_id": ns_ids.get(_namespace_of(o))} for o in data["events"]),
-                        key=lambda e: e["last_seen"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)[:MAX_EVENTS]
-        _upsert(ClusterEvent, cluster, events)
+        recent = sorted(data["events"], key=lambda o: o.get("lastTimestamp") or o.get("eventTime") or "", reverse=True)[:MAX_EVENTS]
+        stored = _stored(ClusterEvent, cluster)
+        events = [event_fields(o) | {"namespace_id": ns_ids.get(_namespace_of(o))} for o in recent if stored.get(_uid(o)) != (_version(o),)]
+        _upsert(ClusterEvent, cluster, events, {_uid(o) for o in recent})
     return {
-        "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": len(workloads),
-        "pods": len(pods), "services": len(services), "events": len(events),
+        "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": workload_count,
+        "pods": pod_count, "services": service_count, "events": len(recent),
     }
 
 
