@@ -117,3 +117,20 @@ def test_a_failing_cluster_backs_off(db):
     with pytest.raises(sync.SyncFailed):
         sync.sync(broken.pk)
     assert not sync.due(broken.pk, now=time.time() + sync.BACKOFF_BASE + 1)  # doubled
+
+
+def test_a_resync_rewrites_only_what_changed(cluster, kubectl):
+    kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=2")
+    wait_pods(kubectl, 2)
+    sync.sync(cluster.pk)
+    before = dict(Pod.objects.filter(cluster=cluster).values_list("uid", "synced"))
+    nodes_before = dict(Node.objects.filter(cluster=cluster).values_list("uid", "synced"))
+    sync.sync(cluster.pk)
+    assert dict(Pod.objects.filter(cluster=cluster).values_list("uid", "synced")) == before
+    # kwok renews node heartbeats, so nodes may change between syncs; pods here do not.
+    assert set(Node.objects.filter(cluster=cluster).values_list("uid", flat=True)) == set(nodes_before)
+    kubectl("label", "pod", "-l", "app=nginx", "touched=yes")
+    sync.sync(cluster.pk)
+    after = dict(Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).values_list("uid", "synced"))
+    assert all(after[uid] > before[uid] for uid in after)
+    assert all(p.labels.get("touched") == "yes" for p in Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace))
