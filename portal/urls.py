@@ -13,6 +13,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
     path("search/", views.search, name="search"),
+    path("projects/", include("projects.urls")),
     path("operations/<int:pk>/", views.operation_detail, name="operation-detail"),
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),

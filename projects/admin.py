@@ -1,7 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.html import format_html_join
 
 from portal.admin_base import ChangeLoggedAdmin
 from projects.models import Project, ProjectMembership
+from projects.quotas import summary
 
 
 class ProjectMembershipInline(admin.TabularInline):
@@ -17,8 +19,29 @@ class ProjectAdmin(ChangeLoggedAdmin):
     list_filter = ("cluster", "sync_state", "is_system")
     list_select_related = ("cluster",)
     search_fields = ("name", "description", "cluster__name")
-    readonly_fields = ("is_system", "sync_state", "sync_error", "last_reconciled", "created", "modified", "created_by")
+    readonly_fields = (
+        "is_system", "quota_summary", "sync_state", "sync_error", "last_reconciled", "created", "modified", "created_by",
+    )
     inlines = [ProjectMembershipInline]
+    actions = ["reconcile_now"]
+
+    @admin.display(description="Quota: pool / allocated / left / used")
+    def quota_summary(self, obj):
+        if obj.pk is None:
+            return "–"
+        quota = summary(obj)
+        rows = [(key, pool, quota["allocated"].get(key, "0"), quota["left"].get(key), quota["used"].get(key, "–"))
+                for key, pool in quota["pool"].items()]
+        return format_html_join("<br>", "{}: {} / {} / {} / {}", rows) or "no pool"
+
+    @admin.action(description="Reconcile the selected projects' clusters now")
+    def reconcile_now(self, request, queryset):
+        from projects.tasks import request_reconcile
+
+        clusters = set(queryset.values_list("cluster_id", flat=True))
+        for cluster_id in clusters:
+            request_reconcile(cluster_id)
+        messages.info(request, f"reconcile queued for {len(clusters)} cluster(s)")
 
 
 @admin.register(ProjectMembership)

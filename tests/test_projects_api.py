@@ -214,3 +214,15 @@ def test_group_rename_asks_for_a_reconcile(world, group, django_capture_on_commi
         Group.objects.filter(pk=group.pk).first().save()
     assert queued == [world.cluster.pk]
     cache.delete(f"projects:reconcile-queued:{world.cluster.pk}")
+
+
+def test_project_pages_show_pool_allocation_and_only_visible_projects(world, pooled, client):
+    client.force_login(world.member)
+    page = client.get("/projects/").content.decode()
+    assert "web" in page and "batch" not in page
+    detail = client.get(f"/projects/{pooled.pk}/").content.decode()
+    assert "limits.cpu" in detail and "web-prod" in detail
+    assert client.get(f"/projects/{world.other_project.pk}/").status_code == 404
+    client.force_login(world.admin)
+    admin_page = client.get(f"/admin/projects/project/{pooled.pk}/change/").content.decode()
+    assert "limits.cpu: 4 / 1 / 3 / –" in admin_page

@@ -1,0 +1,35 @@
+"""Portal pages: the projects a user may see, each with its pool, allocation, usage, namespaces,
+members and reconcile state."""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+
+from clusters.models import Namespace
+from portal.permissions import CHANGE, VIEW, can
+from projects.models import Project, ProjectMembership
+from projects.quotas import effective_quota, summary
+
+
+@login_required
+def project_list(request):
+    projects = Project.objects.restrict(request.user, VIEW).select_related("cluster").prefetch_related("namespaces")
+    rows = [{"project": p, "quota": summary(p), "namespaces": len(p.namespaces.all())} for p in projects[:500]]
+    return render(request, "projects/project_list.html", {"rows": rows})
+
+
+@login_required
+def project_detail(request, pk):
+    project = get_object_or_404(Project.objects.restrict(request.user, VIEW).select_related("cluster"), pk=pk)
+    namespaces = list(Namespace.objects.restrict(request.user, VIEW).filter(project=project))
+    status = (project.quota_status or {}).get("namespaces", {})
+    quota = summary(project, namespaces)
+    context = {
+        "project": project,
+        "quota_rows": [(key, pool, quota["allocated"].get(key, "0"), quota["left"].get(key), quota["used"].get(key, "–"))
+                       for key, pool in quota["pool"].items()],
+        "namespaces": [{"ns": ns, "quota": effective_quota(project, ns.resource_quota), "own": bool(ns.resource_quota),
+                        "used": status.get(ns.name, {}).get("used", {})} for ns in namespaces],
+        "members": ProjectMembership.objects.filter(project=project).select_related("user", "group"),
+        "may_change": can(request.user, CHANGE, project),
+    }
+    return render(request, "projects/project_detail.html", context)
