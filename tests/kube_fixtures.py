@@ -35,9 +35,10 @@ def require_kube_binaries():
     try:
         return require_binaries()
     except MissingBinaries as exc:
-        if _in_ci():
-            pytest.fail(f"CI must run real clusters: {exc}", pytrace=False)
-        pytest.skip(str(exc))
+        problem = str(exc)
+    if _in_ci():
+        pytest.fail(f"CI must run real clusters: {problem}", pytrace=False)
+    pytest.skip(problem)
 
 
 def _stop_orphans() -> None:
