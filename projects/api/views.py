@@ -87,7 +87,7 @@ class ProjectViewSet(ModelViewSet):
             record("create", namespace, after={"name": name, "project": project.pk, "resource_quota": own})
         return Response(_namespace_data(namespace), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.ProjectMemberSerializer, responses={201: s.ProjectMembershipSerializer})
+    @extend_schema(request=s.ProjectMembershipSerializer, responses={201: s.ProjectMembershipSerializer})
     @action(detail=True, methods=["get", "post"])
     def members(self, request, pk=None):
         """List the project's members, or add a user or group with a role."""
