@@ -76,10 +76,29 @@ def _port_in_use(port: int) -> bool:
 
 
 def _tail(path: Path, lines: int = 15) -> str:
+    """The log's klog error/fatal lines if it has any (the flag dump drowns them otherwise), else its end."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no log)"
+    errors = [line for line in text if re.match(r"^[EF]\d{4} ", line) or '"level":"fatal"' in line]
+    return "\n".join((errors or text)[-lines:])
+
+
+def _has_default_route() -> bool:
+    """kube-apiserver derives its advertised address from the default route and refuses to start without one."""
+    for table in ("/proc/net/route", "/proc/net/ipv6_route"):
+        try:
+            rows = Path(table).read_text().splitlines()
+        except OSError:
+            continue
+        if table.endswith("ipv6_route"):
+            defaults = [r.split() for r in rows if r.split()[:2] == ["0" * 32, "00"]]
+            if any(fields[-1] != "lo" for fields in defaults):
+                return True
+        elif any(r.split()[1] == "00000000" and r.split()[0] != "lo" for r in rows[1:]):
+            return True
+    return False
 
 
 class Sandbox:
@@ -546,6 +565,7 @@ class Sandbox:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki.client('front-proxy-client').cert}",
                 f"--proxy-client-key-file={pki.client('front-proxy-client').key}",
+                *([] if _has_default_route() else ["--advertise-address=127.0.0.1"]),
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--max-requests-inflight=800",
