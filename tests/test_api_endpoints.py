@@ -97,6 +97,8 @@ class TestNodes(APIViewTests):
 
 
 class TestNamespaces(APIViewTests):
+    """Namespaces come from the clusters; people only move them between projects (PATCH)."""
+
     basename = "namespace"
     model = Namespace
     read_only = True
@@ -105,6 +107,16 @@ class TestNamespaces(APIViewTests):
         if i == 0:
             return namespace
         return Namespace.objects.create(cluster=cluster, uid=f"ns-{cluster.pk}-{i}", name=f"extra-{i}", project=project)
+
+    def test_viewer_may_read_but_not_change(self, world):
+        obj = self.ours(world)
+        client = world.client(world.viewer)
+        assert client.get(self.detail_url(obj)).status_code == 200
+        assert client.patch(self.detail_url(obj), {"project": None}, format="json").status_code == 403
+        assert client.post(self.list_url(), {}, format="json").status_code == 405
+        assert client.delete(self.detail_url(obj)).status_code == 405
+        obj.refresh_from_db()
+        assert obj.project == world.project
 
 
 class TestWorkloads(APIViewTests):
