@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(gcc libldap2-dev libsasl2-dev redis-server)
 if [ "${1:-run}" = test ]; then
-  want+=(postgresql slapd ldap-utils)
+  want+=(postgresql slapd ldap-utils chromium chromium-driver)
 fi
 missing=()
 for pkg in "${want[@]}"; do
