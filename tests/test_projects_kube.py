@@ -228,3 +228,20 @@ def test_unavailable_cluster_shows_why_and_catches_up_when_back(cluster, owner, 
     reconciled(cluster)
     project.refresh_from_db()
     assert project.sync_state == "in-sync" and project.sync_error == ""
+
+
+def test_a_project_namespace_deleted_by_hand_is_made_again(cluster, owner, sandbox):
+    from clusters import sync
+
+    project = Project.objects.create(cluster=cluster, name="keep", namespace_default_quota={"pods": "5"})
+    ns = add_namespace(owner, project, ns_name("keep"))
+    reconciled(cluster)
+    sync.sync(cluster.pk)
+    assert Namespace.objects.get(pk=ns.pk).uid != ""
+    sandbox.kubectl("delete", "namespace", ns.name, "--wait=true", "--timeout=60s")
+    sync.sync(cluster.pk)
+    forgotten = Namespace.objects.get(pk=ns.pk)  # kept, in its project, waiting to be made again
+    assert (forgotten.uid, forgotten.project_id) == ("", project.pk)
+    reconciled(cluster)
+    assert sandbox.kubectl("get", "namespace", ns.name, check=False).returncode == 0
+    assert kube_json(sandbox, "get", "resourcequota", desired.QUOTA_NAME, "-n", ns.name)["spec"]["hard"] == {"pods": "5"}

@@ -211,8 +211,16 @@ def _upsert(model, cluster, rows, seen, unique=("cluster", "uid")):
     key = unique[-1]
     stale = model.objects.filter(cluster=cluster).exclude(**{f"{key}__in": list(seen)})
     if model is Namespace:
-        stale = stale.exclude(uid="")  # asked for by Corral, not made in the cluster yet
+        stale = _forget_namespaces(stale)
     stale.delete()
+
+
+def _forget_namespaces(stale):
+    """Namespaces gone from the cluster: those in a project are Corral's to keep (the reconciler
+    makes them again), so they only lose their uid; the rest are deleted."""
+    stale = stale.exclude(uid="")  # asked for by Corral, not made in the cluster yet
+    stale.filter(project__isnull=False).update(uid="", phase="", resource_version="")
+    return stale.filter(project__isnull=True)
 
 
 def _stored(model, cluster, key="uid", *extra):
@@ -356,7 +364,7 @@ def apply_change(cluster, resource, kind, obj):
     uid = (obj.get("metadata") or {}).get("uid", "")
     if kind == "DELETED":
         if resource == "namespaces":
-            model.objects.filter(cluster=cluster, name=obj["metadata"]["name"]).exclude(uid="").delete()
+            _forget_namespaces(model.objects.filter(cluster=cluster, name=obj["metadata"]["name"])).delete()
         else:
             model.objects.filter(cluster=cluster, uid=uid).delete()
         return None, uid
