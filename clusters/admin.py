@@ -31,7 +31,7 @@ class ClusterForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if self.instance.pk is None and data.get("driver") == ClusterDriver.IMPORTED:
-            raise forms.ValidationError("To add a cluster that exists already, import it with its kubeconfig.")
+            raise forms.ValidationError("To add a cluster that exists already, use “Import a cluster” on the cluster list.")
         if self.instance.pk is not None and data.get("driver") != self.instance.driver:
             self.add_error("driver", "the driver of an existing cluster cannot change")
         nodes = (data.get("driver_config") or {}).get("nodes", 3)
@@ -59,6 +59,31 @@ class ClusterAdmin(ChangeLoggedAdmin):
     )
     inlines = [MembershipInline]
     actions = ["sync_now", "check_now", "remove_clusters"]
+    change_list_template = "admin/clusters/cluster/change_list.html"
+
+    def get_urls(self):
+        from django.urls import path
+
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="clusters_cluster_import"), *super().get_urls()]
+
+    def import_view(self, request):
+        """Import a running cluster (kubeconfig, or server + CA + token), checked before storing."""
+        from django.shortcuts import redirect
+        from django.template.response import TemplateResponse
+
+        from clusters.forms import ClusterImportForm
+
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        form = ClusterImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            cluster = form.save(request.user)
+            self.message_user(request, f"Imported {cluster.name} (Kubernetes {cluster.kubernetes_version}); its first sync has started.")
+            return redirect("admin:clusters_cluster_change", cluster.pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "title": "Import a cluster"}
+        return TemplateResponse(request, "admin/clusters/cluster/import.html", context)
 
     @admin.display(description="credentials")
     def credentials_status(self, obj):
@@ -69,7 +94,7 @@ class ClusterAdmin(ChangeLoggedAdmin):
         if not change:
             grant_creator_ownership(obj, request.user)
             op = operations.start("provision", tasks.provision_cluster, cluster=obj, user=request.user, args=(obj.pk,))
-            url = reverse("operation-detail", args=[op.pk])
+            url = reverse("portal-operation", args=[op.pk])
             self.message_user(request, format_html('Provisioning started: <a href="{}">follow it</a>.', url))
             cluster_changed(obj, event="cluster.created")
         else:

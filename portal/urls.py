@@ -11,10 +11,11 @@ admin.site.index_title = "Platform"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
+    path("clusters/import/", views.cluster_import, name="cluster-import"),
+    path("clusters/<int:pk>/", views.cluster_detail, name="portal-cluster"),
     path("search/", views.search, name="search"),
     path("projects/", include("projects.urls")),
-    path("operations/<int:pk>/", views.operation_detail, name="operation-detail"),
+    path("operations/<int:pk>/", views.operation_detail, name="portal-operation"),
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("account/", include("portal.accounts.urls")),

@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.db.models import Q
 from django.http import JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
@@ -51,6 +51,18 @@ def cluster_detail(request, pk):
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
     }
     return render(request, "portal/cluster_detail.html", context)
+
+
+@login_required
+def cluster_import(request):
+    """Import a running cluster; Corral connects and checks before anything is stored."""
+    from clusters.forms import ClusterImportForm
+
+    form = ClusterImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        cluster = form.save(request.user)
+        return redirect("portal-cluster", pk=cluster.pk)
+    return render(request, "portal/cluster_import.html", {"form": form})
 
 
 @login_required

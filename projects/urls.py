@@ -3,6 +3,6 @@ from django.urls import path
 from projects import views
 
 urlpatterns = [
-    path("", views.project_list, name="project-list"),
-    path("<int:pk>/", views.project_detail, name="project-detail"),
+    path("", views.project_list, name="portal-projects"),
+    path("<int:pk>/", views.project_detail, name="portal-project"),
 ]

@@ -185,3 +185,29 @@ def test_removing_an_imported_cluster_forgets_it_but_leaves_the_cluster_alone(
     assert not Cluster.objects.filter(pk=cluster_id).exists()
     assert not Node.objects.filter(cluster_id=cluster_id).exists()
     assert kubectl("get", "namespace", kubectl.namespace, "-o", "name").strip() == f"namespace/{kubectl.namespace}"
+
+
+def test_portal_and_admin_import_forms(world, sandbox, admin_token):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(world.owner)
+    page = client.post("/clusters/import/", {"name": "imported", "server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "token": "wrong"})
+    assert page.status_code == 200 and "rejected the credentials" in page.content.decode()
+    assert not Cluster.objects.filter(name="imported").exists()
+    upload = kubeconfig(sandbox.endpoint, sandbox.ca_pem, admin_token)
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post("/clusters/import/", {"name": "imported", "kubeconfig_file": SimpleUploadedFile("config", upload.encode())})
+    assert response.status_code == 302
+    cluster = Cluster.objects.get(name="imported")
+    assert response["Location"] == f"/clusters/{cluster.pk}/"
+    assert cluster.projects.filter(name__in=["System", "Default"]).count() == 2
+
+    admin = Client()
+    admin.force_login(world.admin)
+    assert "Import a cluster" in admin.get("/admin/clusters/cluster/").content.decode()
+    page = admin.post("/admin/clusters/cluster/import/", {"name": "from-admin", "kubeconfig": "kind: Pod"})
+    assert "not a kubeconfig" in page.content.decode()
+    response = admin.post("/admin/clusters/cluster/import/", {"name": "from-admin", "kubeconfig": upload})
+    assert response.status_code == 302 and Cluster.objects.filter(name="from-admin", state="active").exists()

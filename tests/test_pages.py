@@ -139,3 +139,9 @@ def test_cluster_page_filters_and_search_respect_permissions(world, browser):
     found = browser(world.member).get("/search/", {"q": "nginx"}).content.decode()
     assert "frontend-abc" in found and "nginx-secret" not in found
     assert "nginx-secret" in browser(world.admin).get("/search/", {"q": "nginx"}).content.decode()
+
+
+def test_portal_links_lead_to_portal_pages_not_the_api(world, browser):
+    page = browser(world.owner).get("/").content.decode()
+    assert f'href="/clusters/{world.cluster.pk}/"' in page
+    assert "/api/v1/clusters/" not in page

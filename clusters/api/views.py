@@ -21,13 +21,13 @@ from clusters.models import (
     Workload,
     grant_creator_ownership,
 )
+from clusters.registry import register_imported
 from portal import operations
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
 from portal.permissions import CHANGE
 from projects.api.views import NamespaceChangeMixin
-from projects.defaults import create_default_projects
 
 
 class ClusterViewSet(ModelViewSet):
@@ -85,19 +85,10 @@ class ClusterViewSet(ModelViewSet):
         data.is_valid(raise_exception=True)
         credentials, version = _verified_credentials(data.validated_data)
         v = data.validated_data
-        with transaction.atomic():
-            cluster = Cluster(
-                name=v["name"], description=v["description"], labels=v["labels"], provider=v["provider"],
-                driver="imported", api_endpoint=credentials["server"], credentials=credentials,
-                kubernetes_version=version, last_seen=timezone.now(), created_by=request.user,
-            )
-            cluster.set_state(ClusterState.ACTIVE)
-            cluster.full_clean(exclude=["credentials", "slug"])
-            cluster.save()
-            grant_creator_ownership(cluster, request.user)
-            create_default_projects(cluster)
-            cluster_changed(cluster, event="cluster.created")
-            operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+        cluster = register_imported(
+            name=v["name"], credentials=credentials, version=version, user=request.user,
+            description=v["description"], labels=v["labels"], provider=v["provider"],
+        )
         cluster = self.get_queryset().with_summary().get(pk=cluster.pk)
         return Response(s.ClusterSerializer(cluster, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 

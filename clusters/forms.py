@@ -1,0 +1,62 @@
+"""The import form, shared by the admin and the portal (the API has its serializer)."""
+
+from django import forms
+
+from clusters.kube import importer
+from clusters.models import Cluster
+from clusters.registry import register_imported
+
+
+class ClusterImportForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    kubeconfig = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false"}),
+                                 help_text="Paste the output of: kubectl config view --raw --flatten --minify")
+    kubeconfig_file = forms.FileField(required=False, label="or upload a kubeconfig")
+    context = forms.CharField(required=False, help_text="Which context, when the kubeconfig has several")
+    server = forms.CharField(required=False, label="or: API server URL", help_text="https://...")
+    ca_data = forms.CharField(required=False, label="CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 4}))
+    token = forms.CharField(required=False, label="Bearer token", widget=forms.PasswordInput(render_value=False))
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Cluster.objects.filter(name=name).exists():
+            raise forms.ValidationError("a cluster with this name exists already")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("kubeconfig_file")
+        if upload:
+            if upload.size > importer.MAX_KUBECONFIG_BYTES:
+                raise forms.ValidationError({"kubeconfig_file": "the file is too large to be a kubeconfig"})
+            try:
+                data["kubeconfig"] = upload.read().decode()
+            except UnicodeDecodeError:
+                raise forms.ValidationError({"kubeconfig_file": "the file is not text"}) from None
+        by_kubeconfig = bool(data.get("kubeconfig", "").strip())
+        by_token = bool(data.get("server") or data.get("token"))
+        if by_kubeconfig == by_token:
+            raise forms.ValidationError("Give either a kubeconfig, or the API server URL, CA certificate and token.")
+        if self.errors:
+            return data
+        try:
+            if by_kubeconfig:
+                credentials = importer.credentials_from_kubeconfig(data["kubeconfig"], data.get("context") or None)
+            else:
+                credentials = importer.credentials_from_token(data.get("server", ""), data.get("ca_data", ""), data.get("token", ""))
+            data["version"] = importer.verify(credentials)
+        except importer.ImportProblem as problem:
+            field = problem.field if problem.field in self.fields else None
+            if by_kubeconfig and field not in ("context",):
+                field = "kubeconfig"
+            raise forms.ValidationError({field: problem.message} if field else problem.message) from None
+        data["credentials"] = credentials
+        return data
+
+    def save(self, user):
+        data = self.cleaned_data
+        return register_imported(
+            name=data["name"], credentials=data["credentials"], version=data["version"], user=user,
+            description=data.get("description", ""),
+        )
