@@ -35,6 +35,18 @@ def memory_lines(sandbox: Sandbox) -> list[str]:
     return [f"  RSS total       {mib(status['rss_bytes'])}", f"    ({parts})"]
 
 
+def idle_cpu_percent(sandbox: Sandbox, seconds: float = 30) -> float:
+    """CPU used by all processes of an idle sandbox, in percent of one core."""
+    import psutil
+
+    pids = [c["pid"] for c in sandbox.status()["components"].values()]
+    procs = [psutil.Process(pid) for pid in pids]
+    before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    time.sleep(seconds)
+    after = sum(sum(p.cpu_times()[:2]) for p in procs)
+    return (after - before) / seconds * 100
+
+
 def timed_up(sandbox: Sandbox, nodes: int) -> float:
     started = time.monotonic()
     sandbox.up(nodes=nodes, timeout=600)
@@ -50,6 +62,7 @@ def bench_small(root: Path) -> None:
         print(f"  start-up        {seconds:.1f} s (to healthy control plane + 3 Ready nodes)")
         for line in memory_lines(sandbox):
             print(line)
+        print(f"  idle CPU        {idle_cpu_percent(sandbox):.1f} % of one core (30 s sample)")
     finally:
         sandbox.down()
 
