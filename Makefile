@@ -43,6 +43,7 @@ test: dev-deps
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null || { echo "models changed without a migration: run manage.py makemigrations"; exit 1; }; \
 	PORTAL_DEBUG=false PORTAL_SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))') PORTAL_ALLOWED_HOSTS=corral.example.com \
 	  $(PY) manage.py check --deploy --fail-level WARNING; \
+	$(PY) manage.py collectstatic --noinput -v0; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built).

@@ -109,7 +109,8 @@ def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kub
             raise AssertionError(f"login failed; page: {browser.title} {browser.page_source[:3000]}") from None
         assert "live-browser" in browser.page_source
 
-        browser.get(f"{live_server_url}/clusters/{cluster.pk}/")
+        # Other tests' namespaces share the sandbox: look at this test's namespace only.
+        browser.get(f"{live_server_url}/clusters/{cluster.pk}/?namespace={kubectl.namespace}")
         WebDriverWait(browser, 10).until(lambda d: "Live updates on" in d.find_element(By.ID, "live-status").text)
         pod = Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).first()
         assert browser.find_elements(By.ID, f"pod-{pod.uid}")
@@ -122,6 +123,13 @@ def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kub
         assert elapsed < 2
         assert browser.execute_script("return window.__notReloaded === true;")
         # and the ReplicaSet's replacement appears on the page, live too
-        WebDriverWait(browser, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]")) == 2)
+        def rows(d):
+            return sorted(e.get_attribute("id") for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]"))
+
+        try:
+            WebDriverWait(browser, 20).until(lambda d: len(rows(d)) == 2)
+        except Exception:
+            stored = sorted(f"pod-{uid}" for uid in Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).values_list("uid", flat=True))
+            raise AssertionError(f"page rows {rows(browser)}, database {stored}") from None
     finally:
         watch.stop(wait=10)

@@ -62,11 +62,12 @@
     var body = document.getElementById("pods");
     if (!body) return;
     if (!row) {
-      if (body.dataset.filtered) return;  // a filtered list only changes on reload
+      if (body.dataset.query) return;  // a searched list only changes on reload
       var names = {};
       (body.dataset.namespaces || "").split(",").forEach(function (pair) {
         var i = pair.indexOf(":"); if (i > 0) names[pair.slice(0, i)] = pair.slice(i + 1);
       });
+      if (body.dataset.namespace && names[data.namespace_id] !== body.dataset.namespace) return;
       row = document.createElement("tr");
       row.id = "pod-" + data.uid;
       var ns = document.createElement("td"); ns.textContent = names[data.namespace_id] || ""; row.appendChild(ns);
