@@ -25,6 +25,13 @@ class NamespacedFilter(InventoryFilter):
     project = django_filters.NumberFilter(field_name="namespace__project_id")
 
 
+class ImageFilterMixin(django_filters.FilterSet):
+    image = django_filters.CharFilter(method="filter_image", help_text="part of a container image name")
+
+    def filter_image(self, queryset, name, value):
+        return queryset.filter(images__icontains=value)
+
+
 class NodeFilter(InventoryFilter):
     class Meta:
         model = Node
@@ -37,28 +44,19 @@ class NamespaceFilter(InventoryFilter):
         fields = ["cluster", "project", "phase"]
 
 
-class WorkloadFilter(NamespacedFilter):
-    image = django_filters.CharFilter(method="filter_image")
-
+class WorkloadFilter(ImageFilterMixin, NamespacedFilter):
     class Meta:
         model = Workload
         fields = ["cluster", "kind", "namespace"]
 
-    def filter_image(self, queryset, name, value):
-        return queryset.filter(images__icontains=value)
 
-
-class PodFilter(NamespacedFilter):
+class PodFilter(ImageFilterMixin, NamespacedFilter):
     node = django_filters.CharFilter(field_name="node_name")
-    image = django_filters.CharFilter(method="filter_image")
     workload = django_filters.NumberFilter(field_name="workload_id")
 
     class Meta:
         model = Pod
         fields = ["cluster", "namespace", "phase", "ready"]
-
-    def filter_image(self, queryset, name, value):
-        return queryset.filter(images__icontains=value)
 
 
 class ServiceFilter(NamespacedFilter):

@@ -13,11 +13,6 @@ from portal.models import Operation
 LIST_LIMIT = 200
 
 
-class LoginView(auth_views.LoginView):
-    template_name = "portal/login.html"
-    redirect_authenticated_user = True
-
-
 class LogoutView(auth_views.LogoutView):
     http_method_names = ["post", "options"]
 

@@ -165,3 +165,21 @@ def test_page_size_is_capped(world, settings):
     settings.API_MAX_PAGE_SIZE = 5
     body = world.client(world.admin).get("/api/v1/clusters/", {"limit": 10000}).json()
     assert "limit=5" in (body["next"] or "limit=5")
+
+
+def test_pod_filters_across_clusters(world):
+    from clusters.models import Pod
+
+    Pod.objects.create(cluster=world.cluster, namespace=world.namespace, uid="a", name="web-a", images=["nginx:1.27"], phase="Running", node_name="n1")
+    Pod.objects.create(cluster=world.cluster, namespace=world.namespace, uid="b", name="db-b", images=["postgres:16"], phase="Pending", node_name="n2")
+    client = world.client(world.admin)
+
+    def names(**params):
+        return sorted(row["name"] for row in client.get("/api/v1/pods/", params).json()["results"])
+
+    assert names(search="nginx") == ["web-a"]
+    assert names(image="postgres") == ["db-b"]
+    assert names(phase="Running") == ["web-a"]
+    assert names(node="n2") == ["db-b"]
+    assert names(cluster=world.cluster.pk, namespace="web-prod") == ["db-b", "web-a"]
+    assert names(cluster=world.other_cluster.pk) == []

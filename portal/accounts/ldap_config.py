@@ -11,33 +11,10 @@ from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.envconfig import env_bool, env_int
+
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 DIRECTORY_BACKEND = "portal.accounts.backends.DirectoryBackend"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _bool(environ, name, default=False):
-    value = environ.get(name)
-    if value is None:
-        return default
-    value = value.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
-
-
-def _int(environ, name, default):
-    value = environ.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
 def _uris(value):
@@ -67,7 +44,7 @@ def directory_settings(environ=None):
             raise ImproperlyConfigured(f"{name} must be set when PORTAL_LDAP_SERVER_URI is")
         return value
 
-    timeout = _int(environ, "PORTAL_LDAP_TIMEOUT_SECONDS", 5)
+    timeout = env_int("PORTAL_LDAP_TIMEOUT_SECONDS", 5, environ)
     group_type_name = environ.get("PORTAL_LDAP_GROUP_TYPE", "groupOfNames").strip()
     if group_type_name not in GROUP_TYPES:
         raise ImproperlyConfigured(f"PORTAL_LDAP_GROUP_TYPE must be one of {', '.join(GROUP_TYPES)}, not {group_type_name!r}")
@@ -110,7 +87,7 @@ def directory_settings(environ=None):
         "AUTH_LDAP_SERVER_URI": _uris(uri),
         "AUTH_LDAP_BIND_DN": environ.get("PORTAL_LDAP_BIND_DN", ""),
         "AUTH_LDAP_BIND_PASSWORD": environ.get("PORTAL_LDAP_BIND_PASSWORD", ""),
-        "AUTH_LDAP_START_TLS": _bool(environ, "PORTAL_LDAP_START_TLS", False),
+        "AUTH_LDAP_START_TLS": env_bool("PORTAL_LDAP_START_TLS", False, environ),
         "AUTH_LDAP_CONNECTION_OPTIONS": options,
         # The username goes through ldap.filter.escape_filter_chars (* ( ) \ NUL) before this
         # filter is filled in: it cannot widen the search.
@@ -152,11 +129,11 @@ def configure(settings):
     settings.update(ldap_settings)
     settings["PORTAL_LDAP_ENABLED"] = bool(ldap_settings)
     settings["AUTHENTICATION_BACKENDS"] = backends(bool(ldap_settings))
-    settings["PORTAL_LOGIN_MAX_FAILURES"] = _int(environ, "PORTAL_LOGIN_MAX_FAILURES", 5)
-    settings["PORTAL_LOGIN_LOCKOUT_SECONDS"] = _int(environ, "PORTAL_LOGIN_LOCKOUT_SECONDS", 300)
+    settings["PORTAL_LOGIN_MAX_FAILURES"] = env_int("PORTAL_LOGIN_MAX_FAILURES", 5, environ)
+    settings["PORTAL_LOGIN_LOCKOUT_SECONDS"] = env_int("PORTAL_LOGIN_LOCKOUT_SECONDS", 300, environ)
     settings["LOGIN_URL"] = "login"
     periodic = settings.setdefault("PERIODIC_TASKS", {})
     periodic["accounts: refresh directory users"] = {
         "task": "portal.accounts.tasks.refresh_directory_users",
-        "every": timedelta(seconds=_int(environ, "PORTAL_LDAP_REFRESH_SECONDS", 3600)),
+        "every": timedelta(seconds=env_int("PORTAL_LDAP_REFRESH_SECONDS", 3600, environ)),
     }
