@@ -4,6 +4,7 @@ cluster and does nothing when it is no longer in the state the task is for."""
 import logging
 
 from celery import shared_task
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -63,15 +64,31 @@ def remove_cluster(operation_id, cluster_id):
         cluster.delete()
 
 
+def _pending_key(kind, cluster_id):
+    return f"clusters:pending:{kind}:{cluster_id}"
+
+
+def enqueue_once(kind, task, cluster_id, ttl):
+    """Queue ``task(cluster_id)`` unless one is already queued or running: however long a cluster
+    is down or the workers are behind, each cluster has at most one such task waiting."""
+    if cache.add(_pending_key(kind, cluster_id), 1, ttl):
+        task.delay(cluster_id)
+        return True
+    return False
+
+
 @shared_task(ignore_result=True, acks_late=True, time_limit=120, soft_time_limit=100)
 def check_cluster(cluster_id):
-    return health.check(cluster_id)
+    try:
+        return health.check(cluster_id)
+    finally:
+        cache.delete(_pending_key("health", cluster_id))
 
 
 @shared_task(ignore_result=True)
 def check_all_clusters():
     for cluster_id in Cluster.objects.monitored().values_list("pk", flat=True):
-        check_cluster.delay(cluster_id)
+        enqueue_once("health", check_cluster, cluster_id, ttl=300)
 
 
 def _set_state(cluster, state, error=None):
@@ -97,10 +114,12 @@ def sync_cluster_quietly(cluster_id):
         return sync.sync(cluster_id)
     except (sync.SyncBusy, sync.SyncFailed) as exc:
         log.info("sync of cluster %s skipped: %s", cluster_id, exc)
+    finally:
+        cache.delete(_pending_key("sync", cluster_id))
 
 
 @shared_task(ignore_result=True)
 def sync_all_clusters():
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         if sync.due(cluster_id):
-            sync_cluster_quietly.delay(cluster_id)
+            enqueue_once("sync", sync_cluster_quietly, cluster_id, ttl=30 * 60)

@@ -74,3 +74,22 @@ def test_nothing_is_enqueued_when_the_transaction_rolls_back(worker):
     time.sleep(1.5)
     assert Cluster.objects.filter(pk=cluster.pk).exists()
     assert not Operation.objects.exists()
+
+
+def test_periodic_checks_never_pile_up_for_a_cluster(monkeypatch):
+    """With no worker running, however often beat fires, each cluster has one check waiting."""
+    from django.core.cache import cache
+
+    from clusters.models import Cluster
+
+    app.conf.task_always_eager = False
+    down = Cluster.objects.create(name="down", driver="imported", state="unavailable", credentials={"server": "https://127.0.0.1:1", "token": "x"})
+    cache.delete(tasks._pending_key("health", down.pk))
+    sent = []
+    monkeypatch.setattr(tasks.check_cluster, "delay", sent.append)  # stands for the broker: nothing consumes
+    try:
+        for _ in range(5):
+            tasks.check_all_clusters()
+    finally:
+        cache.delete(tasks._pending_key("health", down.pk))
+    assert sent == [down.pk]
