@@ -288,3 +288,12 @@ def test_cli_lifecycle_and_apiserver_restart(tmp_path):
     for pid in pids.values():
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert manage("--root", root, "list").stdout.strip() == "no sandboxes"
+
+
+def test_concurrent_start_of_the_same_sandbox_is_refused(tmp_path):
+    import fcntl
+
+    with open(tmp_path / ".busy.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process in the middle of `up` or `down`
+        with pytest.raises(SandboxError, match="being started or stopped by another process"):
+            Sandbox("busy", tmp_path).up()

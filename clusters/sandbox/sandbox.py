@@ -13,6 +13,8 @@ upstream binaries built by `make kube-tools`, with state under <root>/<name>/:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -191,6 +193,17 @@ class Sandbox:
             if NAME_RE.match(path.parent.name)
         ]
 
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One `up`/`down` at a time per sandbox, across processes (CLI, workers, tests)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.name}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SandboxError(f"sandbox {self.name!r} is being started or stopped by another process") from None
+            yield
+
     def _process(self, state: dict, component: str):
         entry = state["components"].get(component)
         if not entry:
@@ -239,7 +252,10 @@ class Sandbox:
         timeout: float = 120,
     ) -> None:
         """Start the control plane and `nodes` Ready kwok nodes; blocks until they are."""
-        report = progress or (lambda percent, message: None)
+        with self._exclusive():
+            self._up(nodes, progress or (lambda percent, message: None), api_port, timeout)
+
+    def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float) -> None:
         if nodes < 0:
             raise SandboxError("the number of nodes cannot be negative")
         if self.is_running():
@@ -307,6 +323,10 @@ class Sandbox:
 
     def down(self) -> None:
         """Stop every process of this sandbox by pid and remove its directory."""
+        with self._exclusive():
+            self._down()
+
+    def _down(self) -> None:
         state = self._state()
         if state is None or not self.is_running():
             if self.dir.exists():
