@@ -252,8 +252,16 @@ class Sandbox:
         timeout: float = 120,
     ) -> None:
         """Start the control plane and `nodes` Ready kwok nodes; blocks until they are."""
+        last = None
+
+        def report(percent: int, message: str) -> None:
+            nonlocal last
+            if progress and message != last:  # polling repeats itself; the log should not
+                last = message
+                progress(percent, message)
+
         with self._exclusive():
-            self._up(nodes, progress or (lambda percent, message: None), api_port, timeout)
+            self._up(nodes, report, api_port, timeout)
 
     def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float) -> None:
         if nodes < 0:
@@ -302,10 +310,10 @@ class Sandbox:
                 self._wait_healthy(state, component, lambda c=component: self._component_healthy(c), 60)
 
             report(60, f"creating {nodes} simulated nodes")
-            self._create_nodes(nodes)
+            self._create_nodes(nodes, lambda done: report(60 + 15 * done // max(nodes, 1), f"created {done} of {nodes} nodes"))
             report(75, "waiting for nodes to be Ready")
             self._wait_healthy(
-                state, "kwok", lambda: self._ready_nodes() >= nodes, max(timeout, nodes * 0.2),
+                state, "kwok", lambda: self._nodes_ready(nodes, report), max(timeout, nodes * 0.2),
                 what=f"{nodes} Ready nodes",
             )
             report(90, "waiting for the default service account")
@@ -456,27 +464,33 @@ class Sandbox:
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=context) as r:
             return r.status == 200
 
-    def _ready_nodes(self) -> int:
+    def _nodes_ready(self, wanted: int, report: Progress) -> bool:
         items = self.api().get("/api/v1/nodes")["items"]
-        return sum(
+        ready = sum(
             1
             for node in items
             for cond in node.get("status", {}).get("conditions", [])
             if cond["type"] == "Ready" and cond["status"] == "True"
         )
+        if ready < wanted:
+            report(75 + 15 * ready // max(wanted, 1), f"{ready} of {wanted} nodes Ready")
+        return ready >= wanted
 
     def _default_service_account_exists(self) -> bool:
         self.api().get("/api/v1/namespaces/default/serviceaccounts/default")
         return True
 
-    def _create_nodes(self, count: int) -> None:
+    def _create_nodes(self, count: int, on_progress: Callable[[int], None]) -> None:
         api = self.api()
+        step = max(count // 10, 1)
 
         def create(index: int) -> None:
             api.create("/api/v1/nodes", node_manifest(f"kwok-node-{index}"), exist_ok=True)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(create, range(count)))
+            for done, _ in enumerate(pool.map(create, range(count)), start=1):
+                if done % step == 0 and done < count:
+                    on_progress(done)
 
     def _kubeconfig(self, user: str, port: int, embed: bool) -> dict:
         pair = self.pki.client(user)
