@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -297,3 +298,19 @@ def test_concurrent_start_of_the_same_sandbox_is_refused(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process in the middle of `up` or `down`
         with pytest.raises(SandboxError, match="being started or stopped by another process"):
             Sandbox("busy", tmp_path).up()
+
+
+def test_a_recycled_pid_is_never_signalled(tmp_path):
+    from clusters.sandbox import processes
+
+    sleep = shutil.which("sleep")
+    pid, started = processes.spawn([sleep, "60"], tmp_path / "sleep.log", tmp_path / "sleep.pid")
+    try:
+        assert processes.process_for(pid, sleep, started) is not None
+        # Same pid and binary but another start time: some other process got the pid.
+        assert processes.process_for(pid, sleep, started - 100) is None
+        assert processes.stop(pid, sleep, started - 100) is False
+        assert processes.process_for(pid, "/usr/sbin/etcd", started) is None
+    finally:
+        assert processes.stop(pid, sleep, started) is True
+    assert processes.process_for(pid, sleep, started) is None

@@ -2,7 +2,7 @@
 
 Each process gets its own session (so a Ctrl-C in the shell that ran `sandbox up` does not reach it),
 a log file and a pid file. A pid is only trusted while the process behind it still runs the binary we
-started, so a recycled pid is never signalled.
+started and has the start time we recorded, so a recycled pid is never signalled.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 
 
-def spawn(argv: list[str], log_path: Path, pid_path: Path, env: dict | None = None) -> int:
+def spawn(argv: list[str], log_path: Path, pid_path: Path, env: dict | None = None) -> tuple[int, float]:
+    """Start `argv` detached; returns (pid, start time) for `process_for`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -30,11 +31,15 @@ def spawn(argv: list[str], log_path: Path, pid_path: Path, env: dict | None = No
             close_fds=True,
         )
     pid_path.write_text(f"{process.pid}\n")
-    return process.pid
+    try:
+        started = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        started = 0.0  # already gone; process_for will say so
+    return process.pid, started
 
 
-def process_for(pid: int | None, executable: str) -> psutil.Process | None:
-    """The live process with this pid if it still runs `executable`, else None."""
+def process_for(pid: int | None, executable: str, started: float | None = None) -> psutil.Process | None:
+    """The live process with this pid if it still runs `executable` (and began at `started`), else None."""
     if not pid:
         return None
     try:
@@ -43,6 +48,8 @@ def process_for(pid: int | None, executable: str) -> psutil.Process | None:
             _reap(pid)
             return None
         cmdline = process.cmdline()
+        if started is not None and abs(process.create_time() - started) > 0.05:
+            return None  # the pid was recycled by another process
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     if not cmdline or cmdline[0] != executable:
@@ -66,9 +73,9 @@ def _gone(process: psutil.Process) -> bool:
         return True
 
 
-def stop(pid: int | None, executable: str, timeout: float = 15) -> bool:
+def stop(pid: int | None, executable: str, started: float | None = None, timeout: float = 15) -> bool:
     """SIGTERM, then SIGKILL after `timeout`. Returns True if a process was stopped."""
-    process = process_for(pid, executable)
+    process = process_for(pid, executable, started)
     if process is None:
         return False
     for sig, grace in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):

@@ -208,7 +208,7 @@ class Sandbox:
         entry = state["components"].get(component)
         if not entry:
             return None
-        return processes.process_for(entry.get("pid"), entry["argv"][0])
+        return processes.process_for(entry.get("pid"), entry["argv"][0], entry.get("started"))
 
     def is_running(self) -> bool:
         state = self._state()
@@ -347,7 +347,7 @@ class Sandbox:
         """Stop only kube-apiserver, to simulate a cluster that becomes unreachable."""
         state = self._require_state()
         entry = state["components"]["kube-apiserver"]
-        if not processes.stop(entry.get("pid"), entry["argv"][0]):
+        if not processes.stop(entry.get("pid"), entry["argv"][0], entry.get("started")):
             raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is not running")
         entry["pid"] = None
         self._save_state(state)
@@ -405,8 +405,8 @@ class Sandbox:
     # -- internals -----------------------------------------------------------------------------------
 
     def _start(self, state: dict, component: str, argv: list[str]) -> None:
-        pid = processes.spawn(argv, self.log_path(component), self.pid_path(component))
-        state["components"][component] = {"argv": argv, "pid": pid}
+        pid, started = processes.spawn(argv, self.log_path(component), self.pid_path(component))
+        state["components"][component] = {"argv": argv, "pid": pid, "started": started}
         self._save_state(state)
 
     def _wait_healthy(self, state, component, check, timeout, what=None) -> None:
@@ -437,7 +437,7 @@ class Sandbox:
             if not entry:
                 continue
             try:
-                processes.stop(entry.get("pid"), entry["argv"][0])
+                processes.stop(entry.get("pid"), entry["argv"][0], entry.get("started"))
             except OSError as exc:
                 failures.append(str(exc))
                 continue
