@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import uuid
@@ -19,7 +20,7 @@ import uuid
 import psutil
 import pytest
 
-from clusters.sandbox import MissingBinaries, Sandbox, SandboxError, require_binaries
+from clusters.sandbox import MissingBinaries, Sandbox, SandboxError, default_root, require_binaries
 
 
 def pytest_configure(config):
@@ -42,14 +43,18 @@ def require_kube_binaries():
 
 
 def _stop_orphans() -> None:
-    """Stop sandboxes of earlier pytest runs that died without teardown (SIGKILL, OOM, a timeout)."""
-    for stale in Sandbox.list():
-        owner = re.fullmatch(r"pytest-(\d+)", stale.name)
-        if owner and not psutil.pid_exists(int(owner.group(1))):
-            try:
-                stale.down()
-            except SandboxError:
-                pass
+    """Stop sandboxes of earlier pytest runs that died without teardown (SIGKILL, OOM, a timeout),
+    and drop the logs of their failed start-ups."""
+    root = default_root()
+    for path in sorted(root.glob("pytest-*")) if root.is_dir() else []:
+        owner = re.fullmatch(r"pytest-(\d+)", path.name)
+        if not owner or psutil.pid_exists(int(owner.group(1))):
+            continue
+        try:
+            Sandbox(path.name, root).down()
+        except SandboxError:
+            pass  # not running: down() already removed what was left
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _teardown_on_sigterm() -> None:
