@@ -302,3 +302,22 @@ def test_stop_all_wakes_a_paused_slapd(var):
     server.pause()
     assert services.stop_all(own_var) == ["slapd-paused"]
     assert not services.pid_alive(pid)
+
+
+def test_a_stale_pidfile_never_signals_another_program(tmp_path):
+    """Pids wrap around: a pidfile left behind may name someone else's process by now."""
+    import subprocess
+    import sys
+
+    from tools.services import stop_pid
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pidfile = tmp_path / "slapd.pid"
+        pidfile.write_text(f"{bystander.pid}\n")
+        assert stop_pid(pidfile) is False
+        assert bystander.poll() is None  # still running
+        assert not pidfile.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -192,10 +192,29 @@ def chown_tree(path: Path, user: str | None) -> None:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
 
 
-def stop_pid(pidfile: Path, timeout: float = 15.0) -> bool:
-    """SIGTERM the process in `pidfile` (waking it first if paused); True if it was running."""
-    pid = read_int(pidfile)
+# The program each pidfile belongs to: a stale pidfile whose number now names some other process
+# (pids wrap around) must never get that process signalled.
+PIDFILE_PROGRAMS = {"slapd.pid": "slapd", "redis.pid": "redis-server", "postmaster.pid": "postgres"}
+
+
+def pid_is(pid: int | None, program: str | None) -> bool:
+    """Is `pid` a live process running `program` (by its /proc comm name)?"""
     if not pid_alive(pid):
+        return False
+    if program is None:
+        return True
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip() == program[:15]
+    except OSError:
+        return False
+
+
+def stop_pid(pidfile: Path, timeout: float = 15.0) -> bool:
+    """SIGTERM the process in `pidfile` (waking it first if paused); True if it was running.
+    A pidfile naming a process of another program is stale: it is removed, nothing is signalled."""
+    pid = read_int(pidfile)
+    if not pid_is(pid, PIDFILE_PROGRAMS.get(pidfile.name)):
         pidfile.unlink(missing_ok=True)
         return False
     os.kill(pid, signal.SIGTERM)
@@ -320,7 +339,7 @@ def ensure_redis(var: Path) -> str:
     with locked(home):
         pidfile, log = home / "redis.pid", home / "redis.log"
         port = read_int(home / "port")
-        if port and pid_alive(read_int(pidfile)) and redis_ping(port):
+        if port and pid_is(read_int(pidfile), "redis-server") and redis_ping(port):
             return redis_url(port)
         stop_pid(pidfile)
         binary = require_binary("redis-server", "redis-server")
