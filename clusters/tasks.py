@@ -14,6 +14,7 @@ from clusters.events import cluster_changed
 from clusters.kube.client import api_client, server_version
 from clusters.models import Cluster, ClusterState
 from portal.operations import Progress
+from projects.defaults import create_default_projects
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def provision_cluster(operation_id, cluster_id):
             cluster.last_seen = timezone.now()
             cluster.set_state(ClusterState.ACTIVE, error="")
             cluster.save()
+            create_default_projects(cluster)
             cluster_changed(cluster)
         progress.step(100, f"cluster is active, Kubernetes {version}")
     transaction.on_commit(lambda: sync_cluster_quietly.delay(cluster_id))
