@@ -153,9 +153,10 @@ class ClusterMembership(RoleBindingBase):
 class InventoryModel(models.Model):
     """A copy of one Kubernetes object; written by sync, read-only for people."""
 
-    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: every inventory table has a unique (cluster, ...) index that leads with it.
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+", db_index=False)
     uid = models.CharField(max_length=64)
-    name = models.CharField(max_length=253, db_index=True)
+    name = models.CharField(max_length=253)
     labels = models.JSONField(default=dict, blank=True)
     resource_version = models.CharField(max_length=32, blank=True)
     created_in_cluster = models.DateTimeField(null=True, blank=True)

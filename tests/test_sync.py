@@ -34,7 +34,16 @@ def wait_pods(kubectl, count, timeout=60):
     raise AssertionError(f"expected {count} running nginx pods")
 
 
-def test_inventory_equals_what_kubectl_reports(cluster, kubectl):
+@pytest.fixture(params=["copy", "bulk_create"])
+def write_path(request, monkeypatch):
+    """Both ways of writing: COPY on PostgreSQL, and bulk_create (SQLite, the local default)."""
+    from clusters.kube import inventory
+
+    monkeypatch.setattr(inventory, "USE_COPY", request.param == "copy")
+    return request.param
+
+
+def test_inventory_equals_what_kubectl_reports(cluster, kubectl, write_path):
     kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=3")
     pods = wait_pods(kubectl, 3)
     counts = sync.sync(cluster.pk)
@@ -56,7 +65,7 @@ def test_inventory_equals_what_kubectl_reports(cluster, kubectl):
     assert cluster.last_synced is not None and cluster.kubernetes_version.startswith("v1.36")
 
 
-def test_changes_in_the_cluster_reach_the_database_on_resync(cluster, kubectl):
+def test_changes_in_the_cluster_reach_the_database_on_resync(cluster, kubectl, write_path):
     kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=2")
     pods = wait_pods(kubectl, 2)
     sync.sync(cluster.pk)

@@ -171,7 +171,7 @@ class PodViewSet(ReadOnlyModelViewSet):
     queryset = Pod.objects.select_related("cluster", "namespace")
     serializer_class = s.PodSerializer
     filterset_class = filters.PodFilter
-    search_fields = ["name", "images", "node_name"]
+    search_fields = ["name", "images"]  # trigram-indexed; ?node= filters by node
     ordering_fields = ["name", "phase", "restarts", "created_in_cluster"]
 
 

@@ -5,11 +5,13 @@ rows are written with bulk upserts keyed by (cluster, uid), what vanished is del
 cluster is written in one transaction.
 """
 
-import json
 import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from django.db import transaction
+import orjson
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -17,7 +19,9 @@ from clusters.kube.quantity import bytes_, millicores
 from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
 
 log = logging.getLogger(__name__)
-PAGE = 500
+PAGE = 2000
+FETCH_THREADS = 4
+USE_COPY = True  # PostgreSQL: COPY + one upsert; elsewhere (and when False) bulk_create
 
 RESOURCES = {
     "namespaces": "/api/v1/namespaces",
@@ -49,7 +53,7 @@ def list_raw(api, path, **query):
             auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
             _request_timeout=api.corral_timeout * 3,
         )
-        body = json.loads(response.data)
+        body = orjson.loads(response.data)
         items.extend(body.get("items") or [])
         meta = body.get("metadata") or {}
         token, version = meta.get("continue"), meta.get("resourceVersion", "")
@@ -62,13 +66,15 @@ EVENT_QUERY = {"fieldSelector": "type=Warning"}
 
 def fetch(api, versions=None):
     """Everything Corral keeps, as raw dicts keyed by resource name.  ``versions``, when given, is
-    filled with each list's resourceVersion (where a watch can start)."""
-    data = {}
-    for name, path in RESOURCES.items():
-        data[name], version = list_raw(api, path, **(EVENT_QUERY if name == "events" else {}))
-        if versions is not None:
-            versions[name] = version
-    return data
+    filled with each list's resourceVersion (where a watch can start).  The lists are read in
+    parallel, so the API server encodes one while Corral decodes another."""
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="corral-list") as pool:
+        futures = {name: pool.submit(list_raw, api, path, **(EVENT_QUERY if name == "events" else {}))
+                   for name, path in RESOURCES.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    if versions is not None:
+        versions.update({name: version for name, (_, version) in results.items()})
+    return {name: items for name, (items, _) in results.items()}
 
 
 # --- transforms -------------------------------------------------------------------------------
@@ -198,21 +204,63 @@ def _namespace_of(obj):
 # --- writing ----------------------------------------------------------------------------------
 
 
-def _upsert(model, cluster, rows, seen, unique=("cluster", "uid")):
+def _upsert(model, cluster, rows, stale=(), unique=("cluster", "uid")):
     """Insert or update ``rows`` (dicts of field values; only those that changed) and delete the
-    cluster's rows whose key is not in ``seen`` (every key the cluster reported)."""
+    cluster's rows whose key is in ``stale`` (stored, but no longer reported by the cluster)."""
     now = timezone.now()
-    if rows:
+    if rows and USE_COPY and connection.vendor == "postgresql":
+        _copy_upsert(model, cluster, rows, now, unique)
+    elif rows:
         fields = [key for key in rows[0] if key not in unique] + ["synced"]
         model.objects.bulk_create(
             [model(cluster=cluster, synced=now, **row) for row in rows],
             batch_size=1000, update_conflicts=True, unique_fields=list(unique), update_fields=fields,
         )
-    key = unique[-1]
-    stale = model.objects.filter(cluster=cluster).exclude(**{f"{key}__in": list(seen)})
-    if model is Namespace:
-        stale = _forget_namespaces(stale)
-    stale.delete()
+    if stale:
+        gone = model.objects.filter(cluster=cluster, **{f"{unique[-1]}__in": list(stale)})
+        if model is Namespace:
+            gone = _forget_namespaces(gone)
+        gone.delete()
+
+
+def _json(value):
+    return orjson.dumps(value).decode()
+
+
+def _copy_upsert(model, cluster, rows, now, unique):
+    """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE.
+    Several times faster than parameterised inserts for thousands of rows.  Columns the rows do
+    not carry get the model's defaults on insert and are left alone on update."""
+    from psycopg.types.json import Jsonb
+
+    given = set(rows[0]) | {"cluster_id", "synced"}
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    defaults = {f.attname: f.get_default() for f in fields if f.attname not in given}
+    columns = [f.column for f in fields]
+    conflict = [model._meta.get_field(name).column for name in unique]
+    table, temp = model._meta.db_table, f"corral_copy_{uuid.uuid4().hex[:12]}"
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    updates = ", ".join(f'"{f.column}" = EXCLUDED."{f.column}"' for f in fields if f.attname in given and f.column not in conflict)
+
+    def value(field, row):
+        v = row.get(field.attname, defaults.get(field.attname)) if field.attname not in ("cluster_id", "synced") else None
+        if field.attname == "cluster_id":
+            return cluster.pk
+        if field.attname == "synced":
+            return now
+        return Jsonb(v, dumps=_json) if isinstance(field, models.JSONField) else v
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE TEMPORARY TABLE "{temp}" AS SELECT {quoted} FROM "{table}" WITH NO DATA')
+        raw = cursor.cursor  # psycopg's own cursor, for COPY
+        with raw.copy(f'COPY "{temp}" ({quoted}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([value(field, row) for field in fields])
+        cursor.execute(
+            f'INSERT INTO "{table}" ({quoted}) SELECT {quoted} FROM "{temp}" '
+            f'ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates}'
+        )
+        cursor.execute(f'DROP TABLE "{temp}"')
 
 
 def _forget_namespaces(stale):
@@ -243,12 +291,12 @@ def write(cluster, data):
         stored = _stored(Namespace, cluster, "name", "uid")
         names = {o["metadata"]["name"] for o in data["namespaces"]}
         changed = [o for o in data["namespaces"] if stored.get(o["metadata"]["name"]) != (_version(o), _uid(o))]
-        _upsert(Namespace, cluster, [namespace_fields(o) for o in changed], names, unique=("cluster", "name"))
+        _upsert(Namespace, cluster, [namespace_fields(o) for o in changed], set(stored) - names, unique=("cluster", "name"))
         ns_ids = dict(Namespace.objects.filter(cluster=cluster).values_list("name", "id"))
 
         stored = _stored(Node, cluster)
         changed = [o for o in data["nodes"] if stored.get(_uid(o)) != (_version(o),)]
-        _upsert(Node, cluster, [node_fields(o) for o in changed], {_uid(o) for o in data["nodes"]})
+        _upsert(Node, cluster, [node_fields(o) for o in changed], set(stored) - {_uid(o) for o in data["nodes"]})
         node_ids = dict(Node.objects.filter(cluster=cluster).values_list("name", "id"))
 
         stored = _stored(Workload, cluster, "uid", "namespace_id")
@@ -261,7 +309,7 @@ def write(cluster, data):
                 seen.add(_uid(obj))
                 if stored.get(_uid(obj)) != (_version(obj), ns):
                     workloads.append({**workload_fields(obj, kind), "namespace_id": ns})
-        _upsert(Workload, cluster, workloads, seen)
+        _upsert(Workload, cluster, workloads, set(stored) - seen)
         workload_count = len(seen)
         workload_ids = {(k, ns, n): i for i, k, ns, n in Workload.objects.filter(cluster=cluster).values_list("id", "kind", "namespace_id", "name")}
 
@@ -289,7 +337,7 @@ def write(cluster, data):
             if stored.get(_uid(obj)) == (_version(obj), ns, node_id, workload_id):
                 continue
             pods.append({**pod_fields(obj), "workload_id": workload_id, "node_id": node_id, "namespace_id": ns})
-        _upsert(Pod, cluster, pods, seen)
+        _upsert(Pod, cluster, pods, set(stored) - seen)
         pod_count = len(seen)
 
         stored = _stored(Service, cluster)
@@ -300,13 +348,13 @@ def write(cluster, data):
                 seen.add(_uid(obj))
                 if stored.get(_uid(obj)) != (_version(obj),):
                     services.append({**service_fields(obj), "namespace_id": ns})
-        _upsert(Service, cluster, services, seen)
+        _upsert(Service, cluster, services, set(stored) - seen)
         service_count = len(seen)
 
         recent = sorted(data["events"], key=lambda o: o.get("lastTimestamp") or o.get("eventTime") or "", reverse=True)[:MAX_EVENTS]
         stored = _stored(ClusterEvent, cluster)
         events = [event_fields(o) | {"namespace_id": ns_ids.get(_namespace_of(o))} for o in recent if stored.get(_uid(o)) != (_version(o),)]
-        _upsert(ClusterEvent, cluster, events, {_uid(o) for o in recent})
+        _upsert(ClusterEvent, cluster, events, set(stored) - {_uid(o) for o in recent})
     return {
         "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": workload_count,
         "pods": pod_count, "services": service_count, "events": len(recent),

@@ -7,7 +7,6 @@ from django.db import migrations
 INDEXES = [
     ("pod_name_trgm", "clusters_pod", 'UPPER("name"::text)'),
     ("pod_images_trgm", "clusters_pod", 'UPPER("images"::text)'),
-    ("pod_node_name_trgm", "clusters_pod", 'UPPER("node_name"::text)'),
     ("workload_name_trgm", "clusters_workload", 'UPPER("name"::text)'),
     ("workload_images_trgm", "clusters_workload", 'UPPER("images"::text)'),
     ("node_name_trgm", "clusters_node", 'UPPER("name"::text)'),
