@@ -183,3 +183,11 @@ def test_pod_filters_across_clusters(world):
     assert names(node="n2") == ["db-b"]
     assert names(cluster=world.cluster.pk, namespace="web-prod") == ["db-b", "web-a"]
     assert names(cluster=world.other_cluster.pk) == []
+
+
+def test_a_cluster_can_be_renamed_and_the_name_stays_unique(world):
+    client = world.client(world.owner)
+    response = client.patch(f"/api/v1/clusters/{world.cluster.pk}/", {"name": "alpha-prod"}, format="json")
+    assert response.status_code == 200 and response.json()["name"] == "alpha-prod"
+    response = client.patch(f"/api/v1/clusters/{world.cluster.pk}/", {"name": "bravo"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()
