@@ -4,17 +4,25 @@ members and reconcile state."""
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 
-from clusters.models import Namespace
-from portal.permissions import CHANGE, VIEW, can
+from clusters.models import Cluster, Namespace
+from portal.permissions import CHANGE, CLUSTER_MEMBER, CLUSTER_OWNER, VIEW, can, can_add, cluster_ids, is_global_admin
 from projects.models import Project, ProjectMembership
 from projects.quotas import effective_quota, summary
+
+
+def clusters_for_new_projects(user):
+    """Clusters where ``user`` may create projects (administrators, cluster owners and members)."""
+    visible = Cluster.objects.restrict(user, VIEW)
+    if is_global_admin(user):
+        return visible
+    return visible.filter(pk__in=cluster_ids(user, {CLUSTER_OWNER, CLUSTER_MEMBER}))
 
 
 @login_required
 def project_list(request):
     projects = Project.objects.restrict(request.user, VIEW).select_related("cluster").prefetch_related("namespaces")
     rows = [{"project": p, "quota": summary(p), "namespaces": len(p.namespaces.all())} for p in projects[:500]]
-    return render(request, "projects/project_list.html", {"rows": rows})
+    return render(request, "projects/project_list.html", {"rows": rows, "clusters": clusters_for_new_projects(request.user)})
 
 
 @login_required
@@ -31,5 +39,9 @@ def project_detail(request, pk):
                         "used": status.get(ns.name, {}).get("used", {})} for ns in namespaces],
         "members": ProjectMembership.objects.filter(project=project).select_related("user", "group"),
         "may_change": can(request.user, CHANGE, project),
+        "may_add_namespace": can_add(request.user, Namespace, project=project),
+        "may_add_member": can_add(request.user, ProjectMembership, project=project),
+        "unassigned": Namespace.objects.restrict(request.user, CHANGE).filter(cluster=project.cluster_id, project__isnull=True),
+        "roles": ProjectMembership.Role.choices,
     }
     return render(request, "projects/project_detail.html", context)

@@ -17,7 +17,7 @@ from clusters.models import Cluster, ClusterMembership, Pod
 from clusters.watcher import ClusterWatch
 from tests.conftest import make_user
 
-pytestmark = [pytest.mark.kube, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,15 +75,37 @@ def live_server_url():
     proc.wait(timeout=10)
 
 
-def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kubectl, browser, live_server_url):
+def person(username):
+    """A user whose password the server process can check: it hashes with the real settings,
+    and the tests' fast MD5 hasher is not among them."""
     from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    user = make_user(username)
+    user.password = PBKDF2PasswordHasher().encode(f"{username}-password-1", PBKDF2PasswordHasher().salt())
+    user.save(update_fields=["password"])
+    return user
+
+
+def log_in(browser, url, user):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    user = make_user("ops")
-    # The server process hashes with the real settings; the tests' fast MD5 hasher is not among them.
-    user.password = PBKDF2PasswordHasher().encode("ops-password-1", PBKDF2PasswordHasher().salt())
-    user.save(update_fields=["password"])
+    browser.get(f"{url}/login/")
+    browser.find_element(By.ID, "id_username").send_keys(user.username)
+    browser.find_element(By.ID, "id_password").send_keys(f"{user.username}-password-1")
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    try:
+        WebDriverWait(browser, 10).until(lambda d: "Clusters" in d.title)
+    except Exception:
+        raise AssertionError(f"login failed; page: {browser.title} {browser.page_source[:3000]}") from None
+
+
+@pytest.mark.kube
+def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kubectl, browser, live_server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user = person("ops")
     cluster = Cluster.objects.create(
         name="live-browser", driver="imported", state="active", api_endpoint=sandbox.endpoint,
         credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem},
@@ -98,15 +120,7 @@ def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kub
             assert time.monotonic() < deadline, "pods never reached the database"
             time.sleep(0.2)
 
-        browser.get(f"{live_server_url}/login/")
-        browser.find_element(By.ID, "id_username").send_keys("ops")
-        browser.find_element(By.ID, "id_password").send_keys("ops-password-1")
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        try:
-            WebDriverWait(browser, 10).until(lambda d: "Clusters" in d.title)
-        except Exception:
-            browser.save_screenshot("/tmp/corral-login.png")
-            raise AssertionError(f"login failed; page: {browser.title} {browser.page_source[:3000]}") from None
+        log_in(browser, live_server_url, user)
         assert "live-browser" in browser.page_source
 
         # Other tests' namespaces share the sandbox: look at this test's namespace only.
@@ -133,3 +147,51 @@ def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kub
             raise AssertionError(f"page rows {rows(browser)}, database {stored}") from None
     finally:
         watch.stop(wait=10)
+
+
+def test_a_person_manages_a_project_from_the_portal(browser, live_server_url):
+    """Create a project, namespaces within its pool, and members, in the browser; the API's
+    answers (a pool overdrawn, an unknown user) appear on the page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from projects.models import Project
+
+    lead, dev = person("lead"), make_user("dev")
+    cluster = Cluster.objects.create(name="alpha", driver="imported", state="active")
+    ClusterMembership.objects.create(cluster=cluster, user=lead, role="cluster-owner")
+    log_in(browser, live_server_url, lead)
+
+    browser.get(f"{live_server_url}/projects/")
+    browser.find_element(By.ID, "np-name").send_keys("web")
+    browser.find_element(By.ID, "np-quota").send_keys("limits.cpu: 4\npods: 20")
+    browser.find_element(By.ID, "np-default").send_keys("limits.cpu: 2\npods: 10")
+    browser.find_element(By.CSS_SELECTOR, "form.api-form button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda d: "/projects/" in d.current_url and d.current_url.rstrip("/").split("/")[-1].isdigit())
+    project = Project.objects.get(cluster=cluster, name="web")
+    assert project.resource_quota == {"limits.cpu": "4", "pods": "20"}
+
+    def create_namespace(name):
+        field = browser.find_element(By.ID, "ns-name")
+        field.clear()
+        field.send_keys(name)
+        field.submit()
+
+    create_namespace("web-a")
+    WebDriverWait(browser, 10).until(lambda d: "web-a" in d.find_element(By.ID, "namespaces").text)
+    create_namespace("web-b")
+    WebDriverWait(browser, 10).until(lambda d: "web-b" in d.find_element(By.ID, "namespaces").text)
+    create_namespace("web-c")  # a third default share of 2 CPUs would overdraw the pool of 4
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".form-errors .error"))
+    error = browser.find_element(By.CSS_SELECTOR, ".form-errors").text
+    assert "limits.cpu" in error and "left" in error
+    assert not project.namespaces.filter(name="web-c").exists()
+
+    browser.find_element(By.ID, "m-user").send_keys("nobody-here")
+    browser.find_element(By.ID, "m-user").submit()
+    WebDriverWait(browser, 10).until(lambda d: "nobody-here" in d.find_element(By.CSS_SELECTOR, "#members + form .form-errors").text)
+    browser.find_element(By.ID, "m-user").clear()
+    browser.find_element(By.ID, "m-user").send_keys(dev.username)
+    browser.find_element(By.ID, "m-user").submit()
+    WebDriverWait(browser, 10).until(lambda d: "user dev" in d.find_element(By.ID, "members").text)
+    assert project.memberships.get(user=dev).role == "project-member"

@@ -1,0 +1,88 @@
+// Portal forms post to the REST API (the same validation and permissions as every other client)
+// and show its answers in place.  <form class="api-form" data-api="/api/v1/..." data-method="POST"
+// data-then="reload" | "go:/projects/{id}/">; fields may say data-type="int" | "quantities" | "null".
+(function () {
+  "use strict";
+  function csrf() {
+    var m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  function parseQuantities(text, name) {
+    var out = {};
+    text.split(/[\n,]+/).forEach(function (line) {
+      line = line.trim();
+      if (!line) return;
+      var m = line.match(/^([A-Za-z0-9.\-\/]+)\s*[:=]\s*(\S+)$/);
+      if (!m) throw new Error(name + ": write one limit per line, like limits.cpu: 4");
+      out[m[1]] = m[2];
+    });
+    return out;
+  }
+
+  function body(form) {
+    var data = {}, url = form.dataset.api;
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.disabled || el.type === "submit") return;
+      if ((el.type === "checkbox" || el.type === "radio") && !el.checked) return;
+      var value = el.value, type = el.dataset.type;
+      if (url.indexOf("{" + el.name + "}") >= 0) { url = url.replace("{" + el.name + "}", encodeURIComponent(value)); return; }
+      if (value === "" && type !== "null") return;
+      if (type === "int") value = parseInt(value, 10);
+      else if (type === "null") value = value === "" ? null : parseInt(value, 10);
+      else if (type === "quantities") value = parseQuantities(value, el.name);
+      data[el.name] = value;
+    });
+    return { url: url, data: data };
+  }
+
+  function show(form, problems) {
+    var box = form.querySelector(".form-errors");
+    if (!box) { box = document.createElement("div"); box.className = "form-errors"; box.setAttribute("role", "alert"); form.appendChild(box); }
+    box.textContent = "";
+    problems.forEach(function (text) { var p = document.createElement("p"); p.className = "error"; p.textContent = text; box.appendChild(p); });
+  }
+
+  function messages(status, payload) {
+    if (payload && typeof payload === "object" && !Array.isArray(payload)) {
+      var out = [];
+      Object.keys(payload).forEach(function (key) {
+        var value = payload[key], text = Array.isArray(value) ? value.join(" ") : (typeof value === "object" ? JSON.stringify(value) : String(value));
+        out.push(key === "detail" || key === "non_field_errors" ? text : key + ": " + text);
+      });
+      if (out.length) return out;
+    }
+    return ["the request failed (" + status + ")"];
+  }
+
+  function send(el, method, url, data) {
+    if (el.dataset.confirm && !window.confirm(el.dataset.confirm)) return;
+    var options = { method: method, credentials: "same-origin", headers: { "X-CSRFToken": csrf(), "Accept": "application/json" } };
+    if (data !== undefined) { options.headers["Content-Type"] = "application/json"; options.body = JSON.stringify(data); }
+    fetch(url, options).then(function (response) {
+      return response.text().then(function (text) {
+        var payload = null;
+        try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
+        if (!response.ok) { show(el.closest("form") || el.parentNode, messages(response.status, payload)); return; }
+        var then = el.dataset.then || "reload";
+        if (then.indexOf("go:") === 0) location.href = then.slice(3).replace("{id}", payload && payload.id);
+        else location.reload();
+      });
+    }).catch(function () { show(el.closest("form") || el.parentNode, ["Corral did not answer; try again"]); });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList.contains("api-form")) return;
+    event.preventDefault();
+    var request;
+    try { request = body(form); } catch (e) { show(form, [e.message]); return; }
+    send(form, form.dataset.method || "POST", request.url, request.data);
+  });
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-api]");
+    if (!button) return;
+    event.preventDefault();
+    send(button, button.dataset.method || "POST", button.dataset.api, button.dataset.body ? JSON.parse(button.dataset.body) : undefined);
+  });
+})();
