@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
+from portal.permissions import ADD, PROJECT_ROLES, can_add, project_ids
 
 LIST_LIMIT = 200
 
@@ -21,6 +22,16 @@ class LogoutView(auth_views.LogoutView):
 def dashboard(request):
     clusters = Cluster.objects.restrict(request.user, "view").with_summary()
     return render(request, "portal/dashboard.html", {"clusters": clusters})
+
+
+def deploy_namespaces(user, cluster):
+    """The namespaces of ``cluster`` where ``user`` may deploy workloads."""
+    if cluster.state not in ("active", "updating"):
+        return Namespace.objects.none()
+    namespaces = Namespace.objects.filter(cluster=cluster).exclude(uid="")
+    if can_add(user, Workload, cluster=cluster):
+        return namespaces
+    return namespaces.filter(project__in=project_ids(user, PROJECT_ROLES[ADD]))
 
 
 @login_required
@@ -36,12 +47,16 @@ def cluster_detail(request, pk):
     if q:
         workloads = workloads.filter(Q(name__icontains=q) | Q(images__icontains=q))
         pods = pods.filter(Q(name__icontains=q) | Q(images__icontains=q) | Q(node_name__icontains=q))
+    workloads, pods = list(workloads[:LIST_LIMIT]), list(pods[:LIST_LIMIT])
     context = {
         "cluster": cluster, "q": q, "namespace": namespace,
+        "changeable": set(Workload.objects.restrict(user, "change").filter(pk__in=[w.pk for w in workloads]).values_list("pk", flat=True)),
+        "deletable": set(Pod.objects.restrict(user, "delete").filter(pk__in=[p.pk for p in pods]).values_list("pk", flat=True)),
+        "deploy_namespaces": deploy_namespaces(user, cluster),
         "nodes": Node.objects.restrict(user, "view").filter(cluster=cluster)[:LIST_LIMIT],
         "namespaces": Namespace.objects.restrict(user, "view").filter(cluster=cluster).select_related("project")[:LIST_LIMIT],
-        "workloads": workloads[:LIST_LIMIT],
-        "pods": pods[:LIST_LIMIT],
+        "workloads": workloads,
+        "pods": pods,
         "events": events[:50],
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
     }

@@ -120,9 +120,23 @@ class TestNamespaces(APIViewTests):
 
 
 class TestWorkloads(APIViewTests):
+    """Workloads come from the clusters; people deploy, scale, expose and delete them through
+    actions that reach the cluster (tests/test_walkthrough.py), never by editing rows."""
+
     basename = "workload"
     model = Workload
     read_only = True
+
+    def test_viewer_may_read_but_not_change(self, world):
+        obj = self.ours(world)
+        client = world.client(world.viewer)
+        assert client.get(self.detail_url(obj)).status_code == 200
+        assert client.patch(self.detail_url(obj), {}, format="json").status_code == 405
+        assert client.delete(self.detail_url(obj)).status_code == 403
+        assert client.post(f"{self.detail_url(obj)}scale/", {"replicas": 2}, format="json").status_code == 403
+        body = {"cluster": world.cluster.pk, "namespace": world.namespace.name, "name": "x", "image": "nginx"}
+        assert client.post(self.list_url(), body, format="json").status_code == 403
+        assert Workload.objects.filter(pk=obj.pk).exists()
 
     def make(self, world, cluster, project, namespace, i):
         return Workload.objects.create(

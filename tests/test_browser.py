@@ -41,7 +41,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"):
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 "--window-size=1400,1000"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -195,3 +196,63 @@ def test_a_person_manages_a_project_from_the_portal(browser, live_server_url):
     browser.find_element(By.ID, "m-user").submit()
     WebDriverWait(browser, 10).until(lambda d: "user dev" in d.find_element(By.ID, "members").text)
     assert project.memberships.get(user=dev).role == "project-member"
+
+
+@pytest.mark.kube
+def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_url):
+    """Deploy nginx, scale it to 3, delete a pod and watch it come back, expose it: all on the
+    cluster page, as the seed's walk-through does with kubectl."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from clusters import sync
+    from clusters.models import Service
+
+    user = person("walker")
+    cluster = Cluster.objects.create(
+        name="walk-browser", driver="imported", state="active", api_endpoint=sandbox.endpoint,
+        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem},
+    )
+    ClusterMembership.objects.create(cluster=cluster, user=user, role="cluster-owner")
+    sync.sync(cluster.pk)
+    watch = ClusterWatch(cluster.pk, None)
+    watch.start()
+    page = f"{live_server_url}/clusters/{cluster.pk}/?namespace={kubectl.namespace}"
+
+    def pod_rows(d):
+        return [e.get_attribute("id") for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]")]
+
+    def running_rows(d):
+        return [e for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]") if "Running" in e.text]
+
+    try:
+        log_in(browser, live_server_url, user)
+        browser.get(page)
+        browser.find_element(By.ID, "d-name").send_keys("nginx")
+        browser.find_element(By.ID, "d-image").send_keys("nginx:1.27")
+        browser.find_element(By.ID, "d-name").submit()
+        WebDriverWait(browser, 10).until(lambda d: "nginx" in d.find_element(By.ID, "workloads").text)
+        WebDriverWait(browser, 30).until(lambda d: len(running_rows(d)) == 1)
+
+        workload_id = Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).first().workload_id
+        field = browser.find_element(By.ID, f"scale-{workload_id}")
+        field.clear()
+        field.send_keys("3")
+        field.submit()
+        WebDriverWait(browser, 30).until(lambda d: len(running_rows(d)) == 3)
+
+        browser.get(page)  # delete buttons come with the page (and its permission check)
+        WebDriverWait(browser, 10).until(lambda d: len(pod_rows(d)) == 3)
+        before = set(pod_rows(browser))
+        doomed = sorted(before)[0]
+        browser.find_element(By.CSS_SELECTOR, f"#{doomed} button").click()
+        WebDriverWait(browser, 10).until(lambda d: doomed not in pod_rows(d))
+        WebDriverWait(browser, 30).until(lambda d: len(running_rows(d)) == 3 and len(set(pod_rows(d)) - before) == 1)
+
+        browser.find_element(By.ID, f"expose-{workload_id}").submit()
+        WebDriverWait(browser, 10).until(lambda d: Service.objects.filter(cluster=cluster, name="nginx").exists())
+        endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx",
+                            "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
+        assert len(endpoints) == 3
+    finally:
+        watch.stop(wait=10)

@@ -175,3 +175,24 @@ class ClusterImportSerializer(StrictSerializer):
         elif "context" in attrs and not attrs["context"]:
             raise serializers.ValidationError({"context": ["must not be empty"]})
         return attrs
+
+
+class WorkloadCreateSerializer(StrictSerializer):
+    """``kubectl create deployment NAME --image=IMAGE --replicas=N`` through Corral."""
+
+    cluster = serializers.IntegerField()
+    namespace = serializers.CharField(max_length=63)
+    name = serializers.CharField(max_length=63, validators=[validate_dns1123_label])
+    image = serializers.RegexField(r"^[^\s]+$", max_length=500, error_messages={"invalid": "an image reference has no spaces, e.g. nginx:1.27"})
+    replicas = serializers.IntegerField(min_value=0, max_value=1000, default=1)
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+
+
+class ScaleSerializer(StrictSerializer):
+    replicas = serializers.IntegerField(min_value=0, max_value=1000)
+
+
+class ExposeSerializer(StrictSerializer):
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    target_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    type = serializers.ChoiceField(choices=["ClusterIP", "NodePort", "LoadBalancer"], default="ClusterIP")

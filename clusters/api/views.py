@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from clusters import filters, tasks
 from clusters.api import serializers as s
+from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
 from clusters.events import cluster_changed
 from clusters.kube import importer
 from clusters.models import (
@@ -159,7 +160,10 @@ class NamespaceViewSet(NamespaceChangeMixin, ReadOnlyModelViewSet):
     search_fields = ["name"]
 
 
-class WorkloadViewSet(ReadOnlyModelViewSet):
+class WorkloadViewSet(WorkloadActionsMixin, ReadOnlyModelViewSet):
+    """Inventory of workloads; POST deploys an image, /scale/ and /expose/ change one, DELETE removes it."""
+
+    http_method_names = ["get", "post", "delete", "head", "options"]
     queryset = Workload.objects.select_related("cluster", "namespace")
     serializer_class = s.WorkloadSerializer
     filterset_class = filters.WorkloadFilter
@@ -167,7 +171,10 @@ class WorkloadViewSet(ReadOnlyModelViewSet):
     ordering_fields = ["name", "kind", "ready_replicas"]
 
 
-class PodViewSet(ReadOnlyModelViewSet):
+class PodViewSet(PodActionsMixin, ReadOnlyModelViewSet):
+    """Inventory of pods across clusters; DELETE deletes one in its cluster."""
+
+    http_method_names = ["get", "delete", "head", "options"]
     queryset = Pod.objects.select_related("cluster", "namespace")
     serializer_class = s.PodSerializer
     filterset_class = filters.PodFilter

@@ -65,6 +65,7 @@
         try { payload = text ? JSON.parse(text) : null; } catch (e) { payload = null; }
         if (!response.ok) { show(el.closest("form") || el.parentNode, messages(response.status, payload)); return; }
         var then = el.dataset.then || "reload";
+        if (then === "stay") return;  // the live updates show the result
         if (then.indexOf("go:") === 0) location.href = then.slice(3).replace("{id}", payload && payload.id);
         else location.reload();
       });

@@ -67,20 +67,40 @@
       (body.dataset.namespaces || "").split(",").forEach(function (pair) {
         var i = pair.indexOf(":"); if (i > 0) names[pair.slice(0, i)] = pair.slice(i + 1);
       });
-      if (body.dataset.namespace && names[data.namespace_id] !== body.dataset.namespace) return;
+      if (body.dataset.namespace && (data.namespace || names[data.namespace_id]) !== body.dataset.namespace) return;
       row = document.createElement("tr");
       row.id = "pod-" + data.uid;
-      var ns = document.createElement("td"); ns.textContent = names[data.namespace_id] || ""; row.appendChild(ns);
+      var ns = document.createElement("td"); ns.textContent = data.namespace || names[data.namespace_id] || ""; row.appendChild(ns);
       var th = document.createElement("th"); th.scope = "row"; th.textContent = data.name; row.appendChild(th);
       ["phase", "restarts", "node_name"].forEach(function (f) {
         var td = document.createElement("td"); td.dataset.field = f; row.appendChild(td);
       });
+      row.appendChild(document.createElement("td"));  // actions appear on reload, with the permission check
       var empty = body.querySelector(".empty-row"); if (empty) empty.remove();
       body.appendChild(row);
     }
     setText(row, "phase", data.phase);
     setText(row, "restarts", data.restarts);
     setText(row, "node_name", data.node_name);
+  }
+
+  // Changes between the page being rendered and the subscription are caught up here, from the API.
+  function refreshPods(clusterId) {
+    var body = document.getElementById("pods");
+    if (!body || body.dataset.query) return;
+    var url = "/api/v1/pods/?limit=200&cluster=" + clusterId + (body.dataset.namespace ? "&namespace=" + encodeURIComponent(body.dataset.namespace) : "");
+    fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (page) {
+        if (!page) return;
+        var seen = {};
+        page.results.forEach(function (pod) {
+          seen["pod-" + pod.uid] = true;
+          onPod("pod.updated", { uid: pod.uid, name: pod.name, namespace_id: null, phase: pod.phase, restarts: pod.restarts, node_name: pod.node_name, namespace: pod.namespace });
+        });
+        if (page.next) return;  // more pods than one page: keep the rows we cannot check
+        Array.prototype.forEach.call(body.querySelectorAll("tr[id^=pod-]"), function (row) { if (!seen[row.id]) row.remove(); });
+      });
   }
 
   function onWorkload(event, data) {
@@ -111,6 +131,7 @@
     };
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
+      if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
       if (msg.type !== "event") return;
       if (msg.event === "cluster.summary") onSummary(msg.data);
       else if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);

@@ -1,0 +1,119 @@
+"""Deploy, scale, expose and delete through the API: Corral checks the permission with the one
+mechanism, makes the change in the cluster, and records it in its inventory at once (the watcher
+and the resync confirm it)."""
+
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from clusters.api import serializers as s
+from clusters.kube import workloads as kube
+from clusters.kube.client import ClusterConnectionError, api_client
+from clusters.kube.inventory import apply_change
+from clusters.models import ClusterState, Namespace, Workload
+from portal.audit import record
+from portal.permissions import CHANGE, VIEW, can_add
+
+USABLE = (ClusterState.ACTIVE, ClusterState.UPDATING)
+
+
+def _client(cluster):
+    if cluster.state not in USABLE:
+        raise exceptions.ValidationError({"cluster": [f"the cluster is {cluster.state}; changes need an active cluster"]})
+    try:
+        return api_client(cluster.credentials)
+    except ClusterConnectionError as exc:
+        raise exceptions.ValidationError({"cluster": [str(exc)]}) from None
+
+
+def _run(cluster, change):
+    """Run ``change(api)`` against the cluster, turning its failures into API errors."""
+    api = _client(cluster)
+    try:
+        return change(api)
+    except kube.WorkloadError as exc:
+        if exc.status == 400:
+            raise exceptions.ValidationError({"detail": exc.message}) from None
+        if exc.status == 404:
+            raise exceptions.NotFound(exc.message) from None
+        error = exceptions.APIException(exc.message)
+        error.status_code = exc.status
+        raise error from None
+    finally:
+        api.close()
+
+
+def _remember(cluster, resource, obj):
+    with transaction.atomic():
+        instance, _ = apply_change(cluster, resource, "MODIFIED", obj)
+    return instance
+
+
+class WorkloadActionsMixin:
+    object_actions = {"scale": CHANGE, "expose": CHANGE}
+
+    @extend_schema(request=s.WorkloadCreateSerializer, responses={201: s.WorkloadSerializer})
+    def create(self, request):
+        """Deploy an image as a Deployment in a namespace Corral knows."""
+        data = s.WorkloadCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        namespace = (Namespace.objects.restrict(request.user, VIEW).select_related("cluster", "project")
+                     .filter(cluster_id=v["cluster"], name=v["namespace"]).first())
+        if namespace is None:
+            raise exceptions.ValidationError({"namespace": [f"no namespace {v['namespace']!r} you may see in cluster {v['cluster']}"]})
+        if not can_add(request.user, Workload, cluster=namespace.cluster, project=namespace.project):
+            raise exceptions.PermissionDenied(f"you may not deploy to namespace {namespace.name}")
+        if getattr(request.auth, "read_only", False):
+            raise exceptions.PermissionDenied("read-only token: this request would change something")
+        obj = _run(namespace.cluster, lambda api: kube.deploy(api, namespace.name, v["name"], v["image"], v["replicas"], v.get("port")))
+        workload = _remember(namespace.cluster, "deployments", obj)
+        record("create", workload, after={"image": v["image"], "replicas": v["replicas"], "namespace": namespace.name})
+        return Response(s.WorkloadSerializer(workload).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ScaleSerializer, responses=s.WorkloadSerializer)
+    @action(detail=True, methods=["post"])
+    def scale(self, request, pk=None):
+        workload = self.get_object()
+        data = s.ScaleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        replicas = data.validated_data["replicas"]
+        obj = _run(workload.cluster, lambda api: kube.scale(api, workload.kind, workload.namespace.name, workload.name, replicas))
+        before = workload.desired_replicas
+        workload = _remember(workload.cluster, f"{workload.kind}s", obj)
+        record("action", workload, before={"replicas": before}, after={"replicas": replicas}, message=f"scaled to {replicas}")
+        return Response(s.WorkloadSerializer(workload).data)
+
+    @extend_schema(request=s.ExposeSerializer, responses={201: s.ServiceSerializer})
+    @action(detail=True, methods=["post"])
+    def expose(self, request, pk=None):
+        workload = self.get_object()
+        data = s.ExposeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        obj = _run(workload.cluster, lambda api: kube.expose(
+            api, workload.namespace.name, workload.name, workload.selector, v["port"], v.get("target_port"), v["type"]))
+        service = _remember(workload.cluster, "services", obj)
+        record("create", service, after={"port": v["port"], "type": v["type"], "workload": workload.name})
+        return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, pk=None):
+        workload = self.get_object()  # 404 if unseen, 403 without the delete right
+        _run(workload.cluster, lambda api: kube.delete(api, workload.kind, workload.namespace.name, workload.name))
+        record("delete", workload, before={"kind": workload.kind, "namespace": workload.namespace.name})
+        workload.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PodActionsMixin:
+    def destroy(self, request, pk=None):
+        """Delete a pod in the cluster (its controller, if any, makes a new one)."""
+        pod = self.get_object()  # 404 if unseen, 403 without the delete right
+        _run(pod.cluster, lambda api: kube.delete(api, "pods", pod.namespace.name, pod.name))
+        record("delete", pod, before={"namespace": pod.namespace.name, "node": pod.node_name})
+        pod.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+

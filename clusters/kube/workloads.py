@@ -1,0 +1,100 @@
+"""Changing workloads in a cluster: deploy, scale, expose, delete.  Raw JSON calls through the one
+client factory; every failure becomes a WorkloadError with words for people."""
+
+import json
+
+from kubernetes.client.exceptions import ApiException
+
+from clusters.kube.client import describe_error
+
+APPS = {"deployment": "deployments", "statefulset": "statefulsets", "daemonset": "daemonsets"}
+KIND_PATHS = {
+    "deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "statefulset": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "daemonset": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+    "job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "cronjob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
+}
+SCALABLE = {"deployment", "statefulset"}
+
+
+class WorkloadError(Exception):
+    """``status`` is the HTTP status Corral should answer with."""
+
+    def __init__(self, status, message):
+        self.status, self.message = status, message
+        super().__init__(message)
+
+
+def call(api, method, path, body=None, content_type="application/json"):
+    try:
+        response = api.call_api(
+            path, method, body=body, header_params={"Accept": "application/json", "Content-Type": content_type},
+            auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+            _request_timeout=api.corral_timeout,
+        )
+    except ApiException as exc:
+        raise WorkloadError(*_explain(exc)) from None
+    except Exception as exc:
+        raise WorkloadError(503, describe_error(exc, api.configuration.host)) from None
+    return json.loads(response.data) if response.data else {}
+
+
+def _explain(exc):
+    """(status, message) for an error the API server answered with."""
+    message = exc.reason or "error"
+    try:
+        message = json.loads(exc.body or "{}").get("message") or message
+    except (ValueError, TypeError, AttributeError):
+        pass
+    if exc.status == 409:
+        return 400, f"already exists: {message}"
+    if exc.status == 422:
+        return 400, f"the cluster refused it: {message}"
+    if exc.status == 404:
+        return 404, f"not found in the cluster: {message}"
+    if exc.status in (401, 403):
+        return 502, f"the cluster refused Corral's credentials: {message}"
+    return 502, f"the cluster answered {exc.status}: {message}"
+
+
+def deploy(api, namespace, name, image, replicas, port=None):
+    """Create a Deployment like `kubectl create deployment NAME --image=IMAGE --replicas=N`."""
+    container = {"name": name, "image": image}
+    if port:
+        container["ports"] = [{"containerPort": port}]
+    body = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+        },
+    }
+    return call(api, "POST", KIND_PATHS["deployment"].format(ns=namespace), body)
+
+
+def scale(api, kind, namespace, name, replicas):
+    if kind not in SCALABLE:
+        raise WorkloadError(400, f"a {kind} cannot be scaled")
+    path = f"{KIND_PATHS[kind].format(ns=namespace)}/{name}"
+    return call(api, "PATCH", path, {"spec": {"replicas": replicas}}, content_type="application/merge-patch+json")
+
+
+def expose(api, namespace, name, selector, port, target_port=None, service_type="ClusterIP"):
+    """Create a Service for the workload's pods, like `kubectl expose deployment NAME --port=PORT`."""
+    if not selector:
+        raise WorkloadError(400, "the workload has no label selector to expose")
+    body = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"type": service_type, "selector": selector,
+                 "ports": [{"port": port, "targetPort": target_port or port, "protocol": "TCP"}]},
+    }
+    return call(api, "POST", f"/api/v1/namespaces/{namespace}/services", body)
+
+
+def delete(api, kind, namespace, name):
+    path = f"{KIND_PATHS[kind].format(ns=namespace)}/{name}" if kind in KIND_PATHS else f"/api/v1/namespaces/{namespace}/{kind}/{name}"
+    return call(api, "DELETE", path, {"propagationPolicy": "Background"})
