@@ -143,3 +143,25 @@ def test_a_resync_rewrites_only_what_changed(cluster, kubectl):
     after = dict(Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).values_list("uid", "synced"))
     assert all(after[uid] > before[uid] for uid in after)
     assert all(p.labels.get("touched") == "yes" for p in Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace))
+
+
+def test_what_a_cluster_sends_cannot_break_the_write(db):
+    """Objects with missing fields, odd quantities and NUL characters (which PostgreSQL text and
+    jsonb refuse) are stored, cleaned, rather than failing the whole sync."""
+    from clusters.kube.inventory import RESOURCES, write
+    from clusters.models import ClusterEvent
+
+    cluster = Cluster.objects.create(name="odd", driver="imported", state="active")
+    data = {name: [] for name in RESOURCES}
+    data["namespaces"] = [{"metadata": {"name": "ns", "uid": "u-ns", "resourceVersion": "1"}}]
+    data["nodes"] = [{"metadata": {"name": "n\x00ode", "uid": "u-node", "labels": {"a": "b\x00c"}},
+                      "status": {"allocatable": {"cpu": "lots", "memory": "12Qi"}}}]
+    data["pods"] = [{"metadata": {"name": "p", "uid": "u-pod", "namespace": "ns"}, "spec": {}, "status": {}}]
+    data["events"] = [{"metadata": {"name": "e", "uid": "u-ev", "namespace": "ns"}, "type": "Warning",
+                       "reason": "x" * 500, "message": "bad \x00 byte", "lastTimestamp": "not a time"}]
+    counts = write(cluster, data)
+    assert counts["nodes"] == 1 and counts["pods"] == 1 and counts["events"] == 1
+    node = Node.objects.get(cluster=cluster)
+    assert node.name == "node" and node.labels == {"a": "bc"} and node.cpu_allocatable_m == 0
+    event = ClusterEvent.objects.get(cluster=cluster)
+    assert event.message == "bad  byte" and len(event.reason) == 128 and event.last_seen is None

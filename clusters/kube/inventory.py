@@ -224,7 +224,8 @@ def _upsert(model, cluster, rows, stale=(), unique=("cluster", "uid")):
 
 
 def _json(value):
-    return orjson.dumps(value).decode()
+    # PostgreSQL's jsonb refuses \u0000; a cluster may still send it (event messages, labels).
+    return orjson.dumps(value).decode().replace("\\u0000", "")
 
 
 def _copy_upsert(model, cluster, rows, now, unique):
@@ -248,7 +249,9 @@ def _copy_upsert(model, cluster, rows, now, unique):
             return cluster.pk
         if field.attname == "synced":
             return now
-        return Jsonb(v, dumps=_json) if isinstance(field, models.JSONField) else v
+        if isinstance(field, models.JSONField):
+            return Jsonb(v, dumps=_json)
+        return v.replace("\x00", "") if isinstance(v, str) else v  # text columns cannot hold NUL either
 
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE TEMPORARY TABLE "{temp}" AS SELECT {quoted} FROM "{table}" WITH NO DATA')
