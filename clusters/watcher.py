@@ -1,14 +1,18 @@
 """The live watcher: its own process (``manage.py watch_clusters``), next to the Celery worker.
 
 For every monitored cluster it lists the inventory once (a full sync, which also yields the
-resourceVersions), then follows a watch per resource from there, applying each change to the
-database and emitting it to the cluster's websocket group after commit.  A watch that expires
-(410 Gone) makes the cluster relist once; a cluster that stops answering is retried by the same
-thread with capped backoff, so nothing piles up while it is down.
+resourceVersions), then follows a watch per resource from there.  Watch threads only read and
+parse; every database write goes through a small pool of writer threads, one queue each, a
+cluster always on the same writer so its changes apply in order.  So the database sees a handful
+of connections however many clusters are followed.  Each change is emitted to the cluster's
+websocket group after its commit.  A watch that expires (410 Gone) makes the cluster relist once;
+a cluster that stops answering is retried by the same thread with capped backoff, so nothing piles
+up while it is down.
 """
 
 import json
 import logging
+import queue
 import threading
 import time
 
@@ -17,52 +21,97 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from clusters import sync
-from clusters.events import cluster_changed
+from clusters.events import cluster_payload
 from clusters.kube.client import api_client
 from clusters.kube.inventory import RESOURCES, apply_change
 from clusters.models import Cluster, ClusterState
-from portal.events import emit
+from portal.events import FEED_CLUSTERS, emit
 
 log = logging.getLogger(__name__)
 
 WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"]
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
+WRITERS = 4
+# Full relists at once: each holds a database connection and reads a whole cluster.
+RELISTS = threading.BoundedSemaphore(4)
 
 
 class Gone(Exception):
     """The resourceVersion is too old (410): relist."""
 
 
-def pod_payload(pod):
-    return {
-        "id": pod.pk, "uid": pod.uid, "name": pod.name, "namespace_id": pod.namespace_id, "workload": pod.workload_id,
-        "phase": pod.phase, "ready": pod.ready, "restarts": pod.restarts, "node_name": pod.node_name,
-    }
+class Writers:
+    """Threads that apply changes to the database, one queue each; ``submit`` keeps the changes
+    of one cluster in order by always using the same writer for it."""
+
+    def __init__(self, count=WRITERS):
+        self.queues = [queue.Queue() for _ in range(count)]
+        for index, q in enumerate(self.queues):
+            threading.Thread(target=self._run, args=(q,), name=f"watch-writer-{index}", daemon=True).start()
+
+    def submit(self, cluster_id, work):
+        self.queues[cluster_id % len(self.queues)].put(work)
+
+    def drain(self, timeout=30):
+        """Wait until everything submitted so far is written (for tests and benchmarks)."""
+        done = [threading.Event() for _ in self.queues]
+        for q, event in zip(self.queues, done):
+            q.put(event.set)
+        deadline = time.monotonic() + timeout
+        return all(event.wait(max(0, deadline - time.monotonic())) for event in done)
+
+    @staticmethod
+    def _run(q):
+        while True:
+            work = q.get()
+            try:
+                close_old_connections()
+                work()
+            except Exception:
+                log.exception("watcher: could not apply a change (the next resync will)")
+            finally:
+                if q.empty():
+                    connection.close()  # idle writers hold no database connection
+
+
+_writers = None
+_writers_lock = threading.Lock()
+
+
+def writers():
+    global _writers
+    with _writers_lock:
+        if _writers is None:
+            _writers = Writers()
+        return _writers
 
 
 def object_payload(resource, instance):
-    if resource == "pods":
-        return pod_payload(instance)
     data = {"id": instance.pk, "uid": instance.uid, "name": instance.name}
-    for field in ("ready", "phase", "kind", "desired_replicas", "ready_replicas", "namespace_id"):
+    fields = ("namespace_id", "workload_id", "phase", "ready", "restarts", "node_name", "kind", "desired_replicas", "ready_replicas")
+    for field in fields:
         if hasattr(instance, field):
             data[field] = getattr(instance, field)
+    if resource == "pods":
+        data["workload"] = instance.workload_id
     return data
 
 
 class ClusterWatch:
     """All the watches of one cluster."""
 
-    def __init__(self, cluster_id, fingerprint):
+    def __init__(self, cluster_id, fingerprint, pool=None):
         self.cluster_id = cluster_id
         self.fingerprint = fingerprint
+        self.pool = pool or writers()
         self.stop_event = threading.Event()
         self.versions = {}
         self.relist_lock = threading.Lock()
         self.threads = []
         self.summary_pending = False
         self.responses = set()
+        self.credentials = None
 
     def start(self):
         thread = threading.Thread(target=self._main, name=f"watch-cluster-{self.cluster_id}", daemon=True)
@@ -85,45 +134,44 @@ class ClusterWatch:
 
     def relist(self):
         """Full sync; refreshes every resource's starting resourceVersion."""
-        with self.relist_lock:
-            versions = {}
-            sync.sync(self.cluster_id, versions=versions)
-            self.versions.update(versions)
+        with self.relist_lock, RELISTS:
+            try:
+                self.credentials = Cluster.objects.get(pk=self.cluster_id).credentials
+                versions = {}
+                sync.sync(self.cluster_id, versions=versions)
+                self.versions.update(versions)
+            finally:
+                connection.close()  # a watch thread keeps no database connection between relists
 
     def _main(self):
         backoff = 1
         while not self.stop_event.is_set():
             try:
-                close_old_connections()
                 self.relist()
                 break
             except sync.SyncBusy:
-                time.sleep(1)
+                self.stop_event.wait(1)
             except Exception as exc:
                 log.warning("cluster %s: initial list failed (%s); retrying in %ss", self.cluster_id, exc, backoff)
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 30)
+            finally:
+                connection.close()
         for resource in WATCHED:
-            thread = threading.Thread(target=self._watch_loop, args=(resource,), name=f"watch-{self.cluster_id}-{resource}", daemon=True)
+            thread = threading.Thread(target=self._watch_forever, args=(resource,), name=f"watch-{self.cluster_id}-{resource}", daemon=True)
             thread.start()
             self.threads.append(thread)
         while not self.stop_event.wait(SUMMARY_INTERVAL):
-            self._flush_summary()
-        connection.close()
+            if self.summary_pending:
+                self.summary_pending = False
+                self.pool.submit(self.cluster_id, self._flush_summary)
 
     # --- watching ---------------------------------------------------------------------------
-
-    def _watch_loop(self, resource):
-        try:
-            self._watch_forever(resource)
-        finally:
-            connection.close()
 
     def _watch_forever(self, resource):
         backoff = 1
         while not self.stop_event.is_set():
             try:
-                close_old_connections()
                 self._watch_once(resource)
                 backoff = 1
             except Gone:
@@ -142,8 +190,7 @@ class ClusterWatch:
                 backoff = min(backoff * 2, 30)
 
     def _watch_once(self, resource):
-        cluster = Cluster.objects.get(pk=self.cluster_id)
-        api = api_client(cluster.credentials)
+        api = api_client(self.credentials)
         try:
             params = [("watch", "1"), ("allowWatchBookmarks", "true"), ("timeoutSeconds", WATCH_SECONDS)]
             if self.versions.get(resource):
@@ -164,22 +211,31 @@ class ClusterWatch:
                     if self.stop_event.is_set():
                         return
                     if line:
-                        self._handle(cluster, resource, json.loads(line))
+                        self._handle(self.cluster_id, resource, json.loads(line))
             finally:
                 self.responses.discard(response)
                 response.release_conn()
         finally:
             api.close()
 
-    def _handle(self, cluster, resource, event):
+    def _handle(self, cluster_id, resource, event):
+        """Take one watch event: errors and bookmarks here, changes to a writer."""
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone()
             raise RuntimeError(obj.get("message", "watch error"))
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        if kind == "BOOKMARK":
+        if kind != "BOOKMARK":
+            self.pool.submit(self.cluster_id, lambda: self._apply(resource, kind, obj))
+            if resource in ("pods", "nodes"):
+                self.summary_pending = True
+        if version:
             self.versions[resource] = version
+
+    def _apply(self, resource, kind, obj):
+        cluster = Cluster.objects.filter(pk=self.cluster_id).first()
+        if cluster is None:
             return
         with transaction.atomic():
             instance, deleted_uid = apply_change(cluster, resource, kind, obj)
@@ -188,28 +244,19 @@ class ClusterWatch:
                 emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, f"cluster-{cluster.pk}")
             elif instance is not None:
                 emit(f"{singular}.updated", object_payload(resource, instance), f"cluster-{cluster.pk}")
-        if version:
-            self.versions[resource] = version
-        if resource in ("pods", "nodes"):
-            self.summary_pending = True
 
     def _flush_summary(self):
-        """Tell the dashboard the cluster's figures changed, at most once a second."""
-        if not self.summary_pending:
-            return
-        self.summary_pending = False
-        close_old_connections()
+        """Tell the dashboard the cluster's figures changed (at most once a second)."""
         cluster = Cluster.objects.with_summary().filter(pk=self.cluster_id).first()
         if cluster is None:
             return
-        from clusters.events import cluster_payload
-
         data = cluster_payload(cluster) | {
             "nodes_ready": cluster.nodes_ready, "nodes_total": cluster.nodes_total, "pods": cluster.pods_total,
             "cpu_requested_m": cluster.cpu_requested_m, "cpu_allocatable_m": cluster.cpu_allocatable_m,
             "memory_requested_bytes": cluster.memory_requested_bytes, "memory_allocatable_bytes": cluster.memory_allocatable_bytes,
         }
-        emit("cluster.summary", data, f"cluster-{cluster.pk}", "clusters")
+        with transaction.atomic():
+            emit("cluster.summary", data, f"cluster-{cluster.pk}", FEED_CLUSTERS)
 
 
 def _fingerprint(cluster):
@@ -227,7 +274,8 @@ class Supervisor:
 
     def reconcile(self):
         close_old_connections()
-        wanted = {c.pk: _fingerprint(c) for c in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])}
+        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+        wanted = {c.pk: _fingerprint(c) for c in monitored}
         for cluster_id, watch in list(self.watches.items()):
             if wanted.get(cluster_id) != watch.fingerprint:
                 watch.stop()
@@ -250,6 +298,3 @@ class Supervisor:
 
     def stop(self):
         self.stop_event.set()
-
-
-__all__ = ["Supervisor", "ClusterWatch", "cluster_changed"]

@@ -94,7 +94,7 @@ def test_a_watch_error_410_means_relist(sandbox):
     user, cluster = _setup(sandbox)
     watch = ClusterWatch(cluster.pk, None)
     with pytest.raises(Gone):
-        watch._handle(cluster, "pods", {"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})
-    watch._handle(cluster, "pods", {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12345"}}})
+        watch._handle(cluster.pk, "pods", {"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})
+    watch._handle(cluster.pk, "pods", {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12345"}}})
     assert watch.versions["pods"] == "12345"
     json.dumps(watch.versions)
