@@ -197,6 +197,21 @@ def test_a_person_manages_a_project_from_the_portal(browser, live_server_url):
     WebDriverWait(browser, 10).until(lambda d: "user dev" in d.find_element(By.ID, "members").text)
     assert project.memberships.get(user=dev).role == "project-member"
 
+    # Shrinking the pool below what the namespaces hold is refused, saying how much is allocated.
+    browser.find_element(By.CSS_SELECTOR, "details summary").click()
+    quota = browser.find_element(By.ID, "e-quota")
+    quota.clear()
+    quota.send_keys("limits.cpu: 2\npods: 20")
+    quota.submit()
+    WebDriverWait(browser, 10).until(lambda d: "limits.cpu" in d.find_element(By.CSS_SELECTOR, "details .form-errors").text)
+    project.refresh_from_db()
+    assert project.resource_quota == {"limits.cpu": "4", "pods": "20"}
+    quota = browser.find_element(By.ID, "e-quota")
+    quota.clear()
+    quota.send_keys("limits.cpu: 6\npods: 30")
+    quota.submit()
+    WebDriverWait(browser, 10).until(lambda d: Project.objects.get(pk=project.pk).resource_quota == {"limits.cpu": "6", "pods": "30"})
+
 
 @pytest.mark.kube
 def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_url):

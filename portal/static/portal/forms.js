@@ -27,6 +27,7 @@
       if ((el.type === "checkbox" || el.type === "radio") && !el.checked) return;
       var value = el.value, type = el.dataset.type;
       if (url.indexOf("{" + el.name + "}") >= 0) { url = url.replace("{" + el.name + "}", encodeURIComponent(value)); return; }
+      if (value.trim() === "" && el.dataset.empty === "object") { data[el.name] = {}; return; }
       if (value === "" && type !== "null") return;
       if (type === "int") value = parseInt(value, 10);
       else if (type === "null") value = value === "" ? null : parseInt(value, 10);
