@@ -2,8 +2,9 @@
 nodes on loopback. No Django imports here, so bench scripts and pytest fixtures can use it directly."""
 
 from .binaries import BUILD_COMMAND, kube_bin_dir, require_binaries
+from .components import node_manifest
 from .errors import MissingBinaries, SandboxError
-from .sandbox import Sandbox, default_root, node_manifest
+from .sandbox import Sandbox, default_root
 
 __all__ = [
     "BUILD_COMMAND",
