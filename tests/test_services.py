@@ -18,7 +18,8 @@ import redis
 from ldap.controls import SimplePagedResultsControl
 
 from tools import services
-from tools.ldapdir import LOCKED_FOREVER, default_directory, ensure_slapd
+from tools.ldapdata import LOCKED_FOREVER, default_directory
+from tools.ldapdir import ensure_slapd
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CORRAL_SKIP_SERVICE_TESTS") == "1", reason="CORRAL_SKIP_SERVICE_TESTS=1")
