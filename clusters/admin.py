@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from clusters import tasks
+from clusters.drivers import sandbox_nodes_error
 from clusters.events import cluster_changed
 from clusters.models import (
     Cluster,
@@ -34,9 +35,10 @@ class ClusterForm(forms.ModelForm):
             raise forms.ValidationError("To add a cluster that exists already, use “Import a cluster” on the cluster list.")
         if self.instance.pk is not None and data.get("driver") != self.instance.driver:
             self.add_error("driver", "the driver of an existing cluster cannot change")
-        nodes = (data.get("driver_config") or {}).get("nodes", 3)
-        if data.get("driver") == ClusterDriver.SANDBOX and (not isinstance(nodes, int) or not 1 <= nodes <= 5000):
-            self.add_error("driver_config", "nodes must be a whole number from 1 to 5000")
+        if data.get("driver") == ClusterDriver.SANDBOX and self.instance.pk is None:
+            problem = sandbox_nodes_error(data.get("driver_config"))
+            if problem:
+                self.add_error("driver_config", problem)
         return data
 
 

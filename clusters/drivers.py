@@ -8,6 +8,30 @@ class DriverError(Exception):
     pass
 
 
+def sandbox_nodes_error(driver_config):
+    """Why a sandbox's ``driver_config`` is refused (None when it is fine)."""
+    cap = settings.SANDBOX_MAX_NODES
+    nodes = (driver_config or {}).get("nodes", 3) if isinstance(driver_config, dict) else None
+    if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= cap:
+        return f"nodes must be a whole number from 1 to {cap} (PORTAL_SANDBOX_MAX_NODES)"
+    return None
+
+
+def refuse_new_cluster(user, driver):
+    """Why ``user`` may not add a cluster with ``driver`` (None when they may).  Importing and
+    provisioning need the global permission "Create clusters"; a sandbox runs on Corral's own host,
+    so it needs "Use the sandbox driver" too.  Administrators have both."""
+    from clusters.models import Cluster, ClusterDriver
+    from clusters.permissions import USE_SANDBOX
+    from portal.permissions import can_add, has_global_permission
+
+    if not can_add(user, Cluster):
+        return "adding clusters needs the global permission “Create clusters”; ask an administrator"
+    if driver == ClusterDriver.SANDBOX and not has_global_permission(user, USE_SANDBOX):
+        return "the sandbox driver needs the global permission “Use the sandbox driver”; ask an administrator"
+    return None
+
+
 class ImportedDriver:
     provisions = False
 
@@ -31,9 +55,10 @@ class SandboxDriver:
         """Start the sandbox; returns (endpoint, credentials)."""
         from clusters.sandbox import SandboxError
 
-        nodes = int(cluster.driver_config.get("nodes", 3))
-        if not 1 <= nodes <= 5000:
-            raise DriverError("a sandbox has between 1 and 5000 nodes")
+        problem = sandbox_nodes_error(cluster.driver_config)
+        if problem:
+            raise DriverError(problem)
+        nodes = cluster.driver_config.get("nodes", 3)
         sandbox = self._sandbox(cluster)
         try:
             sandbox.up(nodes=nodes, progress=lambda pct, msg: progress(5 + int(pct * 0.85), msg))

@@ -10,9 +10,10 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
+from clusters.roles import CLUSTER_MEMBER, CLUSTER_OWNER
 from portal.fields import EncryptedJSONField
 from portal.models import ChangeLoggedModel, RoleBindingBase
-from portal.permissions import CLUSTER_MEMBER, CLUSTER_OWNER, RestrictedQuerySet
+from portal.permissions import RestrictedQuerySet
 from portal.states import StateMachineMixin
 from portal.validators import validate_dns1123_label, validate_label_map
 
@@ -95,8 +96,6 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     credentials = EncryptedJSONField()
 
     objects = ClusterQuerySet.as_manager()
-    restrict_scope = "cluster"
-    restrict_cluster = None
     audit_exclude = ("credentials",)
 
     class Meta:
@@ -132,8 +131,6 @@ class ClusterMembership(RoleBindingBase):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=32, choices=Role.choices, default=Role.MEMBER)
 
-    restrict_scope = "cluster-basics"
-    restrict_cluster = "cluster"
 
     class Meta:
         ordering = ["cluster", "role", "pk"]
@@ -191,8 +188,6 @@ class Node(InventoryModel):
     memory_allocatable_bytes = models.BigIntegerField(default=0)
     pods_allocatable = models.IntegerField(default=0)
 
-    restrict_scope = "cluster-basics"
-    restrict_cluster = "cluster"
 
     class Meta:
         ordering = ["cluster_id", "name"]
@@ -209,9 +204,6 @@ class Namespace(InventoryModel):
     project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="namespaces")
     resource_quota = models.JSONField(default=dict, blank=True, help_text="This namespace's share of the project quota")
 
-    restrict_scope = "namespace"
-    restrict_cluster = "cluster"
-    restrict_project = "project"
 
     class Meta:
         ordering = ["cluster", "name"]
@@ -224,9 +216,6 @@ class Namespace(InventoryModel):
 class NamespacedInventoryModel(InventoryModel):
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
 
-    restrict_scope = "namespaced"
-    restrict_cluster = "cluster"
-    restrict_project = "namespace__project"
 
     class Meta:
         abstract = True
@@ -310,9 +299,6 @@ class ClusterEvent(InventoryModel):
     first_seen = models.DateTimeField(null=True, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
 
-    restrict_scope = "namespaced"
-    restrict_cluster = "cluster"
-    restrict_project = "namespace__project"
 
     class Meta:
         ordering = ["-last_seen", "-pk"]

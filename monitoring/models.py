@@ -24,7 +24,6 @@ class Notifier(ChangeLoggedModel):
     config = models.JSONField(default=dict)
     enabled = models.BooleanField(default=True)
 
-    restrict_scope = "notifier"
 
     class Meta:
         ordering = ["name"]
@@ -82,7 +81,6 @@ class AlertRule(ChangeLoggedModel):
     enabled = models.BooleanField(default=True)
     notifiers = models.ManyToManyField(Notifier, blank=True, related_name="rules")
 
-    restrict_scope = "alert"
 
     class Meta:
         ordering = ["name"]
@@ -116,7 +114,6 @@ class Alert(TimestampedModel):
     last_notified = models.DateTimeField(null=True, blank=True)
 
     objects = RestrictedQuerySet.as_manager()
-    restrict_scope = "alert"
 
     class Meta:
         ordering = ["-started"]

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from portal.permissions import ADD, CHANGE, DELETE, VIEW, can, is_global_admin
+from portal.permissions import ADD, CHANGE, DELETE, VIEW, can, is_global_admin, rule_for
 
 
 class RestrictedAdmin(admin.ModelAdmin):
@@ -34,7 +34,7 @@ class RestrictedAdmin(admin.ModelAdmin):
 
     def _may(self, request, action):
         # On list pages: administrators always; others when the model is scoped to them at all.
-        return is_global_admin(request.user) or getattr(self.model, "restrict_scope", None) not in (None, "global", "audit", "notifier")
+        return is_global_admin(request.user) or rule_for(self.model) is not None
 
 
 class ReadOnlyAdmin(RestrictedAdmin):

@@ -47,6 +47,10 @@ class ChangeLoggedModel(TimestampedModel):
 class GlobalRole(models.TextChoices):
     ADMINISTRATOR = "administrator", "Administrator"
     STANDARD_USER = "standard-user", "Standard user"
+    # Global permissions a standard user does not have unless granted (Rancher's "Create new
+    # clusters"); the names are registered with the engine by the clusters app.
+    CREATE_CLUSTERS = "clusters-create", "Create clusters"
+    USE_SANDBOX = "sandbox-use", "Use the sandbox driver"
 
 
 class RoleBindingBase(ChangeLoggedModel):
@@ -77,7 +81,6 @@ class RoleBindingBase(ChangeLoggedModel):
 class GlobalRoleBinding(RoleBindingBase):
     role = models.CharField(max_length=32, choices=GlobalRole.choices, default=GlobalRole.STANDARD_USER)
 
-    restrict_scope = "global"
 
     class Meta:
         ordering = ["role", "pk"]
@@ -116,7 +119,6 @@ class AuditEvent(models.Model):
     message = models.CharField(max_length=300, blank=True)
 
     objects = RestrictedQuerySet.as_manager()
-    restrict_scope = "audit"
 
     class Meta:
         ordering = ["-time", "-pk"]
@@ -162,7 +164,6 @@ class Operation(StateMachineMixin, TimestampedModel):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     objects = RestrictedQuerySet.as_manager()
-    restrict_scope = "operation"
 
     class Meta:
         ordering = ["-created", "-pk"]
@@ -208,7 +209,6 @@ class ApiToken(TimestampedModel):
     revoked = models.DateTimeField(null=True, blank=True)
 
     objects = ApiTokenQuerySet.as_manager()
-    restrict_scope = "owner"
 
     class Meta:
         ordering = ["-created"]

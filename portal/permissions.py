@@ -1,15 +1,23 @@
-"""The one permission mechanism: ``Model.objects.restrict(user, action)``.
+"""The one permission engine: ``Model.objects.restrict(user, action)``.
 
-Every API viewset, admin changelist, portal page and websocket subscription asks this queryset
-method what a user may see or do, so the rule lives in one place.  A model says how its rows
-relate to clusters and projects with ``restrict_scope`` and the lookups below; the roles bound to
-the user (directly or through a group) do the rest.
+Every API viewset, admin page, portal page, websocket event and count asks this module what a
+user may see or do, so each rule lives in one place.  The engine is generic, as NetBox keeps
+``utilities/permissions``: it imports no domain model.  Each app says, in its ``AppConfig.ready()``:
 
-Roles (Rancher's): a global administrator may do everything.  A cluster owner may do everything in
-that cluster; a cluster member may view the cluster's cluster-scoped basics (the cluster, nodes,
-namespaces) and create projects.  A project owner may do everything in the project; a project
-member may view and change workloads in the project's namespaces; read-only may view.
+- which *scopes* it owns (``register_scope``): a kind of object roles are bound on (a cluster, a
+  project), where the bindings live, and the scope's parent (a project's cluster);
+- how each of its models is scoped (``register``): one ``Grant`` per path from a row to a scope,
+  naming the roles that allow each action there; an optional ``extra`` rule (the creator of an
+  operation sees it);
+- which *global permissions* exist (``register_global_permission``: "create clusters"...).
+
+A global administrator may do everything.  A model nobody registered is for administrators only.
+Objects a user may not see are answered exactly like objects that do not exist.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from django.db import models
 from django.db.models import Q
@@ -17,67 +25,175 @@ from django.db.models import Q
 VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
 ACTIONS = (VIEW, ADD, CHANGE, DELETE)
 
-CLUSTER_OWNER, CLUSTER_MEMBER = "cluster-owner", "cluster-member"
-PROJECT_OWNER, PROJECT_MEMBER, PROJECT_READ_ONLY = "project-owner", "project-member", "read-only"
+ADMINISTRATOR = "administrator"
 
-# Which cluster roles allow an action on rows of a cluster.  ``basics`` are cluster-scoped
-# objects that a cluster member may read.
-CLUSTER_ROLES = {
-    VIEW: {CLUSTER_OWNER},
-    ADD: {CLUSTER_OWNER},
-    CHANGE: {CLUSTER_OWNER},
-    DELETE: {CLUSTER_OWNER},
-}
-CLUSTER_ROLES_BASICS = {**CLUSTER_ROLES, VIEW: {CLUSTER_OWNER, CLUSTER_MEMBER}}
 
-# Which project roles allow an action on rows inside a project (workloads, pods, events...).
-PROJECT_ROLES = {
-    VIEW: {PROJECT_OWNER, PROJECT_MEMBER, PROJECT_READ_ONLY},
-    ADD: {PROJECT_OWNER, PROJECT_MEMBER},
-    CHANGE: {PROJECT_OWNER, PROJECT_MEMBER},
-    DELETE: {PROJECT_OWNER, PROJECT_MEMBER},
-}
-# The project itself and its memberships: members read them, only owners change them.
-PROJECT_ROLES_ADMIN = {**PROJECT_ROLES, ADD: {PROJECT_OWNER}, CHANGE: {PROJECT_OWNER}, DELETE: {PROJECT_OWNER}}
+# --- registry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Something roles are bound on.  ``bindings()`` returns a queryset of role bindings with
+    ``user``, ``group`` and ``role`` fields and an id column ``id_field`` naming the scope object;
+    ``parents`` maps a parent scope to the column of the bindings queryset that names it
+    (``{"cluster": "project__cluster_id"}``)."""
+
+    name: str
+    bindings: object
+    id_field: str
+    parents: dict = field(default_factory=dict)
+    # obj -> {parent scope: id}, for a scope object that is not saved in a row yet (can_add).
+    parent_ids: object = None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A path from a model's rows to a scope (``lookup``, a field path giving the scope's id, or
+    ``"pk"``), and the roles held on that scope that allow each action.  ``via`` reaches up from a
+    child scope's bindings: a project role shows the project's cluster (``scope="project",
+    via="cluster"``)."""
+
+    scope: str
+    lookup: str
+    roles: dict
+    via: str | None = None
+
+    def roles_for(self, action):
+        return frozenset(self.roles.get(action, ()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    grants: tuple
+    extra: object = None  # (user, action) -> Q or None
+    add_permission: str | None = None  # a global permission that allows adding rows anywhere
+
+
+_scopes: dict[str, Scope] = {}
+_rules: dict[type, Rule] = {}
+_global_permissions: dict[str, str] = {}
+
+
+def register_scope(name, bindings, id_field, parents=None, parent_ids=None):
+    _scopes[name] = Scope(name, bindings, id_field, dict(parents or {}), parent_ids)
+
+
+def register(model, *grants, extra=None, add_permission=None):
+    for grant in grants:
+        if grant.scope not in _scopes:
+            raise LookupError(f"{model.__name__}: scope {grant.scope!r} is not registered (register_scope first)")
+    _rules[model] = Rule(tuple(grants), extra, add_permission)
+
+
+def extend(model, *grants):
+    """Add grants to a model another app registered (projects reach into cluster inventory)."""
+    rule = rule_for(model)
+    if rule is None:
+        raise LookupError(f"{model.__name__} is not registered")
+    for grant in grants:
+        if grant.scope not in _scopes:
+            raise LookupError(f"{model.__name__}: scope {grant.scope!r} is not registered (register_scope first)")
+    _rules[model] = Rule(rule.grants + tuple(grants), rule.extra, rule.add_permission)
+
+
+def register_global_permission(name, label):
+    _global_permissions[name] = label
+
+
+def rule_for(model):
+    """The registered rule of ``model`` (or of the concrete model a proxy stands for), or None."""
+    model = model._meta.concrete_model if hasattr(model, "_meta") else model
+    return _rules.get(model)
+
+
+def scopes():
+    return dict(_scopes)
+
+
+def global_permissions():
+    return dict(_global_permissions)
+
+
+def role_levels(*roles):
+    """``{VIEW: roles, ...}`` for a grant where every action needs one of ``roles``."""
+    return {action: frozenset(roles) for action in ACTIONS}
+
+
+# --- who holds what ------------------------------------------------------------------------------
+
+
+def _subject(user):
+    return Q(user=user) | Q(group__in=user.groups.all())
+
+
+def _bindings(scope_name, user, roles):
+    scope = _scopes[scope_name]
+    return scope.bindings().filter(_subject(user), role__in=roles)
+
+
+def scope_ids(user, scope_name, roles, via=None):
+    """Subquery of the ids of ``scope_name`` objects (or of their ``via`` parents) where ``user``
+    holds one of ``roles``."""
+    scope = _scopes[scope_name]
+    column = scope.parents[via] if via else scope.id_field
+    return _bindings(scope_name, user, roles).values(column)
+
+
+def held_roles(user, scope_name, scope_id):
+    """The roles ``user`` holds (directly or through a group) on one scope object."""
+    if not _is_live(user):
+        return set()
+    scope = _scopes[scope_name]
+    return set(_bindings(scope_name, user, _all_roles(scope_name)).filter(**{scope.id_field: scope_id}).values_list("role", flat=True))
+
+
+def _all_roles(scope_name):
+    roles = set()
+    for rule in _rules.values():
+        for grant in rule.grants:
+            if grant.scope == scope_name:
+                for action_roles in grant.roles.values():
+                    roles |= action_roles
+    return roles
+
+
+def _is_live(user):
+    return user is not None and user.is_authenticated and user.is_active
 
 
 def is_global_admin(user):
-    if not user.is_authenticated or not user.is_active:
+    if not _is_live(user):
         return False
     if user.is_superuser:
         return True
-    cached = getattr(user, "_corral_is_admin", None)
-    if cached is None:
-        from portal.models import GlobalRole, GlobalRoleBinding
+    return ADMINISTRATOR in _global_roles(user)
 
-        cached = GlobalRoleBinding.objects.filter(
-            Q(user=user) | Q(group__in=user.groups.all()), role=GlobalRole.ADMINISTRATOR
-        ).exists()
-        user._corral_is_admin = cached
+
+def _global_roles(user):
+    cached = getattr(user, "_corral_global_roles", None)
+    if cached is None:
+        from portal.models import GlobalRoleBinding
+
+        cached = set(GlobalRoleBinding.objects.filter(_subject(user)).values_list("role", flat=True))
+        user._corral_global_roles = cached
     return cached
 
 
-def _subject(user, prefix=""):
-    return Q(**{f"{prefix}user": user}) | Q(**{f"{prefix}group__in": user.groups.all()})
+def has_global_permission(user, name):
+    """May ``user`` do what the global permission ``name`` allows?  Administrators may."""
+    if name not in _global_permissions:
+        raise LookupError(f"unknown global permission {name!r}")
+    return is_global_admin(user) or (_is_live(user) and name in _global_roles(user))
 
 
-def cluster_ids(user, roles):
-    """Subquery of the clusters where the user holds one of ``roles``."""
-    from clusters.models import ClusterMembership
-
-    return ClusterMembership.objects.filter(_subject(user), role__in=roles).values("cluster_id")
-
-
-def project_ids(user, roles):
-    from projects.models import ProjectMembership
-
-    return ProjectMembership.objects.filter(_subject(user), role__in=roles).values("project_id")
+def forget_cached_roles(user):
+    """Drop what this user object remembers of its global roles (after a binding changed)."""
+    for attr in ("_corral_global_roles",):
+        if hasattr(user, attr):
+            delattr(user, attr)
 
 
-def clusters_of_projects(user, roles):
-    from projects.models import ProjectMembership
-
-    return ProjectMembership.objects.filter(_subject(user), role__in=roles).values("project__cluster_id")
+# --- decisions -------------------------------------------------------------------------------------
 
 
 def restriction(model, user, action):
@@ -86,36 +202,22 @@ def restriction(model, user, action):
         raise ValueError(f"unknown action {action!r}")
     if is_global_admin(user):
         return None
-    if not user.is_authenticated or not user.is_active:
-        return Q(pk__in=[])
-
-    scope = getattr(model, "restrict_scope", None)
-    cluster = getattr(model, "restrict_cluster", None)
-    project = getattr(model, "restrict_project", None)
-
-    if scope == "cluster":
-        # The cluster itself: owners and members, and anyone with a project in it may see it.
-        q = Q(**{f"{cluster}__in" if cluster else "pk__in": cluster_ids(user, CLUSTER_ROLES_BASICS[action])})
-        if action == VIEW:
-            q |= Q(**{f"{cluster}__in" if cluster else "pk__in": clusters_of_projects(user, PROJECT_ROLES[VIEW])})
-        return q
-    if scope == "cluster-basics":
-        return Q(**{f"{cluster}__in": cluster_ids(user, CLUSTER_ROLES_BASICS[action])})
-    if scope in ("namespaced", "namespace", "project"):
-        cluster_roles = CLUSTER_ROLES_BASICS if scope == "namespace" else CLUSTER_ROLES
-        project_roles = PROJECT_ROLES_ADMIN if scope == "project" else PROJECT_ROLES
-        q = Q(**{f"{cluster}__in": cluster_ids(user, cluster_roles[action])})
-        q |= Q(**{f"{project}__in": project_ids(user, project_roles[action])})
-        return q
-    if scope == "owner":
-        return Q(user=user)
-    if scope == "operation":
-        return Q(created_by=user) | Q(cluster__in=cluster_ids(user, CLUSTER_ROLES[VIEW]))
-    if scope == "alert":
-        # Alert rules and alerts of a cluster are for its owners; rules for all clusters, admins only.
-        return Q(cluster__in=cluster_ids(user, CLUSTER_ROLES_BASICS[action] if action == VIEW else CLUSTER_ROLES[action]))
-    # "global" (role bindings), "audit", notifiers and anything unscoped: administrators only.
-    return Q(pk__in=[])
+    nothing = Q(pk__in=[])
+    if not _is_live(user):
+        return nothing
+    rule = rule_for(model)
+    if rule is None:
+        return nothing
+    q = nothing
+    for grant in rule.grants:
+        roles = grant.roles_for(action)
+        if roles:
+            q |= Q(**{f"{grant.lookup}__in": scope_ids(user, grant.scope, roles, via=grant.via)})
+    if rule.extra is not None:
+        extra = rule.extra(user, action)
+        if extra is not None:
+            q |= extra
+    return q
 
 
 class RestrictedQuerySet(models.QuerySet):
@@ -132,23 +234,45 @@ def can(user, action, obj):
     return type(obj)._default_manager.filter(q, pk=obj.pk).exists()
 
 
-def can_add(user, model, cluster=None, project=None):
-    """May ``user`` create a ``model`` row in ``cluster`` (or in ``project``)?"""
+def _lineage(scope_name, scope_obj):
+    """{scope name: id} for a scope object and its parents: a project -> its id and its cluster's."""
+    ids = {scope_name: scope_obj.pk}
+    scope = _scopes[scope_name]
+    if scope.parent_ids is not None:
+        ids.update(scope.parent_ids(scope_obj))
+    return ids
+
+
+def can_add(user, model, **scope_objects):
+    """May ``user`` create a ``model`` row inside the given scope objects (``cluster=...``,
+    ``project=...``)?  A row given no scope at all needs the model's global permission."""
     if is_global_admin(user):
         return True
-    if not user.is_authenticated or not user.is_active:
+    if not _is_live(user):
         return False
-    scope = getattr(model, "restrict_scope", None)
-    if model.__name__ == "Cluster":
-        # Any active user may register or provision a cluster; they become its owner.
+    rule = rule_for(model)
+    if rule is None:
+        return False
+    if rule.add_permission and has_global_permission(user, rule.add_permission):
         return True
-    if model.__name__ == "Project" and cluster is not None:
-        return cluster_ids(user, {CLUSTER_OWNER, CLUSTER_MEMBER}).filter(cluster_id=cluster.pk).exists()
-    if project is not None and scope in ("project", "namespaced", "namespace"):
-        roles = (PROJECT_ROLES_ADMIN if scope == "project" else PROJECT_ROLES)[ADD]
-        if project_ids(user, roles).filter(project_id=project.pk).exists():
+    ids = {}
+    for name, obj in scope_objects.items():
+        if obj is not None:
+            ids.update(_lineage(name, obj))
+    for grant in rule.grants:
+        roles = grant.roles_for(ADD)
+        if not roles:
+            continue
+        target = grant.via or grant.scope
+        if target not in ids:
+            continue
+        if scope_ids(user, grant.scope, roles, via=grant.via).filter(
+            **{_scopes[grant.scope].parents[grant.via] if grant.via else _scopes[grant.scope].id_field: ids[target]}
+        ).exists():
             return True
-        cluster = project.cluster
-    if cluster is not None and scope in ("cluster", "cluster-basics", "project", "namespaced", "namespace", "alert"):
-        return cluster_ids(user, CLUSTER_ROLES[ADD]).filter(cluster_id=cluster.pk).exists()
     return False
+
+
+def visible_ids(model, user, action=VIEW):
+    """Ids of ``model`` rows ``user`` may ``action``, as a subquery (for filtering related rows)."""
+    return model._default_manager.all().restrict(user, action).values("pk")

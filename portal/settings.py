@@ -249,6 +249,8 @@ KUBE_REQUEST_TIMEOUT = env_int("PORTAL_KUBE_TIMEOUT_SECONDS", 10)
 # Kubernetes user "<prefix>user:<username>" and groups "<prefix>group:<group>" that RBAC names.
 KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
+# The largest sandbox anyone may provision through Corral (they run on Corral's own host).
+SANDBOX_MAX_NODES = env_int("PORTAL_SANDBOX_MAX_NODES", 100)
 
 # --- Production hardening ---------------------------------------------------------------------
 

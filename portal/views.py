@@ -2,6 +2,7 @@
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q
 from django.http import JsonResponse
@@ -9,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
-from portal.permissions import ADD, PROJECT_ROLES, can_add, project_ids
+from portal.permissions import ADD, can_add
 
 LIST_LIMIT = 200
 
@@ -31,7 +32,7 @@ def deploy_namespaces(user, cluster):
     namespaces = Namespace.objects.filter(cluster=cluster).exclude(uid="")
     if can_add(user, Workload, cluster=cluster):
         return namespaces
-    return namespaces.filter(project__in=project_ids(user, PROJECT_ROLES[ADD]))
+    return namespaces.filter(pk__in=Namespace.objects.restrict(user, ADD).values("pk"))
 
 
 @login_required
@@ -66,8 +67,12 @@ def cluster_detail(request, pk):
 @login_required
 def cluster_import(request):
     """Import a running cluster; Corral connects and checks before anything is stored."""
+    from clusters.drivers import refuse_new_cluster
     from clusters.forms import ClusterImportForm
 
+    problem = refuse_new_cluster(request.user, "imported")
+    if problem:
+        raise PermissionDenied(problem)
     form = ClusterImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         cluster = form.save(request.user)

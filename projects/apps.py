@@ -6,4 +6,6 @@ class ProjectsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from projects import signals  # noqa: F401
+        from projects import permissions, signals  # noqa: F401
+
+        permissions.register()

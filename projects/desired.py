@@ -7,10 +7,11 @@ its own names)."""
 from dataclasses import dataclass, field
 
 from clusters.models import ClusterMembership, Namespace
-from portal.permissions import CLUSTER_MEMBER, CLUSTER_OWNER, PROJECT_MEMBER, PROJECT_OWNER, PROJECT_READ_ONLY
+from clusters.roles import CLUSTER_MEMBER, CLUSTER_OWNER
 from projects import identity
 from projects.models import Project, ProjectMembership
 from projects.quotas import effective_quota
+from projects.roles import PROJECT_MEMBER, PROJECT_OWNER, PROJECT_READ_ONLY
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "corral"

@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from portal.models import ChangeLoggedModel, RoleBindingBase
-from portal.permissions import PROJECT_MEMBER, PROJECT_OWNER, PROJECT_READ_ONLY, RestrictedQuerySet
+from portal.permissions import RestrictedQuerySet
 from projects.quantities import validate_limits, validate_quota
+from projects.roles import PROJECT_MEMBER, PROJECT_OWNER, PROJECT_READ_ONLY
 
 
 class ProjectSyncState(models.TextChoices):
@@ -48,9 +49,6 @@ class Project(ChangeLoggedModel):
     )
 
     objects = ProjectQuerySet.as_manager()
-    restrict_scope = "project"
-    restrict_cluster = "cluster"
-    restrict_project = "pk"
 
     class Meta:
         ordering = ["cluster", "name"]
@@ -81,9 +79,6 @@ class ProjectMembership(RoleBindingBase):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=32, choices=Role.choices, default=Role.MEMBER)
 
-    restrict_scope = "project"
-    restrict_cluster = "project__cluster"
-    restrict_project = "project"
 
     class Meta:
         ordering = ["project", "role", "pk"]

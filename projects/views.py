@@ -5,7 +5,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 
 from clusters.models import Cluster, Namespace
-from portal.permissions import CHANGE, CLUSTER_MEMBER, CLUSTER_OWNER, VIEW, can, can_add, cluster_ids, is_global_admin
+from clusters.roles import CLUSTER_MEMBER, CLUSTER_OWNER
+from portal.permissions import CHANGE, VIEW, can, can_add, is_global_admin, scope_ids
 from projects.models import Project, ProjectMembership
 from projects.quotas import effective_quota, summary
 
@@ -15,7 +16,7 @@ def clusters_for_new_projects(user):
     visible = Cluster.objects.restrict(user, VIEW)
     if is_global_admin(user):
         return visible
-    return visible.filter(pk__in=cluster_ids(user, {CLUSTER_OWNER, CLUSTER_MEMBER}))
+    return visible.filter(pk__in=scope_ids(user, "cluster", {CLUSTER_OWNER, CLUSTER_MEMBER}))
 
 
 @login_required

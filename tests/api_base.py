@@ -21,7 +21,6 @@ class APIViewTests:
     read_only = False
     update_data = None
     delete_status = 204
-    anyone_may_create = False  # e.g. clusters: any user may register one and becomes its owner
     viewer_may_create = False  # e.g. projects: a cluster member may create projects in the cluster
 
     # --- hooks ----------------------------------------------------------------------------
@@ -116,12 +115,12 @@ class APIViewTests:
         before = AuditEvent.objects.count()
         assert client.patch(self.detail_url(obj), self.update_data, format="json").status_code == 403
         assert client.delete(self.detail_url(obj)).status_code == 403
-        if not (self.anyone_may_create or self.viewer_may_create):
+        if not self.viewer_may_create:
             assert client.post(self.list_url(), self.create_data(world), format="json").status_code == 403
         assert AuditEvent.objects.count() == before
 
     def test_stranger_cannot_create_in_someone_elses_cluster(self, world):
-        if self.read_only or self.anyone_may_create:
+        if self.read_only:
             pytest.skip("read-only endpoint")
         count = self.model.objects.count()
         response = world.client(world.stranger).post(self.list_url(), self.create_data(world), format="json")

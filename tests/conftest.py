@@ -6,7 +6,7 @@ from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
 from clusters.models import Cluster, ClusterMembership, ClusterState, Namespace
-from portal.models import ApiToken
+from portal.models import ApiToken, GlobalRole, GlobalRoleBinding
 from projects.models import Project, ProjectMembership
 
 pytest_plugins = ["tests.kube_fixtures", "tests.ldap_fixtures"]
@@ -32,7 +32,7 @@ def make_cluster(name, state=ClusterState.ACTIVE, **extra):
 
 
 class World:
-    """Two tenants.  Cluster A: owner (cluster-owner), viewer (cluster-member and read-only on
+    """Two tenants.  Cluster A: owner (cluster-owner, may create clusters), viewer (cluster-member and read-only on
     project P), member (project-member of P).  Cluster B: stranger (cluster-owner)."""
 
     def __init__(self):
@@ -42,6 +42,10 @@ class World:
         self.member = make_user("member")
         self.stranger = make_user("stranger", is_staff=True)
         self.nobody = make_user("nobody")
+        # The platform team's operator may create clusters, sandboxes included (Rancher's
+        # "Create new clusters"); nobody else here may.
+        for role in (GlobalRole.CREATE_CLUSTERS, GlobalRole.USE_SANDBOX):
+            GlobalRoleBinding.objects.create(user=self.owner, role=role)
         self.cluster = make_cluster("alpha")
         self.other_cluster = make_cluster("bravo")
         ClusterMembership.objects.create(cluster=self.cluster, user=self.owner, role="cluster-owner")

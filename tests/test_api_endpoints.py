@@ -14,7 +14,6 @@ class TestClusters(APIViewTests):
     model = Cluster
     update_data = {"description": "renamed in a test", "labels": {"env": "prod"}}
     delete_status = 202  # removal is an operation
-    anyone_may_create = True
 
     def make(self, world, cluster, project, namespace, i):
         if i == 0:

@@ -58,9 +58,9 @@ def test_a_failing_provision_marks_operation_and_cluster(worker):
     cluster = Cluster.objects.create(name="broken", driver="sandbox", driver_config={"nodes": 0})
     op = operations.start("provision", tasks.provision_cluster, cluster=cluster, args=(cluster.pk,))
     failed = wait_for(lambda: Operation.objects.filter(pk=op.pk, status="failed").first())
-    assert "between 1 and 5000 nodes" in failed.error
+    assert "from 1 to 100 (PORTAL_SANDBOX_MAX_NODES)" in failed.error
     cluster.refresh_from_db()
-    assert cluster.state == "error" and "between 1 and 5000" in cluster.last_error
+    assert cluster.state == "error" and "from 1 to 100" in cluster.last_error
 
 
 def test_nothing_is_enqueued_when_the_transaction_rolls_back(worker):

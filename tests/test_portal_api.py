@@ -143,6 +143,8 @@ def test_operations_visible_to_their_starter_and_cluster_owners(world):
 
 
 def test_creating_a_cluster_makes_the_creator_owner_and_starts_an_operation(world):
+    GlobalRoleBinding.objects.create(user=world.nobody, role="clusters-create")
+    GlobalRoleBinding.objects.create(user=world.nobody, role="sandbox-use")
     client = world.client(world.nobody)
     response = client.post("/api/v1/clusters/", {"name": "mine", "driver": "sandbox"}, format="json")
     assert response.status_code == 201

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clusters.drivers import sandbox_nodes_error
 from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
@@ -62,10 +63,10 @@ class ClusterSerializer(ModelSerializer):
             raise serializers.ValidationError(
                 {"driver": ["to add an existing cluster, import it (POST /api/v1/clusters/import/ with its kubeconfig)"]}
             )
-        if driver == ClusterDriver.SANDBOX:
-            nodes = attrs.get("driver_config", {}).get("nodes", 3)
-            if not isinstance(nodes, int) or isinstance(nodes, bool) or not 1 <= nodes <= 5000:
-                raise serializers.ValidationError({"driver_config": ["nodes must be a whole number from 1 to 5000"]})
+        if driver == ClusterDriver.SANDBOX and "driver_config" in attrs:
+            problem = sandbox_nodes_error(attrs["driver_config"])
+            if problem:
+                raise serializers.ValidationError({"driver_config": [problem]})
         return attrs
 
 

@@ -8,10 +8,12 @@ from rest_framework.response import Response
 from clusters import filters, tasks
 from clusters.api import serializers as s
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
+from clusters.drivers import refuse_new_cluster
 from clusters.events import cluster_changed
 from clusters.kube import importer
 from clusters.models import (
     Cluster,
+    ClusterDriver,
     ClusterEvent,
     ClusterMembership,
     ClusterState,
@@ -44,6 +46,9 @@ class ClusterViewSet(ModelViewSet):
         return qs.with_summary() if self.action in ("list", "retrieve") else qs
 
     def perform_create(self, serializer):
+        problem = refuse_new_cluster(self.request.user, serializer.validated_data.get("driver"))
+        if problem:
+            raise exceptions.PermissionDenied(problem)
         super().perform_create(serializer)
         cluster = serializer.instance
         grant_creator_ownership(cluster, self.request.user)
@@ -82,6 +87,9 @@ class ClusterViewSet(ModelViewSet):
         """Import a running cluster: Corral connects and checks before anything is stored."""
         if getattr(request.auth, "read_only", False):
             raise exceptions.PermissionDenied("read-only token: this request would change something")
+        problem = refuse_new_cluster(request.user, ClusterDriver.IMPORTED)
+        if problem:
+            raise exceptions.PermissionDenied(problem)
         data = s.ClusterImportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         credentials, version = _verified_credentials(data.validated_data)

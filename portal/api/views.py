@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from portal.api import portal_serializers as s
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.models import ApiToken, AuditEvent, GlobalRole, GlobalRoleBinding, Operation
-from portal.permissions import is_global_admin
+from portal.permissions import global_permissions, has_global_permission, is_global_admin
 
 
 def effective_roles(user):
@@ -52,6 +52,7 @@ class MeView(APIView):
                 "is_administrator": serializers.BooleanField(),
                 "groups": serializers.ListField(child=serializers.CharField()),
                 "roles": serializers.DictField(),
+                "global_permissions": serializers.ListField(child=serializers.CharField()),
                 "kubernetes_user": serializers.CharField(),
                 "kubernetes_groups": serializers.ListField(child=serializers.CharField()),
             },
@@ -69,6 +70,7 @@ class MeView(APIView):
                 "email": user.email,
                 "source": getattr(getattr(user, "profile", None), "source", "local"),
                 "is_administrator": is_global_admin(user),
+                "global_permissions": sorted(n for n in global_permissions() if has_global_permission(user, n)),
                 "groups": [g.name for g in groups],
                 "roles": roles,
                 # Who the user is to the clusters' RBAC (the subjects Corral's bindings name).
