@@ -53,10 +53,15 @@ class ClusterQuerySet(RestrictedQuerySet):
         """Clusters whose health and inventory Corral keeps current."""
         return self.filter(state__in=[S.ACTIVE, S.UPDATING, S.UNAVAILABLE])
 
-    def with_summary(self):
-        """Annotate node, pod and capacity figures for lists (one query, no N+1)."""
-        nodes = Node.objects.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
-        pods = Pod.objects.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
+    def with_summary(self, user=None):
+        """Annotate node, pod and capacity figures for lists (one query, no N+1).  Given a
+        ``user``, the figures count only the nodes and pods that user may see: a project member
+        learns nothing of other projects' pods from a total."""
+        nodes, pods = Node.objects.all(), Pod.objects.all()
+        if user is not None:
+            nodes, pods = nodes.restrict(user, "view"), pods.restrict(user, "view")
+        nodes = nodes.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
+        pods = pods.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
 
         def sub(qs, expr):
             return models.Subquery(qs.annotate(v=expr).values("v")[:1], output_field=models.BigIntegerField())

@@ -273,6 +273,21 @@ def can_add(user, model, **scope_objects):
     return False
 
 
+def may_name_people(user):
+    """May ``user`` grant a role anywhere (and so needs to name other users and groups)?"""
+    if is_global_admin(user):
+        return True
+    if not _is_live(user):
+        return False
+    for scope in _scopes.values():
+        rule = rule_for(scope.bindings().model)
+        for grant in rule.grants if rule else ():
+            roles = grant.roles_for(ADD)
+            if roles and _bindings(grant.scope, user, roles).exists():
+                return True
+    return False
+
+
 def visible_ids(model, user, action=VIEW):
     """Ids of ``model`` rows ``user`` may ``action``, as a subquery (for filtering related rows)."""
     return model._default_manager.all().restrict(user, action).values("pk")

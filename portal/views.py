@@ -21,7 +21,7 @@ class LogoutView(auth_views.LogoutView):
 
 @login_required
 def dashboard(request):
-    clusters = Cluster.objects.restrict(request.user, "view").with_summary()
+    clusters = Cluster.objects.restrict(request.user, "view").with_summary(request.user)
     return render(request, "portal/dashboard.html", {"clusters": clusters})
 
 
@@ -38,7 +38,7 @@ def deploy_namespaces(user, cluster):
 @login_required
 def cluster_detail(request, pk):
     """One cluster: nodes, namespaces, workloads with their pods, events; ?q= and ?namespace= filter."""
-    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(), pk=pk)
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(request.user), pk=pk)
     user, q, namespace = request.user, request.GET.get("q", "").strip()[:100], request.GET.get("namespace", "")[:63]
     workloads = Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
     pods = Pod.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")

@@ -43,7 +43,7 @@ class ClusterViewSet(ModelViewSet):
 
     def get_queryset(self):
         qs = super().get_queryset()
-        return qs.with_summary() if self.action in ("list", "retrieve") else qs
+        return qs.with_summary(self.request.user) if self.action in ("list", "retrieve") else qs
 
     def perform_create(self, serializer):
         problem = refuse_new_cluster(self.request.user, serializer.validated_data.get("driver"))
@@ -98,7 +98,7 @@ class ClusterViewSet(ModelViewSet):
             name=v["name"], credentials=credentials, version=version, user=request.user,
             description=v["description"], labels=v["labels"], provider=v["provider"],
         )
-        cluster = self.get_queryset().with_summary().get(pk=cluster.pk)
+        cluster = self.get_queryset().with_summary(request.user).get(pk=cluster.pk)
         return Response(s.ClusterSerializer(cluster, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ClusterImportSerializer, responses={200: s.ClusterSerializer})
@@ -124,7 +124,7 @@ class ClusterViewSet(ModelViewSet):
             locked.save()
             record("action", locked, message="credentials replaced")
             cluster_changed(locked)
-        return Response(s.ClusterSerializer(self.get_queryset().with_summary().get(pk=cluster.pk), context=self.get_serializer_context()).data)
+        return Response(s.ClusterSerializer(self.get_queryset().with_summary(request.user).get(pk=cluster.pk), context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses={202: OperationSerializer})
     @action(detail=True, methods=["post"])

@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
-from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
+from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer, restrict_references
 from portal.models import ApiToken, AuditEvent, GlobalRoleBinding, Operation
 
 
@@ -52,6 +52,7 @@ class SubjectMixin:
         fields["group"] = serializers.SlugRelatedField(
             slug_field="name", queryset=Group.objects.all(), required=False, allow_null=True
         )
+        restrict_references({"user": fields["user"], "group": fields["group"]}, self.context.get("request"))
         return fields
 
     # Scope field of the binding ("cluster", "project"), for the duplicate check.

@@ -4,9 +4,50 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from portal.permissions import VIEW, may_name_people
+
+
+def visible_queryset(queryset, user):
+    """The rows of ``queryset`` that ``user`` may name in a request.  Scoped models go through the
+    permission engine; users and groups are named only by those who may grant roles somewhere
+    (others may name themselves and their own groups)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    if user is None:
+        return queryset.none()
+    model = queryset.model
+    if model is get_user_model() or model is Group:
+        if may_name_people(user):
+            return queryset
+        if not (user.is_authenticated and user.is_active):
+            return queryset.none()
+        return queryset.filter(pk=user.pk) if model is not Group else queryset.filter(pk__in=user.groups.all())
+    if hasattr(queryset, "restrict"):
+        return queryset.restrict(user, VIEW)
+    return queryset.none()  # a model the engine knows nothing of is nobody's to reference
+
+
+def restrict_references(fields, request):
+    """Limit every writable reference (``cluster``, ``project``, ``notifiers``, ``user``...) to what
+    the caller may see, so an object they may not see is answered exactly like one that does not
+    exist ("Invalid pk ... does not exist")."""
+    user = getattr(request, "user", None)
+    for field in fields.values():
+        if field.read_only:
+            continue
+        related = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
+        if isinstance(related, serializers.RelatedField) and related.queryset is not None:
+            related.queryset = visible_queryset(related.queryset, user)
+    return fields
+
 
 class StrictMixin:
-    """Reject fields the serializer does not know, or may not write, naming them."""
+    """Reject fields the serializer does not know, or may not write, naming them.  References
+    to other objects resolve only to what the caller may see."""
+
+    def get_fields(self):
+        return restrict_references(super().get_fields(), self.context.get("request"))
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):

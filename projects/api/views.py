@@ -144,7 +144,7 @@ class NamespaceChangeMixin:
     @extend_schema(request=s.NamespaceChangeSerializer)
     def partial_update(self, request, *args, **kwargs):
         namespace = self.get_object()
-        data = s.NamespaceChangeSerializer(data=request.data)
+        data = s.NamespaceChangeSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user = request.user

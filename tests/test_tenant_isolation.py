@@ -1,0 +1,180 @@
+"""Nothing of one tenant reaches another, whatever the door.
+
+- A probe over the whole OpenAPI schema: for every path with an id and every method, users of
+  another tenant get exactly the answer a missing object gets (404), and nothing changes.
+- References: naming an object one may not see (a cluster, a project, a notifier, a user) is
+  answered exactly like naming one that does not exist.
+- Counts: a cluster's summary counts only what the caller may see.
+"""
+
+import json
+import re
+
+import pytest
+from django.utils import timezone
+
+from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
+from monitoring.models import Alert, AlertRule, Notifier
+from portal.models import ApiToken, AuditEvent, Operation
+from projects.models import Project, ProjectMembership
+from tests.conftest import make_user
+
+MISSING = 987654321
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+@pytest.fixture
+def tenant_a(world):
+    """One object of every kind, all in tenant A (cluster alpha, project web)."""
+    ns, cluster = world.namespace, world.cluster
+    Node.objects.create(cluster=cluster, uid="a-node", name="a-worker", ready=True, cpu_allocatable_m=4000)
+    workload = Workload.objects.create(cluster=cluster, namespace=ns, uid="a-wl", name="a-web", kind="deployment")
+    Pod.objects.create(cluster=cluster, namespace=ns, uid="a-pod", name="a-web-1", workload=workload, phase="Running")
+    Service.objects.create(cluster=cluster, namespace=ns, uid="a-svc", name="a-web", type="ClusterIP")
+    ClusterEvent.objects.create(cluster=cluster, namespace=ns, uid="a-ev", name="a-ev", type="Warning", reason="BackOff",
+                                last_seen=timezone.now())
+    Operation.objects.create(kind="sync", cluster=cluster, created_by=world.owner, log=[{"message": "secret log line"}])
+    rule = AlertRule.objects.create(name="a-rule", cluster=cluster, condition="node-not-ready")
+    Alert.objects.create(rule=rule, cluster=cluster, target="node/a-worker")
+    Notifier.objects.create(name="a-pager", kind="webhook", config={"url": "https://hooks.example.com/a"})
+    ApiToken.issue(world.owner, description="a's token")
+    AuditEvent.objects.create(action="create", object_type="clusters.cluster", object_id=str(cluster.pk), object_repr="alpha")
+    return world
+
+
+def _schema_paths(client):
+    schema = client.get("/api/schema/", {"format": "json"})
+    assert schema.status_code == 200
+    return json.loads(schema.content)["paths"]
+
+
+def _ids(client, resource):
+    response = client.get(f"/api/v1/{resource}/", {"limit": 1000})
+    assert response.status_code == 200, (resource, response.content)
+    body = response.json()
+    rows = body["results"] if isinstance(body, dict) else body
+    return {row["id"] for row in rows}
+
+
+def _call(client, method, path):
+    if method in ("post", "put", "patch"):
+        return getattr(client, method)(path, {}, format="json")
+    return getattr(client, method)(path)
+
+
+@pytest.mark.parametrize("prober", ["stranger", "nobody", "member_of_b"])
+def test_another_tenant_gets_not_found_on_every_path_and_method_of_the_schema(tenant_a, prober):
+    world = tenant_a
+    if prober == "member_of_b":
+        user = make_user("member-of-b", is_staff=True)
+        ProjectMembership.objects.create(project=world.other_project, user=user, role="project-owner")
+    else:
+        user = getattr(world, prober)
+    admin, them = world.client(world.admin), world.client(user)
+    paths = _schema_paths(admin)
+    detail_paths = [p for p in paths if "{id}" in p]
+    assert len(detail_paths) >= 20, "the schema should document the detail routes"
+
+    probed = set()
+    audit_before = AuditEvent.objects.count()
+    for template in detail_paths:
+        resource = re.match(r"^/api/v1/([^/]+)/\{id\}/", template).group(1)
+        theirs = _ids(admin, resource) - _ids(them, resource)
+        assert theirs, f"tenant A has no {resource} for the probe: add one to the tenant_a fixture"
+        for method in METHODS:
+            if method not in paths[template]:
+                continue
+            missing = _call(them, method, template.replace("{id}", str(MISSING)))
+            for pk in sorted(theirs)[:3]:
+                response = _call(them, method, template.replace("{id}", str(pk)))
+                assert response.status_code == 404, (method.upper(), template, pk, response.status_code, response.content)
+                assert response.status_code == missing.status_code and response.content == missing.content, (
+                    method.upper(), template, "answers differently for an object that exists")
+            probed.add((method, template))
+    assert AuditEvent.objects.count() == audit_before, "a probe changed something"
+    assert Operation.objects.count() == 1 and Project.objects.count() == 2
+    assert len(probed) >= 40
+
+
+def _same_error(first, second, replace):
+    """Two error answers that differ only in the id named."""
+    assert first.status_code == second.status_code == 400, (first.content, second.content)
+    assert first.content.decode().replace(str(replace[0]), "ID") == second.content.decode().replace(str(replace[1]), "ID")
+
+
+def test_a_cluster_one_may_not_see_is_answered_like_a_missing_one(world):
+    client = world.client(world.owner)
+    hidden = client.post("/api/v1/projects/", {"cluster": world.other_cluster.pk, "name": "x"}, format="json")
+    missing = client.post("/api/v1/projects/", {"cluster": MISSING, "name": "x"}, format="json")
+    _same_error(hidden, missing, (world.other_cluster.pk, MISSING))
+    hidden = client.post("/api/v1/cluster-memberships/", {"cluster": world.other_cluster.pk, "user": "viewer"}, format="json")
+    missing = client.post("/api/v1/cluster-memberships/", {"cluster": MISSING, "user": "viewer"}, format="json")
+    _same_error(hidden, missing, (world.other_cluster.pk, MISSING))
+    hidden = client.post("/api/v1/alert-rules/", {"name": "r", "cluster": world.other_cluster.pk, "condition": "node-not-ready"}, format="json")
+    missing = client.post("/api/v1/alert-rules/", {"name": "r", "cluster": MISSING, "condition": "node-not-ready"}, format="json")
+    _same_error(hidden, missing, (world.other_cluster.pk, MISSING))
+    assert not Project.objects.filter(name="x").exists()
+
+
+def test_a_project_one_may_not_see_is_answered_like_a_missing_one(world):
+    client = world.client(world.owner)
+    url = f"/api/v1/namespaces/{world.namespace.pk}/"
+    hidden = client.patch(url, {"project": world.other_project.pk}, format="json")
+    missing = client.patch(url, {"project": MISSING}, format="json")
+    _same_error(hidden, missing, (world.other_project.pk, MISSING))
+    hidden = client.post("/api/v1/project-memberships/", {"project": world.other_project.pk, "user": "viewer"}, format="json")
+    missing = client.post("/api/v1/project-memberships/", {"project": MISSING, "user": "viewer"}, format="json")
+    _same_error(hidden, missing, (world.other_project.pk, MISSING))
+    world.namespace.refresh_from_db()
+    assert world.namespace.project_id == world.project.pk
+
+
+def test_an_alert_rule_cannot_reference_a_notifier_its_author_may_not_see(world):
+    notifier = Notifier.objects.create(name="admins-pager", kind="webhook", config={"url": "https://hooks.example.com/x"})
+    client = world.client(world.owner)
+    body = {"name": "r", "cluster": world.cluster.pk, "condition": "node-not-ready"}
+    hidden = client.post("/api/v1/alert-rules/", {**body, "notifiers": [notifier.pk]}, format="json")
+    missing = client.post("/api/v1/alert-rules/", {**body, "notifiers": [MISSING]}, format="json")
+    _same_error(hidden, missing, (notifier.pk, MISSING))
+    assert not AlertRule.objects.filter(name="r").exists()
+
+
+def test_usernames_cannot_be_probed_by_someone_who_may_grant_nothing(world):
+    client = world.client(world.nobody)
+    exists = client.post("/api/v1/cluster-memberships/", {"cluster": world.cluster.pk, "user": "root"}, format="json")
+    missing = client.post("/api/v1/cluster-memberships/", {"cluster": world.cluster.pk, "user": "no-such-person"}, format="json")
+    _same_error(exists, missing, ("root", "no-such-person"))
+    # Someone who may grant roles names people; an unknown name is then a clear error.
+    response = world.client(world.owner).post(
+        "/api/v1/cluster-memberships/", {"cluster": world.cluster.pk, "user": "no-such-person"}, format="json")
+    assert response.status_code == 400 and "no-such-person" in response.content.decode()
+
+
+def test_a_project_member_sees_counts_of_their_own_project_only(world):
+    cluster = world.cluster
+    outside = Namespace.objects.create(cluster=cluster, uid="ns-ops", name="ops")  # in no project
+    for i in range(3):
+        Pod.objects.create(cluster=cluster, namespace=outside, uid=f"ops-{i}", name=f"ops-{i}", phase="Running", cpu_request_m=500)
+    Pod.objects.create(cluster=cluster, namespace=world.namespace, uid="web-0", name="web-0", phase="Running", cpu_request_m=100)
+    Node.objects.create(cluster=cluster, uid="n-0", name="worker-0", ready=True, cpu_allocatable_m=4000)
+
+    summary = world.client(world.member).get(f"/api/v1/clusters/{cluster.pk}/").json()["summary"]
+    assert summary["pods"] == 1 and summary["cpu_requested_m"] == 100
+    assert summary["nodes_total"] == 0  # nodes are the cluster's members' to see
+    summary = world.client(world.owner).get(f"/api/v1/clusters/{cluster.pk}/").json()["summary"]
+    assert summary["pods"] == 4 and summary["cpu_requested_m"] == 1600 and summary["nodes_total"] == 1
+
+
+def test_the_dashboard_counts_only_what_the_user_may_see(world):
+    from django.test import Client
+
+    cluster = world.cluster
+    outside = Namespace.objects.create(cluster=cluster, uid="ns-ops", name="ops")
+    for i in range(7):
+        Pod.objects.create(cluster=cluster, namespace=outside, uid=f"ops-{i}", name=f"ops-{i}", phase="Running")
+    client = Client()
+    client.force_login(world.member)
+    page = client.get("/").content.decode()
+    assert "alpha" in page
+    clusters = page.split("alpha", 1)[1]
+    assert ">7<" not in clusters
