@@ -3,7 +3,7 @@ from django.utils.html import format_html_join
 
 from portal.admin_base import ChangeLoggedAdmin
 from projects.models import Project, ProjectMembership
-from projects.quotas import summary
+from projects.quotas import lock_projects, summary
 
 
 class ProjectMembershipInline(admin.TabularInline):
@@ -24,6 +24,14 @@ class ProjectAdmin(ChangeLoggedAdmin):
     )
     inlines = [ProjectMembershipInline]
     actions = ["reconcile_now"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if change and obj is not None and request.method == "POST":
+            # The form's clean() checks the pool against the namespaces.  The admin saves in one
+            # transaction: lock the row first (projects/quotas.py) and validate what is there now.
+            lock_projects(obj.pk)
+            obj.refresh_from_db()
+        return super().get_form(request, obj, change=change, **kwargs)
 
     @admin.display(description="Quota: pool / allocated / left / used")
     def quota_summary(self, obj):

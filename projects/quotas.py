@@ -1,15 +1,31 @@
 """The project quota is a pool: the quotas of a project's namespaces (their own, or the project's
 namespace default) never add up to more than it.  Every check here runs inside the transaction
-that makes the change, with the project row locked, so two requests cannot both take the last of
-the pool."""
+that makes the change, after ``lock_projects`` has locked the project rows concerned, so two
+requests cannot both take the last of the pool, nor one shrink the pool while another takes from it.
+
+One lock order for every change to a pool or an allocation, so that no two of them deadlock: the
+namespace row first when one is changed (a move or a quota change: locking it tells which project
+it is in), then the project rows in primary-key order.  A project's namespaces are read, not
+locked: any change to them takes the project lock first."""
 
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 
+from projects.models import Project
 from projects.quantities import parse_quantity, validate_quota
 
 _BINARY = (("Ei", 2 ** 60), ("Pi", 2 ** 50), ("Ti", 2 ** 40), ("Gi", 2 ** 30), ("Mi", 2 ** 20), ("Ki", 2 ** 10))
+
+
+def lock_projects(*pks):
+    """Lock the rows of projects ``pks`` (None is skipped) for a quota change, in primary-key
+    order, and return them freshly read as {pk: Project}; a project deleted meanwhile is missing.
+    FOR NO KEY UPDATE: quota changes wait for each other, rows that merely point at the project
+    (memberships, namespaces elsewhere) do not."""
+    wanted = sorted({pk for pk in pks if pk is not None})
+    rows = Project.objects.select_for_update(no_key=True).filter(pk__in=wanted).order_by("pk")
+    return {project.pk: project for project in rows}
 
 
 def format_quantity(key, value):

@@ -301,7 +301,14 @@ def _record(cluster, want, result, have=None):
     cluster_errors = result.errors.get(None, [])
     quota = _quota_status(want, have) if want is not None and have is not None else {}
     with transaction.atomic():
-        projects = Project.objects.select_for_update().filter(cluster=cluster)
+        if have is not None:
+            # The inventory sync owns namespace rows; only fill in the uid of the ones asked for.
+            # Namespaces before projects, projects by pk: the lock order of quota changes (projects/quotas.py).
+            uids = {name: ns["metadata"].get("uid", "") for name, ns in have["namespaces"].items()}
+            uids.update(result.namespace_uids)
+            for ns in Namespace.objects.filter(cluster=cluster, uid="", name__in=list(uids)):
+                Namespace.objects.filter(pk=ns.pk, uid="").update(uid=uids[ns.name], phase="Active")
+        projects = Project.objects.select_for_update().filter(cluster=cluster).order_by("pk")
         for project in projects:
             errors = cluster_errors + result.errors.get(project.pk, [])
             state = ProjectSyncState.ERROR if errors else ProjectSyncState.IN_SYNC
@@ -315,12 +322,6 @@ def _record(cluster, want, result, have=None):
             if changed:
                 emit("project.updated", {"id": project.pk, "sync_state": state, "sync_error": fields["sync_error"]},
                      f"project-{project.pk}", f"cluster-{cluster.pk}")
-        if have is not None:
-            # The inventory sync owns namespace rows; only fill in the uid of the ones asked for.
-            uids = {name: ns["metadata"].get("uid", "") for name, ns in have["namespaces"].items()}
-            uids.update(result.namespace_uids)
-            for ns in Namespace.objects.filter(cluster=cluster, uid="", name__in=list(uids)):
-                Namespace.objects.filter(pk=ns.pk, uid="").update(uid=uids[ns.name], phase="Active")
 
 
 def _jsonable(value):

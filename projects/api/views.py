@@ -36,10 +36,11 @@ class ProjectViewSet(ModelViewSet):
     ordering_fields = ["name", "created"]
     object_actions = {"reconcile": CHANGE}
 
-    def perform_update(self, serializer):
+    def update(self, request, *args, **kwargs):
+        # Validation checks the pool against the namespaces (Project.clean): one transaction from
+        # the lock (get_object) to the save, so the check sees them as they are.
         with transaction.atomic():
-            Project.objects.select_for_update().filter(pk=serializer.instance.pk).first()
-            super().perform_update(serializer)
+            return super().update(request, *args, **kwargs)
 
     @extend_schema(parameters=[OpenApiParameter("delete_namespaces", bool, description="also delete its namespaces in the cluster")])
     def destroy(self, request, *args, **kwargs):
@@ -77,7 +78,9 @@ class ProjectViewSet(ModelViewSet):
         data.is_valid(raise_exception=True)
         name, own = data.validated_data["name"], data.validated_data["resource_quota"]
         with transaction.atomic():
-            project = Project.objects.select_for_update().get(pk=project.pk)
+            project = quotas.lock_projects(project.pk).get(project.pk)
+            if project is None:
+                raise exceptions.NotFound()
             if Namespace.objects.filter(cluster_id=project.cluster_id, name=name).exists():
                 raise exceptions.ValidationError({"name": [
                     f"namespace {name!r} already exists in this cluster; move it into the project with PATCH /api/v1/namespaces/<id>/"
@@ -127,7 +130,12 @@ class ProjectViewSet(ModelViewSet):
             if project is None:
                 raise exceptions.NotFound()
             return project
-        return super().get_object()
+        project = super().get_object()
+        if self.action in ("update", "partial_update"):
+            project = quotas.lock_projects(project.pk).get(project.pk)  # fresh, without the prefetched namespaces
+            if project is None:
+                raise exceptions.NotFound()
+        return project
 
 
 class ProjectMembershipViewSet(ModelViewSet):
@@ -148,11 +156,15 @@ class NamespaceChangeMixin:
         data.is_valid(raise_exception=True)
         v = data.validated_data
         user = request.user
+        _readable_project(user, v.get("project"))
         with transaction.atomic():
-            locked = Namespace.objects.select_for_update(of=("self",)).select_related("project").get(pk=namespace.pk)
-            source = locked.project
-            target = v["project"] if "project" in v else source
-            _readable_project(user, target)
+            # The lock order of every quota change (projects/quotas.py): the namespace, then its projects.
+            locked = Namespace.objects.select_for_update(no_key=True).get(pk=namespace.pk)
+            target_pk = (v["project"].pk if v["project"] is not None else None) if "project" in v else locked.project_id
+            projects = quotas.lock_projects(locked.project_id, target_pk)
+            source, target = projects.get(locked.project_id), projects.get(target_pk)
+            if target_pk is not None and target is None:
+                raise exceptions.ValidationError({"project": [f'Invalid pk "{target_pk}" - object does not exist.']})
             if target is not None and target.cluster_id != locked.cluster_id:
                 raise exceptions.ValidationError({"project": ["the project is in another cluster"]})
             for end in {source, target}:
@@ -162,7 +174,6 @@ class NamespaceChangeMixin:
                     raise exceptions.PermissionDenied(f"you may not change {where}")
             own = v.get("resource_quota", locked.resource_quota)
             if target is not None:
-                target = Project.objects.select_for_update().get(pk=target.pk)
                 quotas.check_namespace(target, locked.name, own, exclude_pk=locked.pk,
                                        field="resource_quota" if "resource_quota" in v else "project")
             before = {"project": locked.project_id, "resource_quota": locked.resource_quota}
