@@ -176,6 +176,7 @@ def test_behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client(setti
     assert meta_address("10.9.0.5", "not-an-address, 203.0.113.7") == "203.0.113.7"
     assert meta_address("10.9.0.5", "203.0.113.7, garbage") == "10.9.0.5"
     assert meta_address("10.9.0.5") == "10.9.0.5"
+    assert meta_address("fe80::1%eth0") == "fe80::1"
     assert meta_address("::ffff:10.9.0.5", "203.0.113.7") == "203.0.113.7"
 
 

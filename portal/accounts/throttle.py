@@ -44,8 +44,8 @@ def _networks(proxies):
 
 
 def _address(text):
-    try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
+    try:  # no IPv6 zone ("%eth0"): PostgreSQL's inet does not take it
+        address = ipaddress.ip_address(text.strip().strip("[]").split("%")[0])
     except ValueError:
         return None
     return getattr(address, "ipv4_mapped", None) or address
