@@ -139,6 +139,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
 # Sessions stay in the database (Django's default engine): a Redis outage must not stop logins.
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
@@ -154,13 +155,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_FAILURE_LIMIT = "portal.accounts.throttle.failure_limit"
 AXES_COOLOFF_TIME = "portal.accounts.throttle.lockout"
 AXES_RESET_ON_SUCCESS = True
-AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "portal.accounts.throttle.client_address"
 AXES_USERNAME_CALLABLE = "portal.accounts.throttle.login_name"
 # The login form shows the lockout itself ("too many failed logins; try again in N minutes"),
 # so axes' middleware, which would replace the page with its own, is not installed.
 SILENCED_SYSTEM_CHECKS = ["axes.W002"]
-LOGOUT_REDIRECT_URL = "login"
 
 # API tokens: lifetime in days when none is asked for, and the longest allowed.
 API_TOKEN_DEFAULT_DAYS = env_int("PORTAL_API_TOKEN_DEFAULT_DAYS", 30)
