@@ -6,6 +6,7 @@ localhost, DEBUG on.  With ``PORTAL_DEBUG=false`` (production) it refuses to sta
 secret key and explicit allowed hosts.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "channels",
     "portal.apps.PortalConfig",
     "portal.accounts",
@@ -138,6 +140,26 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
+# Sessions stay in the database (Django's default engine): a Redis outage must not stop logins.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# Failed-login throttle (portal/accounts/throttle.py): django-axes, state in the database, per
+# (user name, client address).  PORTAL_LOGIN_MAX_FAILURES / _LOCKOUT_SECONDS are set by
+# ldap_config.configure() below and read at each login.
+try:  # reverse proxies whose X-Forwarded-For is believed; none: the client is REMOTE_ADDR
+    PORTAL_TRUSTED_PROXIES = [str(ipaddress.ip_network(p, strict=False)) for p in env_list("PORTAL_TRUSTED_PROXIES")]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PORTAL_TRUSTED_PROXIES must list addresses or CIDRs: {exc}") from None
+AXES_HANDLER = "portal.accounts.throttle.LoginThrottle"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = "portal.accounts.throttle.failure_limit"
+AXES_COOLOFF_TIME = "portal.accounts.throttle.lockout"
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "portal.accounts.throttle.client_address"
+AXES_USERNAME_CALLABLE = "portal.accounts.throttle.login_name"
+# The login form shows the lockout itself ("too many failed logins; try again in N minutes"),
+# so axes' middleware, which would replace the page with its own, is not installed.
+SILENCED_SYSTEM_CHECKS = ["axes.W002"]
 
 # API tokens: lifetime in days when none is asked for, and the longest allowed.
 API_TOKEN_DEFAULT_DAYS = env_int("PORTAL_API_TOKEN_DEFAULT_DAYS", 30)
@@ -264,7 +286,7 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("PORTAL_HSTS_PRELOAD", False)
     if not SECURE_HSTS_PRELOAD:
         # Preloading is a commitment an operator makes on purpose, not a default.
-        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+        SILENCED_SYSTEM_CHECKS.append("security.W021")
     SESSION_COOKIE_HTTPONLY = True
 
 LOGGING = {
@@ -273,7 +295,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("PORTAL_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes: the login's outcome and reason are logged by portal.accounts, with the name and address.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 from portal.accounts.ldap_config import configure as _configure_ldap  # noqa: E402

@@ -63,7 +63,8 @@ def changed_directory(directory):
 
 @pytest.fixture(autouse=True)
 def _fresh_login_throttle(settings):
-    """Each test counts failed logins from zero: its own cache key prefix."""
+    """Each test starts with an empty cache: its own key prefix.  (Failed logins are counted in
+    the database now, which each test rolls back.)"""
     caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
     caches["default"]["KEY_PREFIX"] = f"test-{uuid.uuid4().hex[:12]}"
     settings.CACHES = caches

@@ -22,7 +22,7 @@ def test_directory_sign_in_is_off_without_a_server_uri(monkeypatch):
     settings = {"PERIODIC_TASKS": {}}
     monkeypatch.delenv("PORTAL_LDAP_SERVER_URI", raising=False)
     configure(settings)
-    assert settings["AUTHENTICATION_BACKENDS"] == ["django.contrib.auth.backends.ModelBackend"]
+    assert settings["AUTHENTICATION_BACKENDS"] == ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
     assert settings["PORTAL_LDAP_ENABLED"] is False
     assert "accounts: refresh directory users" in settings["PERIODIC_TASKS"]
     assert settings["PORTAL_LOGIN_MAX_FAILURES"] == 5 and settings["PORTAL_LOGIN_LOCKOUT_SECONDS"] == 300

@@ -1,5 +1,6 @@
-"""The user admin: where each account comes from, its groups and last login.  The admin's
-login is the portal's login page (one form, one throttle)."""
+"""The user admin: where each account comes from, its groups and last login, and who deactivated
+it (unticking "active" here is an administrator's deactivation, which the directory cannot lift).
+The admin's login is the portal's login page (one form, one throttle)."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -35,7 +36,7 @@ class ProfileInline(admin.StackedInline):
     can_delete = False
     extra = 0
     max_num = 1
-    readonly_fields = ("source", "directory_dn", "directory_refreshed", "deactivated_reason")
+    readonly_fields = ("source", "directory_dn", "directory_refreshed", "deactivated_by", "deactivated_reason")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -48,7 +49,7 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class CorralUserAdmin(UserAdmin):
     list_display = ("username", "email", "get_full_name", "source", "group_list", "last_login", "is_active", "is_staff", "is_superuser")
-    list_filter = (SourceFilter, "is_active", "is_staff", "is_superuser", "groups")
+    list_filter = (SourceFilter, "is_active", ("profile__deactivated_by", admin.ChoicesFieldListFilter), "is_staff", "is_superuser", "groups")
     list_select_related = ("profile",)
     inlines = (ProfileInline,)
     readonly_fields = ("last_login", "date_joined")

@@ -8,4 +8,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        from portal.accounts import backends  # noqa: F401  (connects the ldap_error receiver)
+        from portal.accounts import activation, backends  # noqa: F401  (backends connects the ldap_error receiver)
+
+        activation.connect()

@@ -5,6 +5,8 @@
 - A directory that is down or too slow makes the login fail within PORTAL_LDAP_TIMEOUT_SECONDS
   and marks the request, so the login page can say "directory unavailable".
 - A deactivated user's session stops working at once (LDAPBackend.get_user does not check).
+- An account an administrator deactivated in Corral stays off, whatever the directory says
+  (portal/accounts/activation.py).
 """
 
 import contextvars
@@ -16,7 +18,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_auth_ldap.backend import LDAPBackend, _LDAPUser, ldap_error
 
-from portal.accounts.models import AccountSource, Profile, source_of
+from portal.accounts.activation import directory_writes, reactivate_for_directory
+from portal.accounts.models import AccountSource, Deactivation, Profile, deactivated_by, source_of
 
 logger = logging.getLogger("portal.accounts")
 
@@ -84,7 +87,10 @@ class DirectoryBackend(LDAPBackend):
         if existing is not None and source_of(existing) != AccountSource.DIRECTORY:
             _refuse(request, username, "a local account has this name; the directory may not sign it in")
             return None
-        with capture_ldap_errors() as errors:
+        if existing is not None and deactivated_by(existing) == Deactivation.ADMINISTRATOR:
+            _refuse(request, username, "deactivated by an administrator in Corral")
+            return None
+        with capture_ldap_errors() as errors, directory_writes():
             return self._authenticate(request, username, password, errors)
 
     def _authenticate(self, request, username, password, errors):
@@ -106,10 +112,9 @@ class DirectoryBackend(LDAPBackend):
             _refuse(request, username, f"directory unavailable: {exc!r}", unavailable=True)
             return None
         user = ldap_user._user
-        changed = [] if user.is_active else ["is_active"]
-        user.is_active = True  # the directory has just said yes
-        if changed:
-            user.save(update_fields=changed)
+        if not reactivate_for_directory(user):  # the directory has just said yes; an administrator has not
+            _refuse(request, username, "deactivated by an administrator in Corral")
+            return None
         record_directory_user(user, ldap_user.dn)
         logger.info("directory login of %r (%s)", username, ldap_user.dn)
         return user
@@ -121,10 +126,10 @@ class DirectoryBackend(LDAPBackend):
 
 def record_directory_user(user, dn):
     Profile.objects.update_or_create(
-        user=user,
-        defaults={"source": AccountSource.DIRECTORY, "directory_dn": dn, "directory_refreshed": timezone.now(),
-                  "deactivated_reason": ""},
+        user=user, defaults={"source": AccountSource.DIRECTORY, "directory_dn": dn, "directory_refreshed": timezone.now()}
     )
+    # The directory lifts its own deactivation, never an administrator's.
+    Profile.objects.filter(user=user, deactivated_by=Deactivation.DIRECTORY).update(deactivated_by="", deactivated_reason="")
 
 
 def refresh_user(backend, user):
@@ -133,7 +138,7 @@ def refresh_user(backend, user):
     Returns "" when the user is still allowed in (groups and flags refreshed), else the reason
     they should be deactivated.  Raises DirectoryUnavailable rather than guess.
     """
-    with capture_ldap_errors() as errors:
+    with capture_ldap_errors() as errors, directory_writes():
         ldap_user = _LDAPUser(backend, username=user.get_username())
         try:
             dn = ldap_user.dn

@@ -27,13 +27,14 @@ class LoginForm(AuthenticationForm):
         if not username or not password:
             return self.cleaned_data
         address = throttle.client_address(self.request)
-        wait = throttle.locked_for(username, address)
-        if wait:
-            logger.warning("login refused for %r from %s: throttled for %ss", username, address, wait)
-            raise forms.ValidationError(throttle.message(wait), code="throttled")
-
+        # The throttle (axes' backend, first in AUTHENTICATION_BACKENDS) takes one attempt for
+        # this (name, address) or refuses before any other backend sees the password.
         self.user_cache = authenticate(self.request, username=username, password=password)
         if self.user_cache is None or not self.user_cache.is_active:
+            wait = getattr(self.request, "login_locked_for", 0)
+            if wait:
+                logger.warning("login refused for %r from %s: throttled for %ss", username, address, wait)
+                raise forms.ValidationError(throttle.message(wait), code="throttled")
             if self.user_cache is None and getattr(self.request, "directory_unavailable", False):
                 raise forms.ValidationError(UNAVAILABLE, code="unavailable")
             reason = getattr(self.request, "login_failure_reason", None) or (
@@ -41,7 +42,5 @@ class LoginForm(AuthenticationForm):
             )
             logger.warning("login refused for %r from %s: %s", username, address, reason)
             self.user_cache = None
-            throttle.record_failure(username, address)
             raise forms.ValidationError(INVALID, code="invalid_login")
-        throttle.record_success(username, address)
         return self.cleaned_data

@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from portal.envconfig import env_bool, env_int
 
+THROTTLE_BACKEND = "axes.backends.AxesStandaloneBackend"
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 DIRECTORY_BACKEND = "portal.accounts.backends.DirectoryBackend"
 
@@ -115,11 +116,12 @@ def directory_settings(environ=None):
 
 
 def backends(directory_enabled):
-    """The directory backend goes first: it declines local accounts with one database query,
+    """The throttle comes first (it refuses a locked (name, address) before any backend sees
+    the password).  Then the directory backend: it declines local accounts with one database query,
     without asking the directory (so a break-glass administrator gets in while the directory
     is down), and it spares directory users ModelBackend's password hashing, which Django runs
     even for accounts without a usable password (some 200 ms per login)."""
-    return [DIRECTORY_BACKEND, LOCAL_BACKEND] if directory_enabled else [LOCAL_BACKEND]
+    return [THROTTLE_BACKEND, DIRECTORY_BACKEND, LOCAL_BACKEND] if directory_enabled else [THROTTLE_BACKEND, LOCAL_BACKEND]
 
 
 def configure(settings):

@@ -7,6 +7,13 @@ class AccountSource(models.TextChoices):
     DIRECTORY = "directory", "Directory"
 
 
+class Deactivation(models.TextChoices):
+    """Who turned an account off.  The directory may turn back on only what it turned off."""
+
+    DIRECTORY = "directory", "Directory refresh"
+    ADMINISTRATOR = "administrator", "Administrator"
+
+
 class Profile(models.Model):
     """Where an account comes from.  Users without a profile are local accounts."""
 
@@ -14,7 +21,12 @@ class Profile(models.Model):
     source = models.CharField(max_length=16, choices=AccountSource.choices, default=AccountSource.LOCAL, db_index=True)
     directory_dn = models.CharField("directory DN", max_length=500, blank=True)
     directory_refreshed = models.DateTimeField(null=True, blank=True, help_text="Last login or refresh from the directory")
-    deactivated_reason = models.CharField(max_length=200, blank=True, help_text="Why the directory refresh deactivated the user")
+    deactivated_by = models.CharField(
+        max_length=16, choices=Deactivation.choices, blank=True, db_index=True,
+        help_text="Set when the account is deactivated.  An administrator's deactivation holds, whatever the "
+        "directory says, until an administrator re-activates the account.",
+    )
+    deactivated_reason = models.CharField(max_length=200, blank=True, help_text="Why the account was deactivated")
 
     class Meta:
         verbose_name = "profile"
@@ -26,3 +38,8 @@ class Profile(models.Model):
 def source_of(user):
     profile = getattr(user, "profile", None)
     return profile.source if profile is not None else AccountSource.LOCAL
+
+
+def deactivated_by(user):
+    profile = getattr(user, "profile", None)
+    return profile.deactivated_by if profile is not None else ""

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from portal.accounts.models import AccountSource
+from portal.accounts.models import AccountSource, Deactivation
 
 logger = logging.getLogger("portal.accounts")
 
@@ -17,12 +17,16 @@ def deactivate(user, reason):
     from portal.models import ApiToken
 
     now = timezone.now()
-    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    if not get_user_model().objects.filter(pk=user.pk, is_active=True).update(is_active=False):
+        return False  # turned off meanwhile (by an administrator): theirs stays the recorded reason
     revoked = ApiToken.objects.filter(user=user, revoked__isnull=True).update(revoked=now)
-    Profile.objects.filter(user=user).update(deactivated_reason=reason[:200], directory_refreshed=now)
+    Profile.objects.filter(user=user).update(
+        deactivated_by=Deactivation.DIRECTORY, deactivated_reason=reason[:200], directory_refreshed=now
+    )
     record("update", user, before={"is_active": True}, after={"is_active": False},
            message=f"deactivated by directory refresh: {reason}; {revoked} API token(s) revoked")
     logger.warning("deactivated directory user %r: %s (%d token(s) revoked)", user.get_username(), reason, revoked)
+    return True
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -47,8 +51,7 @@ def refresh_directory_users():
             counts["error"] = f"directory unavailable: {exc}"
             break
         if reason:
-            deactivate(user, reason)
-            counts["deactivated"] += 1
+            counts["deactivated"] += deactivate(user, reason)
         else:
             counts["refreshed"] += 1
     logger.info("directory refresh: %s", counts)
