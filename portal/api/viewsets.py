@@ -53,7 +53,29 @@ class RestrictedViewSetMixin:
             instance.delete()
 
 
-class ModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
+class PermissionFirstCreateMixin:
+    def create(self, request, *args, **kwargs):
+        # Permission before validation: someone who may see the target cluster or project but
+        # not add to it hears "403" whatever else is wrong with the body.  A target they may not
+        # see does not resolve (references are restricted), so validation answers as for a
+        # missing one.
+        serializer = self.get_serializer(data=request.data)
+        if isinstance(request.data, dict):
+            scope = {}
+            for name in ("cluster", "project"):
+                field = serializer.fields.get(name)
+                if field is not None and not field.read_only and request.data.get(name) is not None:
+                    try:
+                        scope[name] = field.run_validation(request.data[name])
+                    except exceptions.ValidationError:
+                        scope = None
+                        break
+            if scope and not can_add(request.user, self.queryset.model, **scope):
+                raise exceptions.PermissionDenied(f"you may not add a {self.queryset.model._meta.verbose_name} here")
+        return super().create(request, *args, **kwargs)
+
+
+class ModelViewSet(PermissionFirstCreateMixin, RestrictedViewSetMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
 
@@ -62,6 +84,7 @@ class ReadOnlyModelViewSet(RestrictedViewSetMixin, viewsets.ReadOnlyModelViewSet
 
 
 class CreateListRetrieveDestroyViewSet(
+    PermissionFirstCreateMixin,
     RestrictedViewSetMixin,
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
