@@ -1,7 +1,5 @@
 """Model fields shared by the apps."""
 
-import base64
-import hashlib
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -11,11 +9,8 @@ from django.db import models
 
 
 def _fernet():
-    keys = list(settings.ENCRYPTION_KEYS)
-    if not keys:
-        # Derived so that a local install needs no extra setting; production sets PORTAL_ENCRYPTION_KEYS.
-        digest = hashlib.sha256(("corral-credentials:" + settings.SECRET_KEY).encode()).digest()
-        keys = [base64.urlsafe_b64encode(digest).decode()]
+    # The first key encrypts; every key, fallbacks last, decrypts.
+    keys = [*settings.ENCRYPTION_KEYS, *settings.ENCRYPTION_FALLBACK_KEYS]
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError as exc:
@@ -33,8 +28,8 @@ def decrypt_json(token):
         return json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken as exc:
         raise ImproperlyConfigured(
-            "stored credentials cannot be decrypted with the configured keys (PORTAL_ENCRYPTION_KEYS "
-            "or PORTAL_SECRET_KEY changed?)"
+            "stored credentials cannot be decrypted with the configured keys (PORTAL_ENCRYPTION_KEYS, "
+            "PORTAL_SECRET_KEY or the var directory's encryption-key changed?)"
         ) from exc
 
 
