@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from portal import keyfiles
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "csp",
     "portal.apps.PortalConfig",
     "portal.accounts",
     "clusters.apps.ClustersConfig",
@@ -94,6 +96,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.csp.ContentSecurityPolicyMiddleware",  # outside CommonMiddleware: its 400s carry the policy too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -121,6 +124,22 @@ TEMPLATES = [
         },
     },
 ]
+
+# Scripts and styles only from Corral's own static files (no inline code); portal.csp adds the
+# page's websocket origin to connect-src and lets the browsable API keep its inline styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- Database and Redis -----------------------------------------------------------------------
 
