@@ -3,9 +3,11 @@
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.models.functions import Cast
 
 
 def _fernet():
@@ -61,3 +63,31 @@ class EncryptedJSONField(models.TextField):
 
     def value_to_string(self, obj):
         return "<encrypted>"
+
+
+def reencrypt_stored_values():
+    """Re-encrypt with the first key every stored value it cannot open yet (after an upgrade or a key
+    rotation), so older keys can be retired.  Returns how many values were rewritten."""
+    current, every_key = Fernet(settings.ENCRYPTION_KEYS[0]), _fernet()
+    rewritten = 0
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if not isinstance(field, EncryptedJSONField):
+                continue
+            column = field.attname
+            stored = model._base_manager.exclude(**{column: ""}).values_list("pk", Cast(column, models.TextField()))
+            for pk, token in stored:
+                try:
+                    current.decrypt(token.encode())
+                    continue
+                except InvalidToken:
+                    pass
+                try:
+                    fresh = every_key.rotate(token.encode()).decode()
+                except InvalidToken:
+                    raise ImproperlyConfigured(f"{model._meta.label} {pk}: {column} cannot be decrypted with the configured keys") from None
+                # The raw texts, not values to encrypt; and only if nobody changed it meanwhile.
+                raw = models.Value(token, output_field=models.TextField())
+                model._base_manager.filter(pk=pk, **{column: raw}).update(**{column: models.Value(fresh, output_field=models.TextField())})
+                rewritten += 1
+    return rewritten

@@ -151,3 +151,30 @@ def test_a_server_error_shows_no_debug_page_unless_debug_is_chosen(tmp_path):
     # the same error with PORTAL_DEBUG=true does show them: the probe above would see a leak
     status, body = run_python(SERVER_ERROR, tmp_path, PORTAL_DEBUG="true")
     assert status == 500 and "a-local-variable-value" in body and "Traceback" in body
+
+
+def test_reencrypting_moves_credentials_off_older_keys(db, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from clusters.models import Cluster
+    from tests.conftest import make_cluster
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.ENCRYPTION_KEYS, settings.ENCRYPTION_FALLBACK_KEYS = [old], []
+    before = make_cluster("before", credentials={"token": "a"})
+    settings.ENCRYPTION_KEYS, settings.ENCRYPTION_FALLBACK_KEYS = [new], [old]
+    make_cluster("after", credentials={"token": "b"})
+    make_cluster("without")
+
+    out = StringIO()
+    call_command("reencrypt_credentials", stdout=out)
+    assert "re-encrypted 1 stored credential" in out.getvalue()
+    out = StringIO()
+    call_command("reencrypt_credentials", stdout=out)
+    assert out.getvalue() == ""  # nothing left on the old key: nothing rewritten
+
+    settings.ENCRYPTION_FALLBACK_KEYS = []  # the old key retired
+    assert Cluster.objects.get(pk=before.pk).credentials == {"token": "a"}
+    assert Cluster.objects.get(name="after").credentials == {"token": "b"}
