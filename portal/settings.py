@@ -132,7 +132,7 @@ CONTENT_SECURITY_POLICY = {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "img-src": [SELF, "data:"],
+        "img-src": [SELF, "data:"],  # Swagger UI's stylesheet draws its icons from data: URLs
         "connect-src": [SELF],
         "object-src": [NONE],
         "base-uri": [SELF],
