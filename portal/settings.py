@@ -68,7 +68,8 @@ if not ENCRYPTION_KEYS and PRODUCTION:
 elif not ENCRYPTION_KEYS:
     ENCRYPTION_KEYS = [keyfiles.read_or_create(VAR_DIR / "encryption-key", keyfiles.new_fernet_key)]
     # Local installs before the generated key encrypted with a key derived from the secret key
-    # (by default the published one): still read what they stored; every save re-encrypts.
+    # (by default the published one): still read what they stored, until reencrypt_credentials
+    # (run by make run at each start) has moved it to the generated key.
     ENCRYPTION_FALLBACK_KEYS = [keyfiles.derived_fernet_key(env("PORTAL_SECRET_KEY") or DEFAULT_SECRET_KEY)]
 
 INSTALLED_APPS = [
