@@ -7,7 +7,9 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN PORTAL_SECRET_KEY=build-only-not-secret python manage.py collectstatic --noinput -v0
+# Production settings at build time too: nothing is generated under var/ and baked into the image.
+RUN PORTAL_DEBUG=false PORTAL_ALLOWED_HOSTS=build PORTAL_SECRET_KEY=build-only-not-secret-build-only-not-secret-build-only \
+    python manage.py collectstatic --noinput -v0
 RUN useradd --system --home /app corral && mkdir -p /app/var && chown corral /app/var
 USER corral
 EXPOSE 8000

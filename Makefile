@@ -23,11 +23,14 @@ deps: $(VENV)/.deps-run
 dev-deps: $(VENV)/.deps-dev
 
 # Start web + worker + beat on http://127.0.0.1:8000 with SQLite and a private Redis (unless
-# PORTAL_DATABASE_URL / PORTAL_REDIS_URL say otherwise).
+# PORTAL_DATABASE_URL / PORTAL_REDIS_URL say otherwise).  Local mode (PORTAL_DEBUG unset): no debug
+# pages, secret and encryption keys generated under var/ on first start; what it writes is private.
 run: deps
 	@mkdir -p var
 	@if [ -z "$$PORTAL_REDIS_URL" ]; then eval "$$($(PY) -m tools.services up redis)"; fi; \
+	umask 077; if [ -f var/corral.sqlite3 ]; then chmod go-rwx var/corral.sqlite3; fi; \
 	$(PY) manage.py migrate --noinput && \
+	$(PY) manage.py reencrypt_credentials && \
 	$(PY) manage.py ensureadmin --password-file var/admin-password && \
 	$(PY) manage.py collectstatic --noinput -v0 && \
 	exec $(PY) tools/run.py

@@ -1,21 +1,18 @@
 """Model fields shared by the apps."""
 
-import base64
-import hashlib
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.db.models.functions import Cast
 
 
 def _fernet():
-    keys = list(settings.ENCRYPTION_KEYS)
-    if not keys:
-        # Derived so that a local install needs no extra setting; production sets PORTAL_ENCRYPTION_KEYS.
-        digest = hashlib.sha256(("corral-credentials:" + settings.SECRET_KEY).encode()).digest()
-        keys = [base64.urlsafe_b64encode(digest).decode()]
+    # The first key encrypts; every key, fallbacks last, decrypts.
+    keys = [*settings.ENCRYPTION_KEYS, *settings.ENCRYPTION_FALLBACK_KEYS]
     try:
         return MultiFernet([Fernet(key) for key in keys])
     except ValueError as exc:
@@ -33,8 +30,8 @@ def decrypt_json(token):
         return json.loads(_fernet().decrypt(token.encode()))
     except InvalidToken as exc:
         raise ImproperlyConfigured(
-            "stored credentials cannot be decrypted with the configured keys (PORTAL_ENCRYPTION_KEYS "
-            "or PORTAL_SECRET_KEY changed?)"
+            "stored credentials cannot be decrypted with the configured keys (PORTAL_ENCRYPTION_KEYS, "
+            "PORTAL_SECRET_KEY or the var directory's encryption-key changed?)"
         ) from exc
 
 
@@ -66,3 +63,31 @@ class EncryptedJSONField(models.TextField):
 
     def value_to_string(self, obj):
         return "<encrypted>"
+
+
+def reencrypt_stored_values():
+    """Re-encrypt with the first key every stored value it cannot open yet (after an upgrade or a key
+    rotation), so older keys can be retired.  Returns how many values were rewritten."""
+    current, every_key = Fernet(settings.ENCRYPTION_KEYS[0]), _fernet()
+    rewritten = 0
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if not isinstance(field, EncryptedJSONField):
+                continue
+            column = field.attname
+            stored = model._base_manager.exclude(**{column: ""}).values_list("pk", Cast(column, models.TextField()))
+            for pk, token in stored:
+                try:
+                    current.decrypt(token.encode())
+                    continue
+                except InvalidToken:
+                    pass
+                try:
+                    fresh = every_key.rotate(token.encode()).decode()
+                except InvalidToken:
+                    raise ImproperlyConfigured(f"{model._meta.label} {pk}: {column} cannot be decrypted with the configured keys") from None
+                # The raw texts, not values to encrypt; and only if nobody changed it meanwhile.
+                raw = models.Value(token, output_field=models.TextField())
+                model._base_manager.filter(pk=pk, **{column: raw}).update(**{column: models.Value(fresh, output_field=models.TextField())})
+                rewritten += 1
+    return rewritten

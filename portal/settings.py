@@ -2,8 +2,8 @@
 
 Every setting a deployment may change comes from an environment variable named ``PORTAL_*``;
 the README lists them.  With nothing set, Corral runs locally: SQLite under ``var/``, Redis on
-localhost, DEBUG on.  With ``PORTAL_DEBUG=false`` (production) it refuses to start without a real
-secret key and explicit allowed hosts.
+localhost, no debug pages, keys generated under ``var/``.  With ``PORTAL_DEBUG=false``
+(production) it refuses to start without a real secret key and explicit allowed hosts.
 """
 
 import ipaddress
@@ -12,8 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from portal import keyfiles
 from portal.envconfig import env_bool, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -26,28 +28,50 @@ def env(name, default=None):
 
 # --- Core -------------------------------------------------------------------------------------
 
-DEBUG = env_bool("PORTAL_DEBUG", True)
+# Three ways to run, chosen by PORTAL_DEBUG:
+#   unset  local: make run, manage.py and the tests, on loopback over plain HTTP; no debug pages;
+#          a secret key and an encryption key generated on first start and kept under var/.
+#   true   the same with Django's debug pages (settings and local variables on every error).
+#   false  production: a real secret key and allowed hosts are required; HTTPS hardening is on.
+_debug = env_bool("PORTAL_DEBUG", None)
+DEBUG = _debug is True
+PRODUCTION = _debug is False
+
+# Published in the source, so it signs and encrypts nothing: production refuses it, local runs generate their own.
 DEFAULT_SECRET_KEY = "corral-insecure-local-development-key-change-me"
-SECRET_KEY = env("PORTAL_SECRET_KEY", DEFAULT_SECRET_KEY)
-ALLOWED_HOSTS = env_list("PORTAL_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if DEBUG else "")
+if PRODUCTION:
+    SECRET_KEY = env("PORTAL_SECRET_KEY", DEFAULT_SECRET_KEY)
+else:
+    SECRET_KEY = env("PORTAL_SECRET_KEY") or keyfiles.read_or_create(VAR_DIR / "secret-key", keyfiles.new_secret_key)
+ALLOWED_HOSTS = env_list("PORTAL_ALLOWED_HOSTS", "" if PRODUCTION else "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("PORTAL_CSRF_TRUSTED_ORIGINS")
 
-if not DEBUG:
+if PRODUCTION:
     # Fail fast, as NetBox does: production must never run on the published development key.
     if SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 50:
         raise ImproperlyConfigured(
             "PORTAL_SECRET_KEY must be set to a random string of at least 50 characters when "
             "PORTAL_DEBUG is false (generate one with: python -c 'import secrets; "
-            "print(secrets.token_urlsafe(64))')"
+            "print(secrets.token_urlsafe(64))'; to try Corral locally, leave PORTAL_DEBUG unset)"
         )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured(
             "PORTAL_ALLOWED_HOSTS must list the host names Corral is served on when PORTAL_DEBUG is false"
         )
 
-# Credentials of clusters are encrypted with this key (Fernet).  Several keys, comma separated,
-# allow rotation: the first encrypts, all decrypt.  Default: derived from the secret key.
+# Credentials of clusters are encrypted with these keys (Fernet).  Several keys, comma separated,
+# allow rotation: the first encrypts, all decrypt.  Unset: in production derived from the secret
+# key; locally generated under var/.  ENCRYPTION_FALLBACK_KEYS only decrypt.
 ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS")
+ENCRYPTION_FALLBACK_KEYS = []
+if not ENCRYPTION_KEYS and PRODUCTION:
+    ENCRYPTION_KEYS = [keyfiles.derived_fernet_key(SECRET_KEY)]
+elif not ENCRYPTION_KEYS:
+    ENCRYPTION_KEYS = [keyfiles.read_or_create(VAR_DIR / "encryption-key", keyfiles.new_fernet_key)]
+    # Local installs before the generated key encrypted with a key derived from the secret key
+    # (by default the published one): still read what they stored, until reencrypt_credentials
+    # (run by make run at each start) has moved it to the generated key.
+    ENCRYPTION_FALLBACK_KEYS = [keyfiles.derived_fernet_key(env("PORTAL_SECRET_KEY") or DEFAULT_SECRET_KEY)]
 
 INSTALLED_APPS = [
     "daphne",
@@ -64,6 +88,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "channels",
+    "csp",
     "portal.apps.PortalConfig",
     "portal.accounts",
     "clusters.apps.ClustersConfig",
@@ -74,6 +99,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.csp.ContentSecurityPolicyMiddleware",  # outside CommonMiddleware: its 400s carry the policy too
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +127,22 @@ TEMPLATES = [
         },
     },
 ]
+
+# Scripts and styles only from Corral's own static files (no inline code); portal.csp adds the
+# page's websocket origin to connect-src and lets the browsable API keep its inline styles.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # Swagger UI's stylesheet draws its icons from data: URLs
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- Database and Redis -----------------------------------------------------------------------
 
@@ -276,7 +318,7 @@ SANDBOX_MAX_NODES = env_int("PORTAL_SANDBOX_MAX_NODES", 100)
 
 # --- Production hardening ---------------------------------------------------------------------
 
-if not DEBUG:
+if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("PORTAL_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_SSL_REDIRECT = env_bool("PORTAL_SSL_REDIRECT", True)

@@ -1,6 +1,7 @@
 """End to end, as a person sees it: a real browser (Debian's headless Chromium) on the real ASGI
 server, the live watcher following a real sandbox.  A pod deleted with kubectl disappears from the
-open cluster page within 2 seconds, without a reload."""
+open cluster page within 2 seconds, without a reload.  The server runs as `make run` runs it (no
+debug pages) and the browser reports no Content-Security-Policy violation on any page."""
 
 import os
 import shutil
@@ -44,6 +45,7 @@ def browser():
                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1400,1000"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations are logged to the console
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     yield driver
@@ -55,7 +57,7 @@ def live_server_url():
     """The real ASGI server (daphne) in its own process, on the test database."""
     db = django_settings.DATABASES["default"]
     port = _free_port()
-    env = {**os.environ, "PORTAL_DEBUG": "true", "PORTAL_DB_CONN_MAX_AGE": "0",
+    env = {**os.environ, "PORTAL_DB_CONN_MAX_AGE": "0",
            "PORTAL_DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "PORTAL_REDIS_URL": django_settings.REDIS_URL}
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
@@ -74,6 +76,11 @@ def live_server_url():
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def csp_violations(browser):
+    """What the browser's console said about the Content-Security-Policy since the last call."""
+    return [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
 
 
 def person(username):
@@ -99,6 +106,48 @@ def log_in(browser, url, user):
         WebDriverWait(browser, 10).until(lambda d: "Clusters" in d.title)
     except Exception:
         raise AssertionError(f"login failed; page: {browser.title} {browser.page_source[:3000]}") from None
+
+
+def test_pages_keep_to_the_content_security_policy(browser, live_server_url):
+    """Every kind of page, the admin and the API docs work under the policy and the browser reports
+    no violation; the live updates' websocket connects and delivers."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from clusters.events import cluster_changed
+
+    user = person("csp")
+    user.is_staff = user.is_superuser = True
+    user.save(update_fields=["is_staff", "is_superuser"])
+    cluster = Cluster.objects.create(name="csp-alpha", driver="imported", state="active")
+
+    browser.get(f"{live_server_url}/login/")
+    assert not csp_violations(browser)
+    # The console does report violations: an inline script is refused and said so.
+    browser.execute_script("var s = document.createElement('script'); s.textContent = 'window.x = 1'; document.body.appendChild(s);")
+    assert browser.execute_script("return window.x === undefined")
+    assert any("inline script" in message for message in csp_violations(browser))
+
+    log_in(browser, live_server_url, user)
+    WebDriverWait(browser, 10).until(lambda d: "Live updates on" in d.find_element(By.ID, "live-status").text)
+    Cluster.objects.filter(pk=cluster.pk).update(state="unavailable")
+    cluster_changed(Cluster.objects.get(pk=cluster.pk))  # pushed over the websocket, after commit
+    WebDriverWait(browser, 10).until(lambda d: "unavailable" in d.find_element(By.ID, f"cluster-{cluster.pk}").text)
+    assert not csp_violations(browser), "dashboard"
+
+    pages = {
+        f"/clusters/{cluster.pk}/": lambda d: "Live updates on" in d.find_element(By.ID, "live-status").text,
+        "/projects/": lambda d: d.find_elements(By.ID, "np-name"),
+        "/admin/": lambda d: "Corral administration" in d.page_source,
+        "/admin/clusters/cluster/": lambda d: "csp-alpha" in d.page_source,
+        f"/admin/clusters/cluster/{cluster.pk}/change/": lambda d: d.find_elements(By.CSS_SELECTOR, "input[name=_save]"),
+        "/api/docs/": lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock"),  # rendered by its scripts
+        "/api/v1/clusters/": lambda d: "csp-alpha" in d.page_source,
+    }
+    for path, ready in pages.items():
+        browser.get(live_server_url + path)
+        WebDriverWait(browser, 20).until(ready)
+        assert not csp_violations(browser), path
 
 
 @pytest.mark.kube
@@ -146,6 +195,7 @@ def test_deleted_pod_disappears_from_the_open_page_within_2_seconds(sandbox, kub
         except Exception:
             stored = sorted(f"pod-{uid}" for uid in Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).values_list("uid", flat=True))
             raise AssertionError(f"page rows {rows(browser)}, database {stored}") from None
+        assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)
 
@@ -211,6 +261,7 @@ def test_a_person_manages_a_project_from_the_portal(browser, live_server_url):
     quota.send_keys("limits.cpu: 6\npods: 30")
     quota.submit()
     WebDriverWait(browser, 10).until(lambda d: Project.objects.get(pk=project.pk).resource_quota == {"limits.cpu": "6", "pods": "30"})
+    assert not csp_violations(browser)
 
 
 @pytest.mark.kube
@@ -269,5 +320,6 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx",
                             "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
         assert len(endpoints) == 3
+        assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)

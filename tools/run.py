@@ -39,6 +39,9 @@ def main():
         procs[name] = proc
         threading.Thread(target=pump, args=(name, proc.stdout), daemon=True).start()
     print(f"Corral is starting on http://{host}:{port}/  (Ctrl-C stops web, worker and beat)", flush=True)
+    if os.environ.get("PORTAL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        print("PORTAL_DEBUG is on: every error page shows settings and local variables; keep it off on a shared host",
+              flush=True)
 
     stopping = False
 
