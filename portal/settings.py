@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.envconfig import env_bool, env_int, env_list
+from portal.envconfig import env_bool, env_int, env_list, env_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR", BASE_DIR / "var"))
@@ -249,6 +249,13 @@ KUBE_REQUEST_TIMEOUT = env_int("PORTAL_KUBE_TIMEOUT_SECONDS", 10)
 # Kubernetes user "<prefix>user:<username>" and groups "<prefix>group:<group>" that RBAC names.
 KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
+# Networks Corral may connect to for a cluster's API server (imports, health checks, syncs, watches,
+# changes); denied wins.  Checked on the resolved address at connect time: clusters/kube/outbound.py.
+# Denied by default: link-local (most clouds' metadata service) and AWS's IPv6 metadata address.
+CLUSTER_ALLOWED_NETWORKS = env_networks("PORTAL_CLUSTER_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+CLUSTER_DENIED_NETWORKS = env_networks("PORTAL_CLUSTER_DENIED_NETWORKS", "169.254.0.0/16,fe80::/10,fd00:ec2::254/128")
+if not CLUSTER_ALLOWED_NETWORKS:
+    raise ImproperlyConfigured("PORTAL_CLUSTER_ALLOWED_NETWORKS is empty: Corral could connect to no cluster (unset it to allow every network)")
 
 # --- Production hardening ---------------------------------------------------------------------
 
