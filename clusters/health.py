@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from clusters.events import cluster_changed
 from clusters.kube.client import ClusterConnectionError, api_client, server_version
+from clusters.kube.outbound import ConnectionNotAllowed
 from clusters.models import Cluster, ClusterState
 
 # A cluster is only declared unavailable when it has not answered for this long.
@@ -25,9 +26,11 @@ def check(cluster_id):
             version = server_version(api)
         finally:
             api.close()
-        error = None
+        error, not_allowed = None, False
     except ClusterConnectionError as exc:
         version, error = None, str(exc)
+        # The outbound policy refusing its address is no passing blip: no grace period.
+        not_allowed = isinstance(exc.__cause__, ConnectionNotAllowed)
 
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
@@ -43,7 +46,7 @@ def check(cluster_id):
             cluster.last_error = error
             fields.append("last_error")
             last_ok = cluster.last_seen or cluster.state_since
-            if cluster.state != ClusterState.UNAVAILABLE and now - last_ok >= GRACE:
+            if cluster.state != ClusterState.UNAVAILABLE and (not_allowed or now - last_ok >= GRACE):
                 cluster.set_state(ClusterState.UNAVAILABLE)
                 fields += ["state", "state_since"]
         cluster.save(update_fields=[*fields, "modified"])

@@ -1,5 +1,6 @@
 """Reading settings from environment variables, with errors that name the variable."""
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -32,3 +33,19 @@ def env_int(name, default, environ=None):
 
 def env_list(name, default="", environ=None):
     return [item.strip() for item in (os.environ if environ is None else environ).get(name, default).split(",") if item.strip()]
+
+
+def env_networks(name, default, environ=None):
+    """A comma-separated list of CIDRs (``10.0.0.0/8,fd00::/8``), as normalised strings."""
+    value = (os.environ if environ is None else environ).get(name)
+    networks = []
+    for item in (default if value is None else value).split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip())))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name}: {item.strip()!r} is not a network in CIDR notation such as 10.0.0.0/8 or fd00::/8 ({exc})"
+            ) from None
+    return networks

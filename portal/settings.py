@@ -16,7 +16,7 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from portal import keyfiles
-from portal.envconfig import env_bool, env_int, env_list
+from portal.envconfig import env_bool, env_int, env_list, env_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR", BASE_DIR / "var"))
@@ -315,6 +315,13 @@ KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
 # The largest sandbox anyone may provision through Corral (they run on Corral's own host).
 SANDBOX_MAX_NODES = env_int("PORTAL_SANDBOX_MAX_NODES", 100)
+# Networks Corral may connect to for a cluster's API server (imports, health checks, syncs, watches,
+# changes); denied wins.  Checked on the resolved address at connect time: clusters/kube/outbound.py.
+# Denied by default: link-local (most clouds' metadata service) and AWS's IPv6 metadata address.
+CLUSTER_ALLOWED_NETWORKS = env_networks("PORTAL_CLUSTER_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+CLUSTER_DENIED_NETWORKS = env_networks("PORTAL_CLUSTER_DENIED_NETWORKS", "169.254.0.0/16,fe80::/10,fd00:ec2::254/128")
+if not CLUSTER_ALLOWED_NETWORKS:
+    raise ImproperlyConfigured("PORTAL_CLUSTER_ALLOWED_NETWORKS is empty: Corral could connect to no cluster (unset it to allow every network)")
 
 # --- Production hardening ---------------------------------------------------------------------
 

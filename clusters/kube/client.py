@@ -12,6 +12,9 @@ import weakref
 from django.conf import settings
 from kubernetes import client as k8s
 
+from clusters.kube import outbound
+from clusters.kube.outbound import ConnectionNotAllowed
+
 
 class ClusterConnectionError(Exception):
     """A cluster could not be reached or refused us; the message is for people."""
@@ -42,7 +45,11 @@ def api_client(credentials, timeout=None):
         config.cert_file = _write(tmp.name, "client.crt", credentials["client_cert"])
         config.key_file = _write(tmp.name, "client.key", credentials["client_key"])
     config.retries = False
+    # Straight to the API server, never through an HTTP(S)_PROXY from the environment: the outbound
+    # policy checks the address actually connected to, which through a proxy would be the proxy's.
+    config.proxy = None
     api = k8s.ApiClient(config)
+    outbound.guard(api.rest_client.pool_manager)
     api.corral_timeout = timeout or settings.KUBE_REQUEST_TIMEOUT
     weakref.finalize(api, tmp.cleanup)
     return api
@@ -56,6 +63,8 @@ def describe_error(exc, server=""):
     from kubernetes.client.exceptions import ApiException
 
     where = f" at {server}" if server else ""
+    if isinstance(exc, ConnectionNotAllowed):
+        return str(exc)
     # The client turns TLS errors into ApiException(status=0) and then fails decoding its empty
     # body (AttributeError); the real cause is the exception underneath.
     if isinstance(exc, AttributeError) and isinstance(exc.__context__, ApiException):
