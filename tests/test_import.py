@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from clusters.models import Cluster, ClusterMembership, Node
-from portal.models import AuditEvent
+from portal.models import AuditEvent, GlobalRoleBinding
 
 pytestmark = pytest.mark.kube
 
@@ -68,6 +68,8 @@ def assert_refused(response, field, words):
 
 
 def test_import_by_token(world, sandbox, admin_token):
+    # A standard user who was granted "Create clusters" imports, and owns what they imported.
+    GlobalRoleBinding.objects.create(user=world.nobody, role="clusters-create")
     client = world.client(world.nobody)
     response = client.post(URL, {"name": "imported", "server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "token": admin_token}, format="json")
     assert response.status_code == 201, response.content
