@@ -178,3 +178,54 @@ def test_the_dashboard_counts_only_what_the_user_may_see(world):
     assert "alpha" in page
     clusters = page.split("alpha", 1)[1]
     assert ">7<" not in clusters
+
+
+def _portal_patterns():
+    """(route, name) of every portal page that takes an object id (the admin and the API have
+    their own probes)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found = []
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                if not route.startswith(("admin/", "api/")):
+                    walk(p.url_patterns, route)
+            elif isinstance(p, URLPattern) and "<int:pk>" in route:
+                found.append((route, p.name))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a):
+    from django.test import Client
+    from django.urls import reverse
+
+    world = tenant_a
+    token = ApiToken.objects.get(description="a's token")
+    objects = {
+        "portal-cluster": world.cluster,
+        "portal-operation": Operation.objects.get(cluster=world.cluster),
+        "portal-project": world.project,
+        "account-token-revoke": token,
+    }
+    patterns = _portal_patterns()
+    assert patterns
+    unknown = [name for _, name in patterns if name not in objects]
+    assert not unknown, f"portal pages with an id that the probe does not know: {unknown}; add them here"
+    for username in ("stranger", "nobody"):
+        client = Client()
+        client.force_login(getattr(world, username))
+        for _, name in patterns:
+            url = reverse(name, args=[objects[name].pk])
+            for method in ("get", "post"):
+                response = getattr(client, method)(url)
+                missing = getattr(client, method)(reverse(name, args=[MISSING]))
+                # 405 for a method the page does not take, whatever the id; else not found.
+                assert response.status_code in (404, 405), (username, method, url, response.status_code)
+                assert response.status_code == missing.status_code, (username, method, url)
+    token.refresh_from_db()
+    assert token.revoked is None
