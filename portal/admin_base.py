@@ -84,8 +84,9 @@ def refusal(user, model, instance, data, fixed=None):
     bound = binding_scope(model)
     if bound is not None:
         scope_name, field = bound
+        # Any change to a binding (role, place or subject) grants its role anew.
         role = data.get("role", getattr(instance, "role", None))
-        if (adding or old != new or role != instance.role) and not may_grant(user, role, scope_name, new.get(field)):
+        if not may_grant(user, role, scope_name, new.get(field)):
             return f"You may not grant the role {role} in {new.get(field)}: nobody grants a role they do not hold there."
     return None
 
@@ -168,7 +169,14 @@ class RestrictedAdmin(ScopedChoicesMixin, admin.ModelAdmin):
         return refusal(request.user, self.model, instance, data)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
+        return self._checked(request, super().get_form(request, obj, change=change, **kwargs))
+
+    def get_changelist_form(self, request, **kwargs):
+        return self._checked(request, super().get_changelist_form(request, **kwargs))
+
+    def _checked(self, request, form):
+        """``form``, refusing in its ``clean`` (before the instance takes the new values) what
+        ``refuse_save`` refuses."""
         model_admin = self
 
         class CheckedForm(form):

@@ -282,3 +282,33 @@ def test_even_members_allowed_to_invite_grant_no_role_above_their_own_through_th
     row = ProjectMembership.objects.get(group=group)
     assert member.patch(f"/api/v1/project-memberships/{row.pk}/", {"role": "project-owner"}, format="json").status_code == 403
     assert ProjectMembership.objects.get(pk=row.pk).role == "project-member"
+
+
+def test_repointing_a_higher_binding_at_oneself_is_refused(world, group, member_may_invite):
+    team = Group.objects.create(name="web-devs")
+    world.member.groups.add(team)
+    leads = ProjectMembership.objects.create(project=world.project, group=group, role="project-owner")
+    response = world.client(world.member).patch(f"/api/v1/project-memberships/{leads.pk}/", {"group": team.name}, format="json")
+    assert response.status_code == 403
+    world.member.is_staff = True
+    world.member.save()
+    response = signed_in(world.member).post(pm_change(leads), binding("project", world.project, None, "project-owner", group=team))
+    assert "You may not grant the role project-owner in alpha/web" in response.content.decode()
+    assert ProjectMembership.objects.get(pk=leads.pk).group == group
+
+
+def test_the_people_picker_offers_only_people_the_user_shares_a_scope_with(world):
+    from tests.conftest import make_user
+
+    make_user("outsider")
+    query = {"app_label": "clusters", "model_name": "clustermembership", "field_name": "user", "term": ""}
+
+    def names(user):
+        response = signed_in(user).get("/admin/autocomplete/", query)
+        assert response.status_code == 200
+        return {row["text"] for row in response.json()["results"]}
+
+    assert names(world.owner) == {"owner", "viewer", "member"}
+    assert names(world.stranger) == {"stranger"}
+    assert {"owner", "stranger", "outsider", "nobody"} <= names(world.admin)
+    assert signed_in(world.owner).get("/admin/auth/user/").status_code == 403  # the user list stays the superusers'

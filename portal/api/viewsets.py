@@ -52,7 +52,7 @@ class RestrictedViewSetMixin:
 
     def check_grant(self, validated_data, instance=None):
         """A role binding grants only a role its author holds where it is bound (Kubernetes RBAC's
-        escalation rule); a changed binding is checked as a new one."""
+        escalation rule).  Any change to a binding (role, place or subject) grants its role anew."""
         check_grant(self.request.user, self.queryset.model, validated_data, instance)
 
     def perform_destroy(self, instance):
@@ -67,11 +67,6 @@ def check_grant(user, model, validated_data, instance=None):
     scope_name, field = bound
     role = validated_data.get("role", getattr(instance, "role", None))
     target = validated_data.get(field, getattr(instance, field, None))
-    if instance is not None:
-        # The serializer's validation has set the new values on the instance: compare with the row.
-        stored = model._default_manager.filter(pk=instance.pk).values("role", f"{field}_id").first()
-        if stored == {"role": role, f"{field}_id": getattr(target, "pk", None)}:
-            return
     if not may_grant(user, role, scope_name, target):
         raise exceptions.PermissionDenied(f"you may not grant the role {role} in {target}: nobody grants a role they do not hold there")
 
