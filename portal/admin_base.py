@@ -75,7 +75,7 @@ def refusal(user, model, instance, data, fixed=None):
     where = " / ".join(str(obj) for obj in new.values() if obj is not None) or "everywhere"
     if adding:
         if not can_add(user, model, **new):
-            return f"You may not add a {verbose} to {where}."
+            return f"You may not add this {verbose} to {where}."
     else:
         if not can(user, CHANGE, instance):
             return f"You may not change this {verbose}."
@@ -211,20 +211,16 @@ class RestrictedInline(ScopedChoicesMixin, admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).restrict(request.user, VIEW)
 
-    def _parent_scope(self, obj):
-        return {self.fk_name or self._fk().name: obj}
-
-    def _fk(self):
-        from django.forms.models import _get_foreign_key
-
-        return _get_foreign_key(self.parent_model, self.model, fk_name=self.fk_name)
-
     def _may_write(self, request, obj):
+        # Rows of the parent ``obj``: whoever may add them there (the parent's field names a scope).
         if not _is_staff(request.user):
             return False
         if is_global_admin(request.user):
             return True
-        return obj is not None and can_add(request.user, self.model, **self._parent_scope(obj))
+        fk_name = self.fk_name or next(
+            f.name for f in self.model._meta.concrete_fields if f.is_relation and f.related_model is self.parent_model
+        )
+        return obj is not None and can_add(request.user, self.model, **{fk_name: obj})
 
     def has_view_permission(self, request, obj=None):
         return _is_staff(request.user)

@@ -103,7 +103,7 @@ def test_a_staff_user_cannot_make_themselves_owner_of_a_foreign_cluster(world):
 def test_a_cluster_member_cannot_grant_cluster_owner_in_the_admin(world):
     client = signed_in(world.viewer)
     response = client.post(CM_ADD, binding("cluster", world.cluster, world.viewer, "cluster-owner"))
-    assert "You may not add a cluster membership to alpha." in response.content.decode()
+    assert "You may not add this cluster membership to alpha." in response.content.decode()
     own = ClusterMembership.objects.get(cluster=world.cluster, user=world.viewer)
     assert client.post(cm_change(own), binding("cluster", world.cluster, world.viewer, "cluster-owner")).status_code == 403
     assert ClusterMembership.objects.get(pk=own.pk).role == "cluster-member"
@@ -134,7 +134,7 @@ def test_a_project_member_cannot_grant_project_owner_in_the_admin(world):
     world.member.save()
     client = signed_in(world.member)
     response = client.post(PM_ADD, binding("project", world.project, world.member, "project-owner"))
-    assert "You may not add a project membership to alpha/web." in response.content.decode()
+    assert "You may not add this project membership to alpha/web." in response.content.decode()
     own = ProjectMembership.objects.get(project=world.project, user=world.member)
     assert client.post(pm_change(own), binding("project", world.project, world.member, "project-owner")).status_code == 403
     assert ProjectMembership.objects.get(pk=own.pk).role == "project-member"
