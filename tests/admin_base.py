@@ -166,6 +166,14 @@ class AdminTenancyTests:
             if obj is not None:
                 assert url(model, "change", obj.pk) not in page
 
+    def test_people_who_are_not_staff_are_sent_to_sign_in(self, world, model):
+        obj = self.make(world, model)
+        client = signed_in(world.member)  # project member of P, not staff
+        pages = [url(model, "changelist"), url(model, "add")] + ([url(model, "change", obj.pk)] if obj is not None else [])
+        for page in pages:
+            response = client.get(page)
+            assert response.status_code == 302 and "/login/" in response["Location"], page
+
     def test_object_pages_are_not_found(self, world, model):
         obj = self.make(world, model)
         if obj is None:

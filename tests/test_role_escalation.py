@@ -312,3 +312,16 @@ def test_the_people_picker_offers_only_people_the_user_shares_a_scope_with(world
     assert names(world.stranger) == {"stranger"}
     assert {"owner", "stranger", "outsider", "nobody"} <= names(world.admin)
     assert signed_in(world.owner).get("/admin/auth/user/").status_code == 403  # the user list stays the superusers'
+
+
+def test_a_global_administrator_who_is_not_a_superuser_is_unaffected(world):
+    chief = make_user("chief", is_staff=True)
+    GlobalRoleBinding.objects.create(user=chief, role="administrator")
+    client = signed_in(chief)
+    page = client.get(CM_ADD).content.decode()
+    assert "alpha" in page and "bravo" in page
+    assert client.post(CM_ADD, binding("cluster", world.other_cluster, world.owner, "cluster-owner")).status_code == 302
+    assert ClusterMembership.objects.get(cluster=world.other_cluster, user=world.owner).role == "cluster-owner"
+    own = ProjectMembership.objects.get(project=world.project, user=world.member)
+    assert client.post(pm_change(own), binding("project", world.other_project, world.member, "project-owner")).status_code == 302
+    assert ProjectMembership.objects.get(pk=own.pk).project == world.other_project
