@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from clusters import tasks
-from clusters.drivers import sandbox_nodes_error
+from clusters.drivers import refuse_new_cluster, sandbox_nodes_error
 from clusters.events import cluster_changed
 from clusters.models import (
     Cluster,
@@ -21,7 +21,8 @@ from clusters.models import (
     grant_creator_ownership,
 )
 from portal import operations
-from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin
+from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin, RestrictedInline
+from portal.permissions import DELETE
 
 
 class ClusterForm(forms.ModelForm):
@@ -42,9 +43,8 @@ class ClusterForm(forms.ModelForm):
         return data
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(RestrictedInline):
     model = ClusterMembership
-    extra = 0
     autocomplete_fields = ("user", "group")
     fields = ("role", "user", "group")
 
@@ -61,6 +61,7 @@ class ClusterAdmin(ChangeLoggedAdmin):
     )
     inlines = [MembershipInline]
     actions = ["sync_now", "check_now", "remove_clusters"]
+    action_permissions = {"delete_selected": DELETE, "remove_clusters": DELETE}
     change_list_template = "admin/clusters/cluster/change_list.html"
 
     def get_urls(self):
@@ -79,6 +80,10 @@ class ClusterAdmin(ChangeLoggedAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
+        problem = refuse_new_cluster(request.user, ClusterDriver.IMPORTED)
+        if problem:
+            self.message_user(request, problem, messages.ERROR)
+            return redirect("admin:clusters_cluster_changelist")
         form = ClusterImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             cluster = form.save(request.user)
@@ -86,6 +91,13 @@ class ClusterAdmin(ChangeLoggedAdmin):
             return redirect("admin:clusters_cluster_change", cluster.pk)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "title": "Import a cluster"}
         return TemplateResponse(request, "admin/clusters/cluster/import.html", context)
+
+    def refuse_save(self, request, instance, data):
+        if instance.pk is None:
+            problem = refuse_new_cluster(request.user, data.get("driver"))
+            if problem:
+                return problem
+        return super().refuse_save(request, instance, data)
 
     @admin.display(description="credentials")
     def credentials_status(self, obj):

@@ -291,3 +291,48 @@ def may_name_people(user):
 def visible_ids(model, user, action=VIEW):
     """Ids of ``model`` rows ``user`` may ``action``, as a subquery (for filtering related rows)."""
     return model._default_manager.all().restrict(user, action).values("pk")
+
+
+# --- granting roles (Kubernetes RBAC's escalation rule) --------------------------------------------
+
+
+def binding_scope(model):
+    """(scope name, field naming the scope object) when ``model`` holds a scope's role bindings
+    (cluster memberships: ``("cluster", "cluster")``), else None."""
+    model = model._meta.concrete_model
+    for scope in _scopes.values():
+        if scope.bindings().model is model:
+            field = next(f.name for f in model._meta.concrete_fields if f.attname == scope.id_field)
+            return scope.name, field
+    return None
+
+
+def may_grant(user, role, scope_name=None, scope_obj=None):
+    """May ``user`` bind ``role`` on ``scope_obj`` (a ``scope_name`` object; none for a global
+    role)?  Only when they may already do there everything the role allows: nobody grants more
+    than they hold.  Global roles are granted by administrators only."""
+    if is_global_admin(user):
+        return True
+    if scope_name is None or scope_obj is None or not _is_live(user):
+        return False
+    lineage = _lineage(scope_name, scope_obj)
+    held = {name: held_roles(user, name, pk) if pk is not None else set() for name, pk in lineage.items()}
+    for rule in _rules.values():
+        for grant in rule.grants:
+            if grant.scope != scope_name:
+                continue
+            for action in ACTIONS:
+                if role in grant.roles_for(action) and not _holds(rule, grant, action, held):
+                    return False
+    return True
+
+
+def _holds(rule, needed, action, held):
+    """Does a role in ``held`` allow ``action`` where the grant ``needed`` does: the same grant,
+    or a grant on a parent scope (which reaches every row below it)?"""
+    for grant in rule.grants:
+        if grant.scope not in held or not held[grant.scope] & grant.roles_for(action):
+            continue
+        if grant == needed or (grant.scope != needed.scope and grant.via is None):
+            return True
+    return False

@@ -1,14 +1,13 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html_join
 
-from portal.admin_base import ChangeLoggedAdmin
+from portal.admin_base import ChangeLoggedAdmin, RestrictedInline
 from projects.models import Project, ProjectMembership
 from projects.quotas import lock_projects, summary
 
 
-class ProjectMembershipInline(admin.TabularInline):
+class ProjectMembershipInline(RestrictedInline):
     model = ProjectMembership
-    extra = 0
     autocomplete_fields = ("user", "group")
     fields = ("role", "user", "group")
 

@@ -4,12 +4,13 @@ The admin's login is the portal's login page (one form, one throttle)."""
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import Prefetch
 
 from portal.accounts.models import AccountSource, Profile
 from portal.accounts.views import admin_login
+from portal.admin_base import subjects
 
 admin.site.login = admin_login
 
@@ -42,12 +43,39 @@ class ProfileInline(admin.StackedInline):
         return False
 
 
-if admin.site.is_registered(User):
-    admin.site.unregister(User)
+class SubjectAutocompleteMixin:
+    """Role-binding forms pick users and groups with the admin's autocomplete.  There, a staff
+    user who is not a superuser gets the people ``subjects`` offers them (those they share a scope
+    with); the user and group pages themselves stay behind Django's permissions."""
+
+    def _autocomplete(self, request):
+        match = getattr(request, "resolver_match", None)
+        return match is not None and match.url_name == "autocomplete"
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None and self._autocomplete(request) and request.user.is_active and request.user.is_staff:
+            return True
+        return super().has_view_permission(request, obj)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self._autocomplete(request) and not request.user.is_superuser:
+            queryset = queryset.filter(pk__in=subjects(request.user, self.model).values("pk"))
+        return queryset
+
+
+for model in (User, Group):
+    if admin.site.is_registered(model):
+        admin.site.unregister(model)
+
+
+@admin.register(Group)
+class CorralGroupAdmin(SubjectAutocompleteMixin, GroupAdmin):
+    pass
 
 
 @admin.register(User)
-class CorralUserAdmin(UserAdmin):
+class CorralUserAdmin(SubjectAutocompleteMixin, UserAdmin):
     list_display = ("username", "email", "get_full_name", "source", "group_list", "last_login", "is_active", "is_staff", "is_superuser")
     list_filter = (SourceFilter, "is_active", ("profile__deactivated_by", admin.ChoicesFieldListFilter), "is_staff", "is_superuser", "groups")
     list_select_related = ("profile",)

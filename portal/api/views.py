@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from portal.api import portal_serializers as s
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.models import ApiToken, AuditEvent, GlobalRole, GlobalRoleBinding, Operation
-from portal.permissions import global_permissions, has_global_permission, is_global_admin
+from portal.permissions import global_permissions, has_global_permission, is_global_admin, may_grant
 
 
 def effective_roles(user):
@@ -111,6 +111,12 @@ class GlobalRoleBindingViewSet(ModelViewSet):
     queryset = GlobalRoleBinding.objects.select_related("user", "group")
     serializer_class = s.GlobalRoleBindingSerializer
     filterset_fields = ["role"]
+
+    def check_grant(self, validated_data, instance=None):
+        # Global roles are granted by administrators only (the engine lets nobody else see them
+        # either; this holds should a global role ever be registered for others).
+        if not may_grant(self.request.user, validated_data.get("role", getattr(instance, "role", None))):
+            raise exceptions.PermissionDenied("only administrators grant global roles")
 
 
 class ApiTokenViewSet(ReadOnlyModelViewSet):

@@ -4,7 +4,7 @@ see is a 404, and one they may see but not change is a 403."""
 from django.db import transaction
 from rest_framework import exceptions, mixins, viewsets
 
-from portal.permissions import ADD, CHANGE, DELETE, VIEW, can, can_add
+from portal.permissions import ADD, CHANGE, DELETE, VIEW, binding_scope, can, can_add, may_grant
 
 ACTION_FOR_METHOD = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": ADD, "PUT": CHANGE, "PATCH": CHANGE, "DELETE": DELETE}
 
@@ -32,6 +32,7 @@ class RestrictedViewSetMixin:
         cluster, project = self.add_scope(serializer.validated_data)
         if not can_add(self.request.user, self.queryset.model, cluster=cluster, project=project):
             raise exceptions.PermissionDenied(f"you may not add a {self.queryset.model._meta.verbose_name} here")
+        self.check_grant(serializer.validated_data)
         with transaction.atomic():
             serializer.save(**self.extra_create_fields())
 
@@ -45,12 +46,29 @@ class RestrictedViewSetMixin:
             self.request.user, self.queryset.model, cluster=cluster, project=project
         ):
             raise exceptions.PermissionDenied(f"you may not move this {self.queryset.model._meta.verbose_name} there")
+        self.check_grant(serializer.validated_data, serializer.instance)
         with transaction.atomic():
             serializer.save()
+
+    def check_grant(self, validated_data, instance=None):
+        """A role binding grants only a role its author holds where it is bound (Kubernetes RBAC's
+        escalation rule).  Any change to a binding (role, place or subject) grants its role anew."""
+        check_grant(self.request.user, self.queryset.model, validated_data, instance)
 
     def perform_destroy(self, instance):
         with transaction.atomic():
             instance.delete()
+
+
+def check_grant(user, model, validated_data, instance=None):
+    bound = binding_scope(model)
+    if bound is None:
+        return
+    scope_name, field = bound
+    role = validated_data.get("role", getattr(instance, "role", None))
+    target = validated_data.get(field, getattr(instance, field, None))
+    if not may_grant(user, role, scope_name, target):
+        raise exceptions.PermissionDenied(f"you may not grant the role {role} in {target}: nobody grants a role they do not hold there")
 
 
 class PermissionFirstCreateMixin:

@@ -5,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from clusters.models import Namespace
-from portal.api.viewsets import ModelViewSet
+from portal.api.viewsets import ModelViewSet, check_grant
 from portal.audit import record
 from portal.permissions import CHANGE, VIEW, can, can_add
 from projects import filters, quotas
@@ -101,6 +101,7 @@ class ProjectViewSet(ModelViewSet):
         project = self._project_for_add(ProjectMembership)
         data = s.ProjectMemberSerializer(data=request.data, context={"project": project, "request": request})
         data.is_valid(raise_exception=True)
+        check_grant(request.user, ProjectMembership, {**data.validated_data, "project": project})
         with transaction.atomic():
             membership = data.save(project=project)
         return Response(s.ProjectMembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
