@@ -34,6 +34,10 @@ TENANT_A = {
     "django_celery_beat.crontabschedule": None,
     "django_celery_beat.solarschedule": None,
     "django_celery_beat.intervalschedule": None,
+    # django-axes' login records (names and addresses): administrators only.
+    "axes.accessattempt": None,
+    "axes.accesslog": None,
+    "axes.accessfailurelog": None,
     "portal.globalrolebinding": lambda world: GlobalRoleBinding.objects.get(user=world.owner, role="clusters-create"),
     "portal.auditevent": lambda world: _audit_event(world),
     "portal.operation": lambda world: Operation.objects.create(kind="sync", cluster=world.cluster, created_by=world.owner, target_repr="alpha"),
