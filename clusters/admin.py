@@ -19,6 +19,7 @@ from clusters.models import (
     Service,
     Workload,
     grant_creator_ownership,
+    name_taken_error,
 )
 from portal import operations
 from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin, RestrictedInline
@@ -28,7 +29,7 @@ from portal.permissions import DELETE
 class ClusterForm(forms.ModelForm):
     class Meta:
         model = Cluster
-        fields = ["name", "slug", "description", "labels", "driver", "provider", "driver_config"]
+        fields = ["name", "description", "labels", "driver", "provider", "driver_config"]
 
     def clean(self):
         data = super().clean()
@@ -84,7 +85,7 @@ class ClusterAdmin(ChangeLoggedAdmin):
         if problem:
             self.message_user(request, problem, messages.ERROR)
             return redirect("admin:clusters_cluster_changelist")
-        form = ClusterImportForm(request.POST or None, request.FILES or None)
+        form = ClusterImportForm(request.POST or None, request.FILES or None, user=request.user)
         if request.method == "POST" and form.is_valid():
             cluster = form.save(request.user)
             self.message_user(request, f"Imported {cluster.name} (Kubernetes {cluster.kubernetes_version}); its first sync has started.")
@@ -95,6 +96,10 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def refuse_save(self, request, instance, data):
         if instance.pk is None:
             problem = refuse_new_cluster(request.user, data.get("driver"))
+            if problem:
+                return problem
+        if "name" in data:
+            problem = name_taken_error(data["name"], request.user, exclude_pk=instance.pk)
             if problem:
                 return problem
         return super().refuse_save(request, instance, data)

@@ -3,7 +3,7 @@
 from django import forms
 
 from clusters.kube import importer
-from clusters.models import Cluster
+from clusters.models import name_taken_error
 from clusters.registry import register_imported
 
 
@@ -18,10 +18,15 @@ class ClusterImportForm(forms.Form):
     ca_data = forms.CharField(required=False, label="CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 4}))
     token = forms.CharField(required=False, label="Bearer token", widget=forms.PasswordInput(render_value=False))
 
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
-        if Cluster.objects.filter(name=name).exists():
-            raise forms.ValidationError("a cluster with this name exists already")
+        problem = name_taken_error(name, self.user)
+        if problem:
+            raise forms.ValidationError(problem)
         return name
 
     def clean(self):

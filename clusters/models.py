@@ -5,7 +5,9 @@ workloads, pods, services, events) is a copy of what the cluster reports, writte
 and keyed by (cluster, Kubernetes uid) so a sync can upsert; people never edit it by hand.
 """
 
-from django.db import models
+import re
+
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
@@ -43,6 +45,14 @@ CLUSTER_TRANSITIONS = {
 class ClusterDriver(models.TextChoices):
     IMPORTED = "imported", "Imported"
     SANDBOX = "sandbox", "Sandbox (local control plane with simulated nodes)"
+
+
+def name_taken_error(name, user, exclude_pk=None):
+    """The error for ``name`` when ``user`` already sees a cluster of that name, else None."""
+    taken = Cluster.objects.restrict(user, "view").filter(name=name)
+    if exclude_pk is not None:
+        taken = taken.exclude(pk=exclude_pk)
+    return f"you already have a cluster named {name!r}" if taken.exists() else None
 
 
 class ClusterQuerySet(RestrictedQuerySet):
@@ -83,8 +93,11 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     State = ClusterState
     TRANSITIONS = CLUSTER_TRANSITIONS
 
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=63, unique=True, validators=[validate_dns1123_label], blank=True)
+    # A display name, unique among the clusters one person may see (not globally: a name taken by a
+    # cluster someone may not see must not be a way to learn it exists).  ``slug`` is unique and
+    # derived from the name, with a number appended when taken.
+    name = models.CharField(max_length=100, db_index=True)
+    slug = models.SlugField(max_length=63, unique=True, validators=[validate_dns1123_label], editable=False)
     description = models.TextField(blank=True)
     labels = models.JSONField(default=dict, blank=True, validators=[validate_label_map])
     driver = models.CharField(max_length=20, choices=ClusterDriver.choices, default=ClusterDriver.IMPORTED)
@@ -110,9 +123,20 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
         return self.name
 
     def save(self, *args, **kwargs):
-        if not self.slug:
-            self.slug = slugify(self.name)[:63].strip("-") or "cluster"
-        super().save(*args, **kwargs)
+        if self.slug:
+            return super().save(*args, **kwargs)
+        base = re.sub(r"[^a-z0-9-]+", "-", slugify(self.name))[:55].strip("-") or "cluster"
+        for n in range(1, 1000):
+            self.slug = base if n == 1 else f"{base}-{n}"
+            if Cluster.objects.filter(slug=self.slug).exists():
+                continue
+            try:
+                with transaction.atomic():
+                    return super().save(*args, **kwargs)
+            except IntegrityError:
+                if not Cluster.objects.filter(slug=self.slug).exists():
+                    raise
+        raise IntegrityError(f"no free slug for cluster {self.name!r}")
 
     def set_state(self, target, error=None):
         """Move to ``target`` (allowed transitions only) and record why; caller saves."""

@@ -73,7 +73,7 @@ def cluster_import(request):
     problem = refuse_new_cluster(request.user, "imported")
     if problem:
         raise PermissionDenied(problem)
-    form = ClusterImportForm(request.POST or None, request.FILES or None)
+    form = ClusterImportForm(request.POST or None, request.FILES or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         cluster = form.save(request.user)
         return redirect("portal-cluster", pk=cluster.pk)

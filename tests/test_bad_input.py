@@ -56,12 +56,20 @@ def test_read_only_field_is_refused_by_name(world, owner):
     assert world.cluster.state == "active"
 
 
-@pytest.mark.parametrize("slug", ["Has-Capitals", "under_score", "-leading", "x" * 64, "dots.not.allowed"])
-def test_cluster_slug_must_be_a_kubernetes_name(world, owner, slug):
-    response = owner.post("/api/v1/clusters/", {"name": "n", "slug": slug, "driver": "sandbox"}, format="json")
+def test_cluster_slug_is_derived_from_the_name_not_given(world, owner):
+    response = owner.post("/api/v1/clusters/", {"name": "n", "slug": "mine", "driver": "sandbox"}, format="json")
     assert response.status_code == 400
-    assert "slug" in response.json()
+    assert response.json()["slug"] == ["read-only field"]
     assert not Cluster.objects.filter(name="n").exists()
+
+
+@pytest.mark.parametrize("name", ["Has Capitals & Spaces", "under_score", "-leading", "x" * 100, "dots.not.allowed", "ünïcödé", "!!!"])
+def test_any_cluster_name_gets_a_kubernetes_slug(world, owner, name):
+    from portal.validators import validate_dns1123_label
+
+    response = owner.post("/api/v1/clusters/", {"name": name, "driver": "sandbox"}, format="json")
+    assert response.status_code == 201, response.content
+    validate_dns1123_label(response.json()["slug"])
 
 
 def test_sandbox_node_count_is_checked(world, owner):

@@ -229,3 +229,15 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
                 assert response.status_code == missing.status_code, (username, method, url)
     token.refresh_from_db()
     assert token.revoked is None
+
+
+def test_a_cluster_name_taken_by_another_tenant_is_free_to_use(world):
+    client = world.client(world.owner)
+    response = client.post("/api/v1/clusters/", {"name": "bravo", "driver": "sandbox"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["slug"] == "bravo-2"  # the slug stays unique
+    # A name the caller already sees is refused, naming it.
+    response = client.post("/api/v1/clusters/", {"name": "alpha", "driver": "sandbox"}, format="json")
+    assert response.status_code == 400 and "you already have a cluster named 'alpha'" in response.json()["name"][0]
+    response = client.post("/api/v1/clusters/import/", {"name": "alpha", "server": "https://127.0.0.1:1", "token": "t"}, format="json")
+    assert response.status_code == 400 and "already have a cluster named" in response.json()["name"][0]

@@ -2,7 +2,18 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from clusters.drivers import sandbox_nodes_error
-from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+from clusters.models import (
+    Cluster,
+    ClusterDriver,
+    ClusterEvent,
+    ClusterMembership,
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    Workload,
+    name_taken_error,
+)
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
 from portal.validators import validate_dns1123_label
@@ -30,7 +41,6 @@ class ClusterSerializer(ModelSerializer):
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
             "last_synced", "created", "modified",
         ]
-        extra_kwargs = {"slug": {"required": False}}
 
     @extend_schema_field(serializers.DictField(child=serializers.IntegerField(), allow_null=True))
     def get_summary(self, obj):
@@ -42,8 +52,11 @@ class ClusterSerializer(ModelSerializer):
             "memory_allocatable_bytes": obj.memory_allocatable_bytes, "memory_requested_bytes": obj.memory_requested_bytes,
         }
 
-    def validate_slug(self, value):
-        validate_dns1123_label(value)
+    def validate_name(self, value):
+        request = self.context.get("request")
+        problem = name_taken_error(value, getattr(request, "user", None), getattr(self.instance, "pk", None))
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate_driver(self, value):
@@ -158,8 +171,9 @@ class ClusterImportSerializer(StrictSerializer):
         self.fields["name"].required = require_name
 
     def validate_name(self, value):
-        if Cluster.objects.filter(name=value).exists():
-            raise serializers.ValidationError("a cluster with this name exists already")
+        problem = name_taken_error(value, getattr(self.context.get("request"), "user", None))
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs):

@@ -90,7 +90,7 @@ class ClusterViewSet(ModelViewSet):
         problem = refuse_new_cluster(request.user, ClusterDriver.IMPORTED)
         if problem:
             raise exceptions.PermissionDenied(problem)
-        data = s.ClusterImportSerializer(data=request.data)
+        data = s.ClusterImportSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         credentials, version = _verified_credentials(data.validated_data)
         v = data.validated_data
@@ -108,7 +108,7 @@ class ClusterViewSet(ModelViewSet):
         cluster = self.get_object()
         if cluster.driver != "imported":
             raise exceptions.ValidationError({"driver": f"a {cluster.driver} cluster's credentials are managed by Corral"})
-        data = s.ClusterImportSerializer(data=request.data, require_name=False)
+        data = s.ClusterImportSerializer(data=request.data, require_name=False, context={"request": request})
         data.is_valid(raise_exception=True)
         if "name" in data.validated_data:
             raise exceptions.ValidationError({"name": ["rename with PATCH, not here"]})
