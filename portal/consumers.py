@@ -12,6 +12,7 @@ socket of a user deactivated or signed out is closed after a ``closed`` message 
 import asyncio
 import collections
 import logging
+import random
 import re
 from importlib import import_module
 
@@ -34,25 +35,32 @@ CLOSE_SIGNED_OUT = 4401
 CLOSE_NO_ACCESS = 4403
 
 
-def follow(user, topic):
-    """Where ``topic``'s object lies (``permissions.lineage``) if ``user`` may follow it, else None."""
-    if events.is_feed(topic):
-        return {} if user.is_authenticated and user.is_active else None
-    match = _TOPIC.match(topic)
-    model = events.topic_model(match.group(1)) if match else None
-    if model is None:
-        return None
-    obj = model.objects.restrict(user, permissions.VIEW).filter(pk=int(match.group(2))).first()
-    return None if obj is None else permissions.lineage(obj)
+def follow(user, topics):
+    """``{topic: where its object lies (permissions.lineage), or None when user may not follow it}``,
+    one query per kind of object however many topics (a dashboard follows every cluster)."""
+    found, wanted = {}, collections.defaultdict(dict)
+    for topic in topics:
+        match = _TOPIC.match(topic)
+        if events.is_feed(topic):
+            found[topic] = {} if user.is_authenticated and user.is_active else None
+        elif match and events.topic_model(match.group(1)) is not None:
+            wanted[match.group(1)][int(match.group(2))] = topic
+        else:
+            found[topic] = None
+    for kind, by_pk in wanted.items():
+        visible = {obj.pk: obj for obj in events.topic_model(kind).objects.restrict(user, permissions.VIEW).filter(pk__in=list(by_pk))}
+        for pk, topic in by_pk.items():
+            found[topic] = permissions.lineage(visible[pk]) if pk in visible else None
+    return found
 
 
-def topic_groups(user, topic, held):
-    """The channel groups ``user`` (holding the tokens ``held``) joins to follow ``topic``; None
-    when they may not follow it."""
-    within = follow(user, topic)
-    if within is None:
-        return None
-    return events.audience_groups(topic, permissions.tokens_within(held, within))
+def topic_groups(user, topics, held):
+    """``{topic: the channel groups user (holding the tokens held) joins to follow it, or None when
+    they may not follow it}``."""
+    return {
+        topic: None if within is None else events.audience_groups(topic, permissions.tokens_within(held, within))
+        for topic, within in follow(user, topics).items()
+    }
 
 
 def current_user(session_key, user_id):
@@ -134,7 +142,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def _groups_for(self, topic):
         if self.held is None:
             self.held = permissions.entitlements(self.user)
-        return topic_groups(self.user, topic, self.held)
+        return topic_groups(self.user, [topic], self.held)[topic]
 
     async def _join(self, groups, refresh=False):
         """Make ``groups`` the joined set.  ``joined`` changes before any await, so an event queued
@@ -169,11 +177,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     @staticmethod
     def _plan(user, topics):
         held = permissions.entitlements(user)
-        return held, {topic: topic_groups(user, topic, held) for topic in topics}
+        return held, topic_groups(user, topics, held)
 
     async def _recheck_every(self):
         while not self.ended:
-            await asyncio.sleep(RECHECK_SECONDS)
+            await asyncio.sleep(RECHECK_SECONDS * random.uniform(0.75, 1.25))  # sockets opened together spread out
             try:
                 await self._recheck(refresh=True)  # re-adding also renews the groups' expiry in Redis
             except Exception:

@@ -237,3 +237,20 @@ async def test_operation_page_of_someone_else_cannot_be_followed():
         assert (await other.receive_json_from())["type"] == "error"
         await other.disconnect()
     await socket.disconnect()
+
+
+def test_rechecking_a_dashboard_costs_a_few_queries_whatever_the_number_of_clusters(django_assert_max_num_queries):
+    from portal import permissions
+    from tests.conftest import make_cluster
+
+    world = LiveWorld()
+    clusters = [make_cluster(f"many-{i}") for i in range(25)]
+    for cluster in clusters:
+        ClusterMembership.objects.create(cluster=cluster, user=world.viewer, role="cluster-member")
+    topics = ["clusters", f"project-{world.project.pk}", *[f"cluster-{c.pk}" for c in [world.cluster, *clusters]]]
+    with django_assert_max_num_queries(8):
+        user = type(world.viewer).objects.get(pk=world.viewer.pk)
+        groups = consumers.topic_groups(user, topics, permissions.entitlements(user))
+    assert all(groups[topic] for topic in topics)
+    assert f"cluster-{clusters[0].pk}.cluster-{clusters[0].pk}.cluster-member" in groups[f"cluster-{clusters[0].pk}"]
+    assert not any(f"cluster-{clusters[1].pk}" in group for group in groups[f"cluster-{clusters[0].pk}"])
