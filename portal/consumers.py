@@ -36,7 +36,7 @@ CLOSE_NO_ACCESS = 4403
 
 
 def follow(user, topics):
-    """``{topic: where its object lies (permissions.lineage), or None when user may not follow it}``,
+    """``{topic: where its object lies (permissions.scopes_of), or None when user may not follow it}``,
     one query per kind of object however many topics (a dashboard follows every cluster)."""
     found, wanted = {}, collections.defaultdict(dict)
     for topic in topics:
@@ -50,7 +50,7 @@ def follow(user, topics):
     for kind, by_pk in wanted.items():
         visible = {obj.pk: obj for obj in events.topic_model(kind).objects.restrict(user, permissions.VIEW).filter(pk__in=list(by_pk))}
         for pk, topic in by_pk.items():
-            found[topic] = permissions.lineage(visible[pk]) if pk in visible else None
+            found[topic] = permissions.scopes_of(visible[pk]) if pk in visible else None
     return found
 
 

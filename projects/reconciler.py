@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from clusters.kube.client import api_client, describe_error
 from clusters.kube.inventory import list_raw
 from clusters.models import Cluster, ClusterState, Namespace
-from portal.events import emit, group_name
+from portal.events import emit
 from projects import desired as d
 from projects.models import Project, ProjectSyncState
 from projects.quantities import parse_quantity
@@ -313,8 +313,8 @@ def _record(cluster, want, result, have=None):
             changed = any(getattr(project, k) != v for k, v in fields.items() if k != "last_reconciled")
             Project.objects.filter(pk=project.pk).update(**fields)
             if changed:
-                emit("project.updated", {"id": project.pk, "sync_state": state, "sync_error": fields["sync_error"]},
-                     project, group_name("project", project.pk), group_name("cluster", cluster.pk))
+                emit("project.updated", {"id": project.pk, "sync_state": state, "sync_error": fields["sync_error"]}, project,
+                     f"project-{project.pk}", f"cluster-{cluster.pk}")
         if have is not None:
             # The inventory sync owns namespace rows; only fill in the uid of the ones asked for.
             uids = {name: ns["metadata"].get("uid", "") for name, ns in have["namespaces"].items()}
