@@ -385,4 +385,3 @@ def can_add(user, model, **scope_objects):
 def visible_ids(model, user, action=VIEW):
     """Ids of ``model`` rows ``user`` may ``action``, as a subquery (for filtering related rows)."""
     return model._default_manager.all().restrict(user, action).values("pk")
-
