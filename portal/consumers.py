@@ -14,6 +14,7 @@ import collections
 import logging
 import random
 import re
+import time
 from importlib import import_module
 
 from channels.db import database_sync_to_async
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 _TOPIC = re.compile(r"^([a-z]{1,30})-([0-9]{1,18})$")
 MAX_SUBSCRIPTIONS = 200
 RECHECK_SECONDS = 30
+# Channel layer group memberships expire (channels_redis: after a day); joined again this often.
+REJOIN_SECONDS = 3600
 SEEN_EVENTS = 256  # ids of recent events, to drop the copy that arrives through a second group
 
 CLOSE_SIGNED_OUT = 4401
@@ -180,10 +183,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return held, topic_groups(user, topics, held)
 
     async def _recheck_every(self):
+        rejoined = time.monotonic()
         while not self.ended:
             await asyncio.sleep(RECHECK_SECONDS * random.uniform(0.75, 1.25))  # sockets opened together spread out
             try:
-                await self._recheck(refresh=True)  # re-adding also renews the groups' expiry in Redis
+                refresh = time.monotonic() - rejoined > REJOIN_SECONDS
+                await self._recheck(refresh=refresh)
+                rejoined = time.monotonic() if refresh else rejoined
             except Exception:
                 log.exception("live: could not recheck the access of user %s", self.user.pk)
 
