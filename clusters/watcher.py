@@ -5,9 +5,9 @@ resourceVersions), then follows a watch per resource from there.  Watch threads 
 parse; every database write goes through a small pool of writer threads, one queue each, a
 cluster always on the same writer so its changes apply in order.  So the database sees a handful
 of connections however many clusters are followed.  Each change is emitted on the cluster's
-websocket topic after its commit, to those who may view the changed object.  A watch that expires (410 Gone) makes the cluster relist once;
-a cluster that stops answering is retried by the same thread with capped backoff, so nothing piles
-up while it is down.
+websocket topic after its commit, to those who may view the changed object.  A watch that
+expires (410 Gone) makes the cluster relist once; a cluster that stops answering is retried by
+the same thread with capped backoff, so nothing piles up while it is down.
 """
 
 import json
@@ -272,8 +272,8 @@ class ClusterWatch:
 
 
 def _stored(cluster, resource, obj):
-    """The row a DELETED watch event removes, read before it goes; an unsaved stand-in (heard by
-    the cluster's owners only) when it was never stored."""
+    """The row a DELETED watch event removes, read before it goes; when it was never stored, an
+    unsaved stand-in in no namespace (heard only by those who see all of the cluster's rows)."""
     model = MODELS[resource]
     metadata = obj.get("metadata") or {}
     lookup = {"name": metadata.get("name")} if resource == "namespaces" else {"uid": metadata.get("uid", "")}
