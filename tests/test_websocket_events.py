@@ -35,8 +35,16 @@ class TestServiceUpdated(NamespacedInventoryTests):
     resource, event = "services", "service.updated"
 
 
+class TestServiceDeleted(NamespacedInventoryTests):
+    resource, kind, event, check_with_engine = "services", "DELETED", "service.deleted", False
+
+
 class TestKubernetesEventUpdated(NamespacedInventoryTests):
     resource, event = "events", "event.updated"
+
+
+class TestKubernetesEventDeleted(NamespacedInventoryTests):
+    resource, kind, event, check_with_engine = "events", "DELETED", "event.deleted", False
 
 
 class TestNodeUpdated(LiveEventTests):
