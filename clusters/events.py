@@ -1,6 +1,9 @@
-"""Live events about clusters, to the cluster's group and the dashboard feed."""
+"""Live events about clusters, to the cluster's page and the dashboard feed."""
 
-from portal.events import FEED_CLUSTERS, emit
+from portal.events import emit, group_name
+
+# The dashboard: changes to every cluster its reader may see.
+FEED_CLUSTERS = "clusters"
 
 
 def cluster_payload(cluster):
@@ -15,4 +18,4 @@ def cluster_payload(cluster):
 
 
 def cluster_changed(cluster, event="cluster.updated"):
-    emit(event, cluster_payload(cluster), f"cluster-{cluster.pk}", FEED_CLUSTERS)
+    emit(event, cluster_payload(cluster), cluster, group_name("cluster", cluster.pk), FEED_CLUSTERS)

@@ -15,7 +15,9 @@ BASICS = {**OWNER_ONLY, p.VIEW: frozenset({CLUSTER_OWNER, CLUSTER_MEMBER})}
 
 
 def register():
+    from clusters.events import FEED_CLUSTERS
     from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+    from portal import events
     from portal.models import Operation
 
     p.register_scope("cluster", lambda: ClusterMembership.objects.all(), "cluster_id")
@@ -35,4 +37,9 @@ def register():
         Operation,
         p.Grant("cluster", "cluster", OWNER_ONLY),
         extra=lambda user, action: Q(created_by=user),
+        extra_audience=lambda op: {p.user_token(op.created_by_id)} if op.created_by_id else set(),
     )
+    # What the websocket may follow (whoever may view the object hears of it and of what lies in it).
+    events.register_topic("cluster", Cluster)
+    events.register_topic("operation", Operation)
+    events.register_feed(FEED_CLUSTERS)

@@ -4,10 +4,10 @@ For every monitored cluster it lists the inventory once (a full sync, which also
 resourceVersions), then follows a watch per resource from there.  Watch threads only read and
 parse; every database write goes through a small pool of writer threads, one queue each, a
 cluster always on the same writer so its changes apply in order.  So the database sees a handful
-of connections however many clusters are followed.  Each change is emitted to the cluster's
-websocket group after its commit.  A watch that expires (410 Gone) makes the cluster relist once;
-a cluster that stops answering is retried by the same thread with capped backoff, so nothing piles
-up while it is down.
+of connections however many clusters are followed.  Each change is emitted on the cluster's
+websocket topic after its commit, to those who may view the changed object.  A watch that
+expires (410 Gone) makes the cluster relist once; a cluster that stops answering is retried by
+the same thread with capped backoff, so nothing piles up while it is down.
 """
 
 import json
@@ -21,11 +21,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from clusters import sync
-from clusters.events import cluster_payload
+from clusters.events import FEED_CLUSTERS, cluster_payload
 from clusters.kube.client import api_client
-from clusters.kube.inventory import RESOURCES, apply_change
-from clusters.models import Cluster, ClusterState
-from portal.events import FEED_CLUSTERS, emit
+from clusters.kube.inventory import MODELS, RESOURCES, apply_change
+from clusters.models import Cluster, ClusterState, Node, Pod
+from portal.events import emit, group_name
+from portal.permissions import aggregate_audience
 
 log = logging.getLogger(__name__)
 
@@ -238,25 +239,45 @@ class ClusterWatch:
         if cluster is None:
             return
         with transaction.atomic():
+            # Who hears of a deletion is decided by the row as it was (its namespace's project).
+            gone = _stored(cluster, resource, obj) if kind == "DELETED" else None
             instance, deleted_uid = apply_change(cluster, resource, kind, obj)
-            singular = resource[:-1]
+            singular, topic = resource[:-1], group_name("cluster", cluster.pk)
             if deleted_uid is not None:
-                emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, f"cluster-{cluster.pk}")
+                emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, gone, topic)
             elif instance is not None:
-                emit(f"{singular}.updated", object_payload(resource, instance), f"cluster-{cluster.pk}")
+                emit(f"{singular}.updated", object_payload(resource, instance), instance, topic)
 
     def _flush_summary(self):
         """Tell the dashboard the cluster's figures changed (at most once a second)."""
         cluster = Cluster.objects.with_summary().filter(pk=self.cluster_id).first()
         if cluster is None:
             return
-        data = cluster_payload(cluster) | {
-            "nodes_ready": cluster.nodes_ready, "nodes_total": cluster.nodes_total, "pods": cluster.pods_total,
-            "cpu_requested_m": cluster.cpu_requested_m, "cpu_allocatable_m": cluster.cpu_allocatable_m,
-            "memory_requested_bytes": cluster.memory_requested_bytes, "memory_allocatable_bytes": cluster.memory_allocatable_bytes,
+        nodes = cluster_payload(cluster) | {
+            "nodes_ready": cluster.nodes_ready, "nodes_total": cluster.nodes_total,
+            "cpu_allocatable_m": cluster.cpu_allocatable_m, "memory_allocatable_bytes": cluster.memory_allocatable_bytes,
         }
+        everything = nodes | {
+            "pods": cluster.pods_total, "cpu_requested_m": cluster.cpu_requested_m, "memory_requested_bytes": cluster.memory_requested_bytes,
+        }
+        # Figures summed over pods only for those who see every pod of the cluster; node figures
+        # for those who see every node; nothing for a project member.
+        all_pods = aggregate_audience("cluster", cluster.pk, Node, Pod)
+        all_nodes = aggregate_audience("cluster", cluster.pk, Node) - all_pods
+        topics = (group_name("cluster", cluster.pk), FEED_CLUSTERS)
         with transaction.atomic():
-            emit("cluster.summary", data, f"cluster-{cluster.pk}", FEED_CLUSTERS)
+            emit("cluster.summary", everything, all_pods, *topics)
+            if all_nodes:
+                emit("cluster.summary", nodes, all_nodes, *topics)
+
+
+def _stored(cluster, resource, obj):
+    """The row a DELETED watch event removes, read before it goes; when it was never stored, an
+    unsaved stand-in in no namespace (heard only by those who see all of the cluster's rows)."""
+    model = MODELS[resource]
+    metadata = obj.get("metadata") or {}
+    lookup = {"name": metadata.get("name")} if resource == "namespaces" else {"uid": metadata.get("uid", "")}
+    return model.objects.filter(cluster=cluster, **lookup).first() or model(cluster=cluster)
 
 
 def _fingerprint(cluster):

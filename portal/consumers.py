@@ -1,84 +1,140 @@
-"""The websocket at ``/ws/``: a signed-in client subscribes to groups (``cluster-<id>``,
-``operation-<id>``, or the ``clusters`` feed) and receives live events.
+"""The websocket at ``/ws/``: a signed-in client subscribes to topics (``cluster-<id>``,
+``project-<id>``, ``operation-<id>``, or the ``clusters`` feed) and receives live events.
 
-Joining a group is allowed only after the same ``restrict`` check the API does.  Events on the
-``clusters`` feed are checked per connection before they are forwarded, so a user only hears of
-clusters they may see.
+A topic is followed only after the same ``restrict`` check the API makes, and then only through the
+channel groups of the audience tokens its user holds (portal.events): a cluster page hears of the
+rows its reader may see and of nothing else.  Access is checked again whenever it may have changed
+(portal.signals sends ``live.access``) and every ``RECHECK_SECONDS`` anyway: groups no longer held
+are left at once, a topic no longer visible is dropped (``unsubscribed``, with a reason), and the
+socket of a user deactivated or signed out is closed after a ``closed`` message saying why.
 """
 
+import asyncio
+import collections
+import logging
+import random
 import re
+import time
+from importlib import import_module
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
-from portal.events import FEED_CLUSTERS
-from portal.permissions import VIEW
+from portal import events, permissions
 
-_GROUP = re.compile(r"^(cluster|operation|project)-([0-9]{1,18})$")
+log = logging.getLogger(__name__)
+
+_TOPIC = re.compile(r"^([a-z]{1,30})-([0-9]{1,18})$")
 MAX_SUBSCRIPTIONS = 200
+RECHECK_SECONDS = 30
+# Channel layer group memberships expire (channels_redis: after a day); joined again this often.
+REJOIN_SECONDS = 3600
+SEEN_EVENTS = 256  # ids of recent events, to drop the copy that arrives through a second group
+
+CLOSE_SIGNED_OUT = 4401
+CLOSE_NO_ACCESS = 4403
 
 
-def _model_for(kind):
-    from clusters.models import Cluster
-    from portal.models import Operation
-    from projects.models import Project
+def follow(user, topics):
+    """``{topic: where its object lies (permissions.scopes_of), or None when user may not follow it}``,
+    one query per kind of object however many topics (a dashboard follows every cluster)."""
+    found, wanted = {}, collections.defaultdict(dict)
+    for topic in topics:
+        match = _TOPIC.match(topic)
+        if events.is_feed(topic):
+            found[topic] = {} if user.is_authenticated and user.is_active else None
+        elif match and events.topic_model(match.group(1)) is not None:
+            wanted[match.group(1)][int(match.group(2))] = topic
+        else:
+            found[topic] = None
+    for kind, by_pk in wanted.items():
+        visible = {obj.pk: obj for obj in events.topic_model(kind).objects.restrict(user, permissions.VIEW).filter(pk__in=list(by_pk))}
+        for pk, topic in by_pk.items():
+            found[topic] = permissions.scopes_of(visible[pk]) if pk in visible else None
+    return found
 
-    return {"cluster": Cluster, "operation": Operation, "project": Project}[kind]
+
+def topic_groups(user, topics, held):
+    """``{topic: the channel groups user (holding the tokens held) joins to follow it, or None when
+    they may not follow it}``."""
+    return {
+        topic: None if within is None else events.audience_groups(topic, permissions.tokens_within(held, within))
+        for topic, within in follow(user, topics).items()
+    }
 
 
-def may_join(user, group):
-    """May ``user`` listen to ``group``?  The one permission mechanism decides."""
-    if group == FEED_CLUSTERS:
-        return user.is_authenticated and user.is_active
-    match = _GROUP.match(group)
-    if not match:
-        return False
-    model = _model_for(match.group(1))
-    return model.objects.restrict(user, VIEW).filter(pk=int(match.group(2))).exists()
-
-
-def may_see_cluster(user, cluster_id):
-    from clusters.models import Cluster
-
-    return Cluster.objects.restrict(user, VIEW).filter(pk=cluster_id).exists()
+def current_user(session_key, user_id):
+    """``(user, None, None)`` with the user read afresh, while the socket's session still signs
+    them in; else ``(None, close code, reason)``."""
+    user = get_user_model()._default_manager.filter(pk=user_id).first()
+    if user is None:
+        return None, CLOSE_NO_ACCESS, "your account was removed"
+    if not user.is_active:
+        return None, CLOSE_NO_ACCESS, "your account was deactivated"
+    if session_key:
+        session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        session_hash = session.get(HASH_SESSION_KEY) or ""
+        hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+        if str(session.get(SESSION_KEY)) != str(user.pk) or not any(constant_time_compare(session_hash, h) for h in hashes):
+            return None, CLOSE_SIGNED_OUT, "you were signed out"
+    return user, None, None
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
-            await self.close(code=4401)
+            await self.close(code=CLOSE_SIGNED_OUT)
             return
         self.user = user
-        self.groups_joined = set()
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        self.topics = {}  # topic -> the channel groups joined for it
+        self.joined = set()  # all of them
+        self.held = None  # the user's audience tokens, read at the first subscription
+        self.seen = collections.deque(maxlen=SEEN_EVENTS)
+        self.ended = False
+        self.lock = asyncio.Lock()
+        await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
         await self.accept()
+        self.rechecks = asyncio.create_task(self._recheck_every())
 
     async def disconnect(self, code):
-        for group in getattr(self, "groups_joined", ()):
+        if not hasattr(self, "lock"):
+            return
+        self.ended = True
+        self.rechecks.cancel()
+        for group in {*self.joined, events.user_group(self.user.pk)}:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- what the client asks -----------------------------------------------------------------
 
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict):
             await self.send_json({"type": "error", "error": "messages must be JSON objects"})
             return
-        action, group = content.get("action"), content.get("group")
-        if action not in ("subscribe", "unsubscribe") or not isinstance(group, str):
+        action, topic = content.get("action"), content.get("group")
+        if action not in ("subscribe", "unsubscribe") or not isinstance(topic, str):
             await self.send_json({"type": "error", "error": 'send {"action": "subscribe"|"unsubscribe", "group": "cluster-<id>"}'})
             return
-        if action == "unsubscribe":
-            self.groups_joined.discard(group)
-            await self.channel_layer.group_discard(group, self.channel_name)
-            await self.send_json({"type": "unsubscribed", "group": group})
-            return
-        if len(self.groups_joined) >= MAX_SUBSCRIPTIONS:
-            await self.send_json({"type": "error", "group": group, "error": f"at most {MAX_SUBSCRIPTIONS} subscriptions"})
-            return
-        if not await database_sync_to_async(may_join)(self.user, group):
-            await self.send_json({"type": "error", "group": group, "error": "no such group, or no permission to follow it"})
-            return
-        self.groups_joined.add(group)
-        await self.channel_layer.group_add(group, self.channel_name)
-        await self.send_json({"type": "subscribed", "group": group})
+        async with self.lock:
+            if action == "unsubscribe":
+                self.topics.pop(topic, None)
+                await self._join(set().union(*self.topics.values()))
+                await self.send_json({"type": "unsubscribed", "group": topic})
+                return
+            if topic not in self.topics and len(self.topics) >= MAX_SUBSCRIPTIONS:
+                await self.send_json({"type": "error", "group": topic, "error": f"at most {MAX_SUBSCRIPTIONS} subscriptions"})
+                return
+            groups = await database_sync_to_async(self._groups_for)(topic)
+            if groups is None:
+                await self.send_json({"type": "error", "group": topic, "error": "no such group, or no permission to follow it"})
+                return
+            self.topics[topic] = groups
+            await self._join(self.joined | groups)
+            await self.send_json({"type": "subscribed", "group": topic})
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
@@ -86,13 +142,80 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             await self.send_json({"type": "error", "error": "messages must be JSON"})
 
-    async def live_event(self, message):
-        data = message.get("data") or {}
-        group = message.get("group")
-        if group == FEED_CLUSTERS:
-            cluster_id = data.get("id")
-            if f"cluster-{cluster_id}" in self.groups_joined:
-                return  # the same event arrives through the cluster's own group
-            if message["event"] == "cluster.deleted" or not await database_sync_to_async(may_see_cluster)(self.user, cluster_id):
+    def _groups_for(self, topic):
+        if self.held is None:
+            self.held = permissions.entitlements(self.user)
+        return topic_groups(self.user, [topic], self.held)[topic]
+
+    async def _join(self, groups, refresh=False):
+        """Make ``groups`` the joined set.  ``joined`` changes before any await, so an event queued
+        through a group being left is refused from this moment."""
+        left, added = self.joined - groups, (groups if refresh else groups - self.joined)
+        self.joined = set(groups)
+        for group in left:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in added:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    # --- access checked again -----------------------------------------------------------------
+
+    async def _recheck(self, refresh=False):
+        async with self.lock:
+            if self.ended:
                 return
-        await self.send_json({"type": "event", "group": group, "event": message["event"], "data": data})
+            user, code, reason = await database_sync_to_async(current_user)(self.session_key, self.user.pk)
+            if user is None:
+                await self._end(code, reason)
+                return
+            held, plan = await database_sync_to_async(self._plan)(user, list(self.topics))
+            self.user, self.held = user, held
+            self.topics = {topic: groups for topic, groups in plan.items() if groups is not None}
+            await self._join(set().union(*self.topics.values()), refresh=refresh)
+            if refresh:
+                await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
+            for topic, groups in plan.items():
+                if groups is None:
+                    await self.send_json({"type": "unsubscribed", "group": topic, "reason": "you may no longer follow this"})
+
+    @staticmethod
+    def _plan(user, topics):
+        held = permissions.entitlements(user)
+        return held, topic_groups(user, topics, held)
+
+    async def _recheck_every(self):
+        rejoined = time.monotonic()
+        while not self.ended:
+            await asyncio.sleep(RECHECK_SECONDS * random.uniform(0.75, 1.25))  # sockets opened together spread out
+            try:
+                refresh = time.monotonic() - rejoined > REJOIN_SECONDS
+                await self._recheck(refresh=refresh)
+                rejoined = time.monotonic() if refresh else rejoined
+            except Exception:
+                log.exception("live: could not recheck the access of user %s", self.user.pk)
+
+    async def _end(self, code, reason):
+        self.ended = True
+        self.joined = set()
+        await self.send_json({"type": "closed", "code": code, "reason": reason})
+        await self.close(code=code, reason=reason)
+
+    # --- what the channel layer brings ----------------------------------------------------------
+
+    async def live_access(self, message):
+        await self._recheck()
+
+    async def live_signed_out(self, message):
+        if self.session_key and message.get("session") == events.session_tag(self.session_key):
+            async with self.lock:
+                await self._end(CLOSE_SIGNED_OUT, "you signed out")
+
+    async def live_event(self, message):
+        group = message.get("group")
+        if self.ended or group not in self.joined:
+            return  # sent to a group this socket has just left
+        event_id = message.get("id")
+        if event_id in self.seen:
+            return
+        self.seen.append(event_id)
+        topic = group.split(".", 1)[0]
+        await self.send_json({"type": "event", "group": topic, "event": message["event"], "data": message.get("data") or {}})

@@ -1,33 +1,125 @@
-"""Live events: one ``emit`` helper, sent to websocket groups only after the transaction commits."""
+"""Live events: one ``emit`` helper, sent only after the transaction commits, and only to those the
+permission engine lets view the object the event tells of.
 
+A client subscribes to *topics*: a page about one object (``cluster-<id>``, ``project-<id>``,
+``operation-<id>``) or a feed (``clusters``).  Apps register which kinds of object and which feeds
+may be followed (``register_topic``, ``register_feed``).  Behind a topic the channel groups are
+``<topic>.<audience token>`` (``cluster-7.project-3.read-only``): ``emit`` sends an event to the
+groups of its object's audience (``permissions.audience``) on each topic it belongs to, and a
+listener joins the groups of the tokens it holds (``permissions.entitlements``), so a cluster page
+carries exactly the rows the API would show its reader.  An event sent to two of a listener's
+groups (an owner who is also a project member) carries one id, and the consumer drops the repeat.
+
+When someone's access may have changed (a role binding, a group membership, a deactivation),
+``access_changed`` tells their open sockets, which recompute their groups at once (portal.signals).
+"""
+
+import hashlib
 import logging
+import re
+import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from portal import permissions
+
 log = logging.getLogger(__name__)
 
-# Groups are named "<kind>-<id>" for objects, or a bare feed name.
-FEED_CLUSTERS = "clusters"
+# Channel group names: ASCII letters, digits, "-", "_" and "." only, shorter than 100.
+_GROUP_NAME = re.compile(r"^[A-Za-z0-9._-]{1,99}$")
+
+_topics = {}  # kind -> model: "cluster" -> Cluster
+_feeds = set()
+
+
+def register_topic(kind, model):
+    """Clients may follow ``<kind>-<id>``: events about one ``model`` row and what lies in it, for
+    whoever may view that row."""
+    _topics[kind] = model
+
+
+def register_feed(name):
+    """Clients may follow the feed ``name`` (events sent to it reach whoever may view their object)."""
+    _feeds.add(name)
+
+
+def topic_model(kind):
+    return _topics.get(kind)
+
+
+def is_feed(name):
+    return name in _feeds
 
 
 def group_name(kind, pk=None):
+    """The topic of one object (``cluster-7``), or a feed's name."""
     return kind if pk is None else f"{kind}-{pk}"
+
+
+def audience_groups(topic, tokens):
+    """The channel groups of ``tokens`` on ``topic``."""
+    groups = set()
+    for token in tokens:
+        group = f"{topic}.{token}"
+        if _GROUP_NAME.match(group):
+            groups.add(group)
+        else:
+            log.error("live events: %r is not a valid channel group name; nobody can hear it", group)
+    return groups
 
 
 def _send(groups, message):
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not groups:
         return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, {**message, "group": group})
-        except Exception:  # a broken Redis must not fail the change that was already committed
-            log.exception("could not send live event %s to %s", message.get("event"), group)
+
+    async def send_all():
+        for group in groups:
+            await layer.group_send(group, {**message, "group": group})
+
+    try:
+        async_to_sync(send_all)()
+    except Exception:  # a broken Redis must not fail the change that was already committed
+        log.exception("could not send live event %s", message.get("event") or message.get("type"))
 
 
-def emit(event, data, *groups):
-    """Send ``{"event": event, "data": data}`` to ``groups`` once the current transaction commits."""
-    message = {"type": "live.event", "event": event, "data": data}
+def emit(event, data, about, *topics):
+    """Send ``{"event": event, "data": data}`` on ``topics`` once the current transaction commits,
+    to whoever may view ``about``: a model instance (saved, or about to be deleted), or audience
+    tokens computed by the engine (``permissions.aggregate_audience`` for a figure summed over
+    many rows)."""
+    tokens = about if isinstance(about, (set, frozenset)) else permissions.audience(about)
+    groups = sorted({group for topic in topics for group in audience_groups(topic, tokens)})
+    message = {"type": "live.event", "id": uuid.uuid4().hex, "event": event, "data": data}
     transaction.on_commit(lambda: _send(groups, message))
+
+
+# --- telling open sockets that someone's access changed ----------------------------------------
+
+
+def user_group(user_id):
+    """Each signed-in socket listens here for news about its user's access."""
+    return f"user-{user_id}"
+
+
+def session_tag(session_key):
+    """Names a session without revealing its key (group messages pass through Redis)."""
+    return hashlib.sha256(f"corral-live:{session_key}".encode()).hexdigest()[:32]
+
+
+def access_changed(user_ids):
+    """After the transaction commits, the open sockets of ``user_ids`` recompute what they may
+    follow (and close if their user is gone or deactivated)."""
+    user_ids = sorted({pk for pk in user_ids if pk is not None})
+    if user_ids:
+        message = {"type": "live.access"}
+        transaction.on_commit(lambda: _send([user_group(pk) for pk in user_ids], message))
+
+
+def session_ended(user_id, session_key):
+    """The socket opened with this session closes (the user signed out there)."""
+    if user_id is not None and session_key:
+        message = {"type": "live.signed_out", "session": session_tag(session_key)}
+        transaction.on_commit(lambda: _send([user_group(user_id)], message))

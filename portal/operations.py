@@ -7,7 +7,7 @@ import traceback
 from django.db import transaction
 from django.utils import timezone
 
-from portal.events import emit
+from portal.events import emit, group_name
 from portal.models import Operation, OperationStatus
 
 log = logging.getLogger(__name__)
@@ -21,16 +21,17 @@ def _payload(op):
     }
 
 
-def _groups(op):
-    groups = [f"operation-{op.pk}"]
+def _topics(op):
+    """The operation's page and its cluster's; who hears it there follows from who may view it."""
+    topics = [group_name("operation", op.pk)]
     if op.cluster_id:
-        groups.append(f"cluster-{op.cluster_id}")
-    return groups
+        topics.append(group_name("cluster", op.cluster_id))
+    return topics
 
 
 def _save(op, *fields):
     op.save(update_fields=[*fields, "modified"])
-    emit("operation.updated", _payload(op), *_groups(op))
+    emit("operation.updated", _payload(op), op, *_topics(op))
 
 
 def start(kind, task, *, cluster=None, target="", user=None, args=()):
@@ -38,7 +39,7 @@ def start(kind, task, *, cluster=None, target="", user=None, args=()):
     op = Operation.objects.create(kind=kind, cluster=cluster, target_repr=target or str(cluster or ""), created_by=user)
     op_id = op.pk
     transaction.on_commit(lambda: task.delay(op_id, *args))
-    emit("operation.created", _payload(op), *_groups(op))
+    emit("operation.created", _payload(op), op, *_topics(op))
     return op
 
 

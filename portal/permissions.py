@@ -8,11 +8,14 @@ user may see or do, so each rule lives in one place.  The engine is generic, as 
   project), where the bindings live, and the scope's parent (a project's cluster);
 - how each of its models is scoped (``register``): one ``Grant`` per path from a row to a scope,
   naming the roles that allow each action there; an optional ``extra`` rule (the creator of an
-  operation sees it);
+  operation sees it) and its twin for live events, ``extra_audience``;
 - which *global permissions* exist (``register_global_permission``: "create clusters"...).
 
 A global administrator may do everything.  A model nobody registered is for administrators only.
 Objects a user may not see are answered exactly like objects that do not exist.
+
+Live events are decided by the same grants, turned into *audience tokens* (see ``audience``), so
+the websocket needs no query per event and per listener.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Rule:
     grants: tuple
     extra: object = None  # (user, action) -> Q or None
     add_permission: str | None = None  # a global permission that allows adding rows anywhere
+    extra_audience: object = None  # obj -> audience tokens of whom ``extra`` lets view it
 
 
 _scopes: dict[str, Scope] = {}
@@ -78,11 +82,11 @@ def register_scope(name, bindings, id_field, parents=None, parent_ids=None):
     _scopes[name] = Scope(name, bindings, id_field, dict(parents or {}), parent_ids)
 
 
-def register(model, *grants, extra=None, add_permission=None):
+def register(model, *grants, extra=None, extra_audience=None, add_permission=None):
     for grant in grants:
         if grant.scope not in _scopes:
             raise LookupError(f"{model.__name__}: scope {grant.scope!r} is not registered (register_scope first)")
-    _rules[model] = Rule(tuple(grants), extra, add_permission)
+    _rules[model] = Rule(tuple(grants), extra, add_permission, extra_audience)
 
 
 def extend(model, *grants):
@@ -93,7 +97,7 @@ def extend(model, *grants):
     for grant in grants:
         if grant.scope not in _scopes:
             raise LookupError(f"{model.__name__}: scope {grant.scope!r} is not registered (register_scope first)")
-    _rules[model] = Rule(rule.grants + tuple(grants), rule.extra, rule.add_permission)
+    _rules[model] = Rule(rule.grants + tuple(grants), rule.extra, rule.add_permission, rule.extra_audience)
 
 
 def register_global_permission(name, label):
@@ -191,6 +195,111 @@ def forget_cached_roles(user):
     for attr in ("_corral_global_roles",):
         if hasattr(user, attr):
             delattr(user, attr)
+
+
+# --- live events: who hears of an object ----------------------------------------------------------
+#
+# An event names the *audience tokens* of everyone who may view its object; a listener holds the
+# tokens of the roles it has; the event reaches the listener when they share one, which is when
+# ``can(user, VIEW, obj)`` holds.  A token is one of:
+#   "{scope}-{id}.{role}"           the role held on that scope object     "cluster-7.cluster-owner"
+#   "{parent}-{id}.{scope}.{role}"  the role held on a child of that parent (a ``via`` grant)
+#                                                                           "cluster-7.project.read-only"
+#   "admin"                          a global administrator
+#   "user-{id}"                      the user themselves (``extra_audience``: an operation's creator)
+# Tokens use only letters, digits, "-" and ".", so they can be part of channel group names.
+
+ADMIN_TOKEN = "admin"
+
+
+def user_token(user_id):
+    return f"user-{user_id}"
+
+
+def _value(obj, lookup):
+    """The value of a grant's ``lookup`` on an instance, following foreign keys; None when a link
+    is empty (an event in no namespace)."""
+    *path, last = lookup.split("__")
+    for name in path:
+        if getattr(obj, obj._meta.get_field(name).attname) is None:
+            return None
+        obj = getattr(obj, name)
+    if last == "pk":
+        return obj.pk
+    return getattr(obj, obj._meta.get_field(last).attname)  # a foreign key's id, not its row
+
+
+def audience(obj):
+    """The tokens of everyone who may view ``obj`` (a saved instance, or one about to be deleted)."""
+    tokens = {ADMIN_TOKEN}
+    rule = rule_for(type(obj))
+    if rule is None:
+        return frozenset(tokens)
+    for grant in rule.grants:
+        roles = grant.roles_for(VIEW)
+        scope_id = _value(obj, grant.lookup) if roles else None
+        if scope_id is None:
+            continue
+        if grant.via:
+            tokens |= {f"{grant.via}-{scope_id}.{grant.scope}.{role}" for role in roles}
+        else:
+            tokens |= {f"{grant.scope}-{scope_id}.{role}" for role in roles}
+    if rule.extra_audience is not None:
+        tokens |= set(rule.extra_audience(obj))
+    return frozenset(tokens)
+
+
+def aggregate_audience(scope_name, scope_id, *models):
+    """The tokens of those who may view every row of each of ``models`` inside one scope object:
+    the audience of a figure summed over them (a cluster's pod count is not for a project member,
+    who sees only some of its pods)."""
+    common = None
+    for model in models:
+        rule = rule_for(model)
+        roles = set()
+        for grant in rule.grants if rule else ():
+            if grant.scope == scope_name and grant.via is None:
+                roles |= grant.roles_for(VIEW)
+        common = roles if common is None else common & roles
+    return frozenset({ADMIN_TOKEN} | {f"{scope_name}-{scope_id}.{role}" for role in common or ()})
+
+
+def scopes_of(obj):
+    """``{scope: id}`` of the scope objects ``obj`` lies in: a project -> its own id and its
+    cluster's, an operation -> its cluster's."""
+    ids = {}
+    rule = rule_for(type(obj))
+    for grant in rule.grants if rule else ():
+        value = _value(obj, grant.lookup)
+        if value is not None:
+            ids.setdefault(grant.via or grant.scope, value)
+    return ids
+
+
+def entitlements(user):
+    """``{token: {scope: id}}``: every token ``user`` holds now, with the scope objects it lies
+    in (to pick those that matter to one page).  A few queries, whatever the number of roles."""
+    if not _is_live(user):
+        return {}
+    held = {user_token(user.pk): {}}
+    if is_global_admin(user):
+        held[ADMIN_TOKEN] = {}
+    for scope in _scopes.values():
+        parents = list(scope.parents.items())
+        columns = [column for _, column in parents]
+        for role, scope_id, *parent_ids in _bindings(scope.name, user, _all_roles(scope.name)).values_list("role", scope.id_field, *columns):
+            within = {scope.name: scope_id}
+            for (parent, _), parent_id in zip(parents, parent_ids):
+                within[parent] = parent_id
+                held[f"{parent}-{parent_id}.{scope.name}.{role}"] = {parent: parent_id}
+            held[f"{scope.name}-{scope_id}.{role}"] = within
+    return held
+
+
+def tokens_within(held, within):
+    """The tokens of ``held`` (from ``entitlements``) that can name an object lying in ``within``
+    (from ``scopes_of``): none of a different cluster or project."""
+    return {token for token, where in held.items() if all(within.get(name, value) == value for name, value in where.items())}
 
 
 # --- decisions -------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ ADMINISTRATION = {p.VIEW: ALL_ROLES, **{a: frozenset({PROJECT_OWNER}) for a in (
 
 def register():
     from clusters.models import Cluster, ClusterEvent, Namespace, Pod, Service, Workload
+    from portal import events
     from projects.models import Project, ProjectMembership
 
     p.register_scope(
@@ -34,3 +35,4 @@ def register():
     p.extend(Namespace, p.Grant("project", "project", CONTENT))
     for model in (Workload, Pod, Service, ClusterEvent):
         p.extend(model, p.Grant("project", "namespace__project", CONTENT))
+    events.register_topic("project", Project)  # the project page follows it live

@@ -320,7 +320,7 @@ def _record(cluster, want, result, have=None):
             changed = any(getattr(project, k) != v for k, v in fields.items() if k != "last_reconciled")
             Project.objects.filter(pk=project.pk).update(**fields)
             if changed:
-                emit("project.updated", {"id": project.pk, "sync_state": state, "sync_error": fields["sync_error"]},
+                emit("project.updated", {"id": project.pk, "sync_state": state, "sync_error": fields["sync_error"]}, project,
                      f"project-{project.pk}", f"cluster-{cluster.pk}")
 
 

@@ -323,3 +323,19 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)
+
+
+def test_the_page_says_why_live_updates_stopped_when_the_account_is_deactivated(browser, live_server_url):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user = person("leaver")
+    cluster = Cluster.objects.create(name="leaving", driver="imported", state="active")
+    ClusterMembership.objects.create(cluster=cluster, user=user, role="cluster-member")
+    log_in(browser, live_server_url, user)
+    browser.get(f"{live_server_url}/clusters/{cluster.pk}/")
+    WebDriverWait(browser, 10).until(lambda d: "Live updates on" in d.find_element(By.ID, "live-status").text)
+    user.is_active = False
+    user.save()
+    WebDriverWait(browser, 5).until(lambda d: "deactivated" in d.find_element(By.ID, "live-status").text)
+    assert "Live updates stopped" in browser.find_element(By.ID, "live-status").text

@@ -47,13 +47,16 @@
     return i === 0 ? b + " B" : b.toFixed(1) + " " + units[i];
   }
 
+  // A reader who may not see every pod gets node figures only (or none): keep what the page shows.
   function onSummary(data) {
     var row = document.getElementById("cluster-" + data.id);
     if (!row) return;
-    setText(row, "nodes", data.nodes_ready + " / " + data.nodes_total);
-    setText(row, "cpu", cores(data.cpu_requested_m) + " / " + cores(data.cpu_allocatable_m));
-    setText(row, "memory", size(data.memory_requested_bytes) + " / " + size(data.memory_allocatable_bytes));
-    setText(row, "pods", data.pods);
+    if ("nodes_total" in data) setText(row, "nodes", data.nodes_ready + " / " + data.nodes_total);
+    if ("pods" in data) {
+      setText(row, "cpu", cores(data.cpu_requested_m) + " / " + cores(data.cpu_allocatable_m));
+      setText(row, "memory", size(data.memory_requested_bytes) + " / " + size(data.memory_allocatable_bytes));
+      setText(row, "pods", data.pods);
+    }
   }
 
   function onPod(event, data) {
@@ -122,6 +125,8 @@
     });
   }
 
+  var stopped = null;  // why the server ended live updates (signed out, deactivated): no reconnecting
+
   function connect() {
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/");
     ws.onopen = function () {
@@ -132,6 +137,8 @@
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
       if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
+      if (msg.type === "closed") stopped = msg.reason;
+      if (msg.type === "unsubscribed" && msg.reason && status) status.textContent = "Live updates stopped: " + msg.reason;
       if (msg.type !== "event") return;
       if (msg.event === "cluster.summary") onSummary(msg.data);
       else if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);
@@ -141,7 +148,11 @@
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
     };
-    ws.onclose = function () {
+    ws.onclose = function (close) {
+      if (stopped || close.code === 4401 || close.code === 4403) {
+        if (status) status.textContent = "Live updates stopped: " + (stopped || (close.code === 4403 ? "no access" : "signed out")) + ". Reload the page to sign in again.";
+        return;
+      }
       if (status) status.textContent = "Live updates paused; reconnecting…";
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
