@@ -14,6 +14,7 @@ def deactivate(user, reason):
     """Deactivate a user the directory no longer allows in, and revoke their API tokens."""
     from portal.accounts.models import Profile
     from portal.audit import record
+    from portal.events import access_changed
     from portal.models import ApiToken
 
     now = timezone.now()
@@ -23,6 +24,7 @@ def deactivate(user, reason):
     Profile.objects.filter(user=user).update(
         deactivated_by=Deactivation.DIRECTORY, deactivated_reason=reason[:200], directory_refreshed=now
     )
+    access_changed([user.pk])  # their open sockets close now, not at the next periodic recheck
     record("update", user, before={"is_active": True}, after={"is_active": False},
            message=f"deactivated by directory refresh: {reason}; {revoked} API token(s) revoked")
     logger.warning("deactivated directory user %r: %s (%d token(s) revoked)", user.get_username(), reason, revoked)
