@@ -190,13 +190,6 @@ def has_global_permission(user, name):
     return is_global_admin(user) or (_is_live(user) and name in _global_roles(user))
 
 
-def forget_cached_roles(user):
-    """Drop what this user object remembers of its global roles (after a binding changed)."""
-    for attr in ("_corral_global_roles",):
-        if hasattr(user, attr):
-            delattr(user, attr)
-
-
 # --- live events: who hears of an object ----------------------------------------------------------
 #
 # An event names the *audience tokens* of everyone who may view its object; a listener holds the
@@ -395,11 +388,6 @@ def may_name_people(user):
             if roles and _bindings(grant.scope, user, roles).exists():
                 return True
     return False
-
-
-def visible_ids(model, user, action=VIEW):
-    """Ids of ``model`` rows ``user`` may ``action``, as a subquery (for filtering related rows)."""
-    return model._default_manager.all().restrict(user, action).values("pk")
 
 
 # --- granting roles (Kubernetes RBAC's escalation rule) --------------------------------------------
