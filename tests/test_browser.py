@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -60,8 +61,10 @@ def live_server_url():
     env = {**os.environ, "PORTAL_DB_CONN_MAX_AGE": "0",
            "PORTAL_DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
            "PORTAL_REDIS_URL": django_settings.REDIS_URL}
+    # The server's log goes to a file: a pipe nobody reads fills up and stalls the server.
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -71,11 +74,17 @@ def live_server_url():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"daphne did not start: {proc.stderr.read().decode()[-2000:]}") from None
+                log.seek(0)
+                raise AssertionError(f"daphne did not start: {log.read().decode()[-2000:]}") from None
             time.sleep(0.2)
     yield url
     proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 def csp_violations(browser):

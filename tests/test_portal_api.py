@@ -4,7 +4,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from clusters.models import ClusterMembership
+from clusters.models import Cluster, ClusterMembership
 from portal.models import ApiToken, AuditEvent, GlobalRoleBinding, Operation
 from projects.models import ProjectMembership
 
@@ -189,9 +189,14 @@ def test_pod_filters_across_clusters(world):
     assert names(cluster=world.other_cluster.pk) == []
 
 
-def test_a_cluster_can_be_renamed_and_the_name_stays_unique(world):
+def test_a_cluster_can_be_renamed_and_the_name_stays_unique_among_what_one_sees(world):
     client = world.client(world.owner)
     response = client.patch(f"/api/v1/clusters/{world.cluster.pk}/", {"name": "alpha-prod"}, format="json")
     assert response.status_code == 200 and response.json()["name"] == "alpha-prod"
+    sibling = Cluster.objects.create(name="charlie", driver="sandbox", state="active")
+    ClusterMembership.objects.create(cluster=sibling, user=world.owner, role="cluster-member")
+    response = client.patch(f"/api/v1/clusters/{world.cluster.pk}/", {"name": "charlie"}, format="json")
+    assert response.status_code == 400 and "already have a cluster named 'charlie'" in response.json()["name"][0]
+    # Another tenant's cluster name is not the owner's to know about: it is free.
     response = client.patch(f"/api/v1/clusters/{world.cluster.pk}/", {"name": "bravo"}, format="json")
-    assert response.status_code == 400 and "name" in response.json()
+    assert response.status_code == 200, response.content
