@@ -21,7 +21,7 @@ def request_reconcile(cluster_id):
     """Ask for a reconcile of ``cluster_id`` once the current transaction commits (one queued
     task per cluster; a pass already running sees the dirty flag and goes round again)."""
     def enqueue():
-        cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.LOCK_SECONDS)
+        cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.DIRTY_SECONDS)
         if cache.add(_queued_key(cluster_id), 1, 60):
             reconcile_cluster.delay(cluster_id)
 
@@ -48,6 +48,6 @@ def reconcile_all_clusters():
             reconcile_cluster.delay(cluster_id)
 
 
-@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60)
+@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
 def delete_namespaces(cluster_id, names):
     reconciler.delete_namespaces(cluster_id, names)
