@@ -6,7 +6,6 @@ Real processes throughout: a prefork worker on the suite's Redis and the test da
 session sandbox, whose kube-apiserver is paused (SIGSTOP) so the sync is caught mid-read."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
