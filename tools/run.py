@@ -61,6 +61,7 @@ class Child:
     def check(self, now):
         """Notice a death and schedule the restart; restart when its time has come."""
         if self.restart_at is None and self.proc.poll() is not None:
+            self.kill_leftovers()
             ran = now - self.started
             self.delay = 0.0 if ran >= STABLE_SECONDS else min(BACKOFF_MAX, max(BACKOFF_FIRST, self.delay * 2))
             self.restart_at = now + self.delay
@@ -70,6 +71,14 @@ class Child:
         if self.restart_at is not None and now >= self.restart_at:
             self.start()
             say(f"{self.name} restarted (pid {self.proc.pid})")
+
+    def kill_leftovers(self):
+        """What the dead process left in its process group (a killed Celery worker's pool
+        processes) would run beside its successor: stop it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def terminate(self):
         if self.proc is not None and self.proc.poll() is None:
