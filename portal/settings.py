@@ -154,7 +154,10 @@ CONTENT_SECURITY_POLICY = {
 # No URL: `make run` starts a private PostgreSQL under var/ and passes its URL (tools/services.py).
 # Bare `manage.py` without one falls back to SQLite, which suits one user at a time.
 DATABASE_URL = env("PORTAL_DATABASE_URL", f"sqlite:///{VAR_DIR / 'corral.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PORTAL_DB_CONN_MAX_AGE", 60))}
+# Health checks: a kept connection that a PostgreSQL restart broke is replaced, not used for an error.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PORTAL_DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("PORTAL_DB_CONNECT_TIMEOUT_SECONDS", 5))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker, beat and watcher share the file.  WAL lets readers run beside the one writer;
     # IMMEDIATE takes the write lock when a transaction starts (a deferred one that upgrades later
