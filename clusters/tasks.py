@@ -94,7 +94,11 @@ def enqueue_once(kind, task, cluster_id, ttl):
     """Queue ``task(cluster_id)`` unless one is already queued or running: however long a cluster
     is down or the workers are behind, each cluster has at most one such task waiting."""
     if cache.add(_pending_key(kind, cluster_id), 1, ttl):
-        task.delay(cluster_id)
+        try:
+            task.delay(cluster_id)
+        except Exception:
+            cache.delete(_pending_key(kind, cluster_id))  # nothing was queued: the next round tries again
+            raise
         return True
     return False
 

@@ -21,9 +21,16 @@ def request_reconcile(cluster_id):
     """Ask for a reconcile of ``cluster_id`` once the current transaction commits (one queued
     task per cluster; a pass already running sees the dirty flag and goes round again)."""
     def enqueue():
-        cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.DIRTY_SECONDS)
-        if cache.add(_queued_key(cluster_id), 1, 60):
-            reconcile_cluster.delay(cluster_id)
+        try:
+            cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.DIRTY_SECONDS)
+            if cache.add(_queued_key(cluster_id), 1, 60):
+                try:
+                    reconcile_cluster.delay(cluster_id)
+                except Exception:
+                    cache.delete(_queued_key(cluster_id))
+                    raise
+        except Exception as exc:  # noqa: BLE001 - Redis or the broker is down: the change is committed
+            log.warning("could not queue a reconcile of cluster %s (%s); the periodic pass will do it", cluster_id, exc)
 
     transaction.on_commit(enqueue)
 

@@ -130,3 +130,11 @@ def test_a_redelivered_task_of_an_operation_already_failed_as_lost_does_nothing(
     tasks.remove_cluster.apply(args=(op.pk, cluster.pk))  # as the broker redelivers it later
     assert Cluster.objects.filter(pk=cluster.pk).exists()
     assert Operation.objects.get(pk=op.pk).status == OperationStatus.FAILED
+
+
+def test_a_project_change_with_the_broker_down_is_kept_and_left_to_the_periodic_reconcile(world, broker):
+    broker.stop()
+    response = world.client(world.owner).patch(f"/api/v1/projects/{world.project.pk}/", {"description": "kept"}, format="json")
+    assert response.status_code == 200, response.content
+    world.project.refresh_from_db()
+    assert world.project.description == "kept"
