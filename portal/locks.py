@@ -70,11 +70,16 @@ class OwnedLock:
             try:
                 self._lock.reacquire()
             except LockNotOwnedError:
-                # Redis lost or expired it (we could not renew for a whole ttl): someone else may
-                # hold it now.  The holder sees this at its next check().
-                log.warning("lock %s was lost while held; the work that held it will stop", self.name)
+                # It expired while we could not reach Redis: someone else may have held it since.
+                # The holder learns at its next check(); meanwhile, if it is free, keep it taken.
                 self.lost = True
-                return
+                try:
+                    if not self._lock.acquire(blocking=False, token=self._lock.local.token):
+                        log.warning("lock %s was lost while held and is taken by another holder", self.name)
+                        return
+                    log.warning("lock %s expired while Redis was unreachable; taken again", self.name)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("could not take lock %s again (%s); retrying", self.name, exc)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("could not renew lock %s (%s); retrying", self.name, exc)
 

@@ -12,7 +12,7 @@ import pytest
 
 from clusters import sync
 from clusters.models import Cluster
-from portal.locks import LockBusy, OwnedLock, is_held
+from portal.locks import LockBusy, LockLost, OwnedLock, client, is_held
 
 HOLDER = """
 import sys, time, django
@@ -73,6 +73,18 @@ def test_renewal_keeps_the_lock_through_a_holder_slower_than_its_ttl():
         assert is_held(name)
         assert not OwnedLock(name).acquire()
         lock.check()  # still ours
+    assert not is_held(name)
+
+
+def test_a_lock_that_expired_while_its_holder_was_cut_off_is_taken_again_but_reported_lost():
+    name = unique("reclaimed")
+    lock = OwnedLock(name, ttl=1)
+    with lock:
+        client().delete(f"corral:lock:{name}")  # as if it expired while Redis was unreachable
+        time.sleep(1)  # a renewal round
+        assert is_held(name) and not OwnedLock(name).acquire()  # free, so taken again
+        with pytest.raises(LockLost):
+            lock.check()  # but what it guards may have been touched meanwhile
     assert not is_held(name)
 
 
