@@ -138,3 +138,19 @@ def test_a_project_change_with_the_broker_down_is_kept_and_left_to_the_periodic_
     assert response.status_code == 200, response.content
     world.project.refresh_from_db()
     assert world.project.description == "kept"
+
+
+def test_a_cluster_left_removing_without_a_removal_under_way_can_be_removed_again(world):
+    """Clusters an older Corral left in `removing` after a failed removal are not stuck there."""
+    cluster = Cluster.objects.create(name="stuck", driver="imported", state=ClusterState.REMOVING)
+    from clusters.models import ClusterMembership
+
+    ClusterMembership.objects.create(cluster=cluster, user=world.owner, role="cluster-owner")
+    Operation.objects.create(kind="remove", cluster=cluster, status=OperationStatus.FAILED, error="old failure")
+    client = world.client(world.owner)
+    assert client.delete(f"/api/v1/clusters/{cluster.pk}/").status_code == 202
+    assert not Cluster.objects.filter(pk=cluster.pk).exists()
+    busy = Cluster.objects.create(name="busy", driver="imported", state=ClusterState.REMOVING)
+    ClusterMembership.objects.create(cluster=busy, user=world.owner, role="cluster-owner")
+    Operation.objects.create(kind="remove", cluster=busy, status=OperationStatus.RUNNING)
+    assert client.delete(f"/api/v1/clusters/{busy.pk}/").status_code == 400
