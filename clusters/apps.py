@@ -6,6 +6,7 @@ class ClustersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from clusters import permissions
+        from clusters import permissions, tasks
 
         permissions.register()
+        tasks.register_failure_handlers()

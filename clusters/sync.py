@@ -1,5 +1,5 @@
-"""Full inventory sync of one cluster: at most one at a time per cluster, exponential backoff for
-clusters that keep failing."""
+"""Full inventory sync of one cluster: at most one at a time per cluster (an owned, renewed lock:
+portal.locks), exponential backoff for clusters that keep failing."""
 
 import logging
 import time
@@ -11,9 +11,12 @@ from clusters.events import cluster_changed
 from clusters.kube.client import ClusterConnectionError, api_client, describe_error, server_version
 from clusters.kube.inventory import fetch, write
 from clusters.models import Cluster, ClusterState
+from portal import locks
 
 log = logging.getLogger(__name__)
-LOCK_SECONDS = 15 * 60
+# A sync that finds the lock taken waits this long: enough for the lock of a holder that was
+# killed to expire (its ttl) so the redelivered sync runs instead of failing "already running".
+LOCK_WAIT = locks.TTL_SECONDS + 10
 BACKOFF_BASE, BACKOFF_MAX = 30, 15 * 60
 
 
@@ -25,8 +28,8 @@ class SyncFailed(Exception):
     pass
 
 
-def _lock_key(cluster_id):
-    return f"clusters:sync-lock:{cluster_id}"
+def lock_name(cluster_id):
+    return f"clusters:sync:{cluster_id}"
 
 
 def _failures_key(cluster_id):
@@ -43,12 +46,17 @@ def due(cluster_id, now=None):
     return (now or time.time()) >= last + delay
 
 
-def sync(cluster_id, progress=None, versions=None):
+def sync(cluster_id, progress=None, versions=None, wait=0):
     """Read the cluster's whole inventory and write it; returns the object counts.  ``versions``
-    (a dict), when given, receives each list's resourceVersion for watches to start from."""
+    (a dict), when given, receives each list's resourceVersion for watches to start from.  Another
+    sync of the cluster running: waits up to ``wait`` seconds, then raises SyncBusy."""
     step = progress or (lambda pct, msg: None)
-    if not cache.add(_lock_key(cluster_id), 1, LOCK_SECONDS):
-        raise SyncBusy("a sync of this cluster is already running")
+    lock = locks.OwnedLock(lock_name(cluster_id))
+    if not lock.acquire(wait=0):
+        if wait:
+            step(5, "waiting for the sync of this cluster that is already running")
+        if not wait or not lock.acquire(wait=wait):
+            raise SyncBusy("a sync of this cluster is already running")
     try:
         cluster = Cluster.objects.get(pk=cluster_id)
         if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
@@ -67,6 +75,8 @@ def sync(cluster_id, progress=None, versions=None):
             api.close()
         read = time.monotonic() - started
         step(60, f"read {sum(len(v) for v in data.values())} objects in {read:.1f}s; writing")
+        if lock.lost:  # cut off from Redis so long that another sync may have started: do not write
+            raise SyncBusy("the sync lost its lock (Redis was unreachable too long); another sync may be running")
         counts = write(cluster, data)
         Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
         cluster.refresh_from_db()
@@ -79,4 +89,4 @@ def sync(cluster_id, progress=None, versions=None):
         cache.set(_failures_key(cluster_id), (failures + 1, time.time()), BACKOFF_MAX * 4)
         raise
     finally:
-        cache.delete(_lock_key(cluster_id))
+        lock.release()

@@ -13,6 +13,7 @@ from clusters.drivers import driver_for
 from clusters.events import cluster_changed
 from clusters.kube.client import api_client, server_version
 from clusters.models import Cluster, ClusterState
+from portal import operations
 from portal.operations import Progress
 from projects.defaults import create_default_projects
 
@@ -66,6 +67,25 @@ def remove_cluster(operation_id, cluster_id):
         cluster.delete()
 
 
+def _provision_failed(op, reason):
+    cluster = Cluster.objects.filter(pk=op.cluster_id).first()
+    if cluster is not None and cluster.state in (ClusterState.PENDING, ClusterState.PROVISIONING):
+        _set_state(cluster, ClusterState.ERROR, error=f"provisioning failed: {reason}")
+
+
+def _removal_failed(op, reason):
+    """A removal that failed leaves the cluster in ``error`` with the reason; removing it again
+    (API DELETE, admin) retries."""
+    cluster = Cluster.objects.filter(pk=op.cluster_id).first()
+    if cluster is not None and cluster.state == ClusterState.REMOVING:
+        _set_state(cluster, ClusterState.ERROR, error=f"removal failed: {reason}")
+
+
+def register_failure_handlers():
+    operations.on_failure("provision", _provision_failed)
+    operations.on_failure("remove", _removal_failed)
+
+
 def _pending_key(kind, cluster_id):
     return f"clusters:pending:{kind}:{cluster_id}"
 
@@ -74,7 +94,11 @@ def enqueue_once(kind, task, cluster_id, ttl):
     """Queue ``task(cluster_id)`` unless one is already queued or running: however long a cluster
     is down or the workers are behind, each cluster has at most one such task waiting."""
     if cache.add(_pending_key(kind, cluster_id), 1, ttl):
-        task.delay(cluster_id)
+        try:
+            task.delay(cluster_id)
+        except Exception:
+            cache.delete(_pending_key(kind, cluster_id))  # nothing was queued: the next round tries again
+            raise
         return True
     return False
 
@@ -106,14 +130,14 @@ def _set_state(cluster, state, error=None):
 def sync_cluster(operation_id, cluster_id):
     """A user-requested full sync, followed as an operation."""
     with Progress(operation_id) as progress:
-        sync.sync(cluster_id, progress=progress.step)
+        sync.sync(cluster_id, progress=progress.step, wait=sync.LOCK_WAIT)
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=15 * 60, soft_time_limit=14 * 60)
 def sync_cluster_quietly(cluster_id):
     """The periodic full resync of one cluster (no operation row: it runs every few minutes)."""
     try:
-        return sync.sync(cluster_id)
+        return sync.sync(cluster_id, wait=sync.LOCK_WAIT)
     except (sync.SyncBusy, sync.SyncFailed) as exc:
         log.info("sync of cluster %s skipped: %s", cluster_id, exc)
     finally:

@@ -14,6 +14,11 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 from portal import keyfiles
 from portal.envconfig import env_bool, env_int, env_list, env_networks
@@ -146,28 +151,57 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Database and Redis -----------------------------------------------------------------------
 
+# No URL: `make run` starts a private PostgreSQL under var/ and passes its URL (tools/services.py).
+# Bare `manage.py` without one falls back to SQLite, which suits one user at a time.
 DATABASE_URL = env("PORTAL_DATABASE_URL", f"sqlite:///{VAR_DIR / 'corral.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PORTAL_DB_CONN_MAX_AGE", 60))}
+# Health checks: a kept connection that a PostgreSQL restart broke is replaced, not used for an error.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("PORTAL_DB_CONN_MAX_AGE", 60), conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", env_int("PORTAL_DB_CONNECT_TIMEOUT_SECONDS", 5))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web, worker and beat share the file: wait for locks instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Web, worker, beat and watcher share the file.  WAL lets readers run beside the one writer;
+    # IMMEDIATE takes the write lock when a transaction starts (a deferred one that upgrades later
+    # fails at once with "database is locked"); the busy timeout waits for the lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=env_int("PORTAL_SQLITE_BUSY_TIMEOUT_SECONDS", 30),
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("PORTAL_REDIS_URL", "redis://127.0.0.1:6379/0")
+# A slow moment (a busy host, a Redis restart) is waited for and retried, not turned into an error:
+# every Redis client (cache, locks, channel layer, Celery) times out, reconnects and retries.
+REDIS_TIMEOUT = env_int("PORTAL_REDIS_TIMEOUT_SECONDS", 5)
+
+
+def _redis_client_options(retry_class):
+    return {
+        "socket_connect_timeout": REDIS_TIMEOUT,
+        "socket_timeout": REDIS_TIMEOUT,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": retry_class(ExponentialBackoff(cap=2, base=0.1), 4),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+
+
+REDIS_CLIENT_OPTIONS = _redis_client_options(Retry)
 
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "corral",
+        "OPTIONS": REDIS_CLIENT_OPTIONS,
     }
 }
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "corral:channels"},
+        "CONFIG": {"hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry)}], "prefix": "corral:channels"},
     }
 }
 
@@ -282,8 +316,22 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("PORTAL_TASK_SOFT_TIME_LIMIT", 25 * 60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("PORTAL_CELERY_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 60}
+# Unacknowledged tasks (acks_late) go back to the queue after the visibility timeout: a worker
+# that died mid-task has its work redelivered (a killed pool child's at once, by reject_on_worker_lost).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 60,
+    "socket_connect_timeout": REDIS_TIMEOUT,
+    "socket_timeout": 2 * REDIS_TIMEOUT,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 15,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for the broker however long it is down
+# Sending a task retries a few times over ~2 s; then the caller gets a clear 503 (portal.operations).
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 CELERY_TIMEZONE = TIME_ZONE
 
 # Periodic tasks installed (and kept editable in the admin) by `manage.py migrate`.
@@ -300,12 +348,20 @@ PERIODIC_TASKS = {
         "task": "projects.tasks.reconcile_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_PROJECT_RECONCILE_SECONDS", 15)),
     },
+    "portal: fail lost operations": {
+        "task": "portal.tasks.fail_lost_operations",
+        "every": timedelta(seconds=60),
+    },
     "portal: purge finished operations": {
         "task": "portal.tasks.purge_operations",
         "every": timedelta(hours=6),
     },
 }
 OPERATION_RETENTION_DAYS = env_int("PORTAL_OPERATION_RETENTION_DAYS", 30)
+# A running operation whose worker stopped renewing its lock is failed after this many seconds
+# without progress; a pending one no worker took within PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS too.
+OPERATION_LOST_GRACE_SECONDS = env_int("PORTAL_OPERATION_LOST_GRACE_SECONDS", 120)
+OPERATION_QUEUE_TIMEOUT_SECONDS = env_int("PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS", 3600)
 
 # --- Kubernetes -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from portal import operations
 from portal.models import Operation, OperationStatus
 
 
@@ -14,3 +15,9 @@ def purge_operations():
     done = [OperationStatus.SUCCEEDED, OperationStatus.FAILED, OperationStatus.CANCELLED]
     deleted, _ = Operation.objects.filter(status__in=done, finished__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(ignore_result=True)
+def fail_lost_operations():
+    """Operations whose worker died (or whose queued task was lost) end failed, with the reason."""
+    return len(operations.fail_lost())

@@ -22,13 +22,14 @@ from clusters.kube.client import api_client, describe_error
 from clusters.kube.inventory import list_raw
 from clusters.models import Cluster, ClusterState, Namespace
 from portal.events import emit
+from portal.locks import OwnedLock
 from projects import desired as d
 from projects.models import Project, ProjectSyncState
 from projects.quantities import parse_quantity
 from projects.quotas import format_quantity
 
 log = logging.getLogger(__name__)
-LOCK_SECONDS = 300
+DIRTY_SECONDS = 300  # a change asked for a pass: remembered this long for the pass running now
 WORKERS = 8
 RECONCILABLE = (ClusterState.ACTIVE, ClusterState.UPDATING)
 
@@ -50,8 +51,8 @@ class ReconcileBusy(Exception):
     pass
 
 
-def _lock_key(cluster_id):
-    return f"projects:reconcile-lock:{cluster_id}"
+def lock_name(cluster_id):
+    return f"projects:reconcile:{cluster_id}"
 
 
 def dirty_key(cluster_id):
@@ -229,8 +230,9 @@ def apply(api, steps, have, result):
 def reconcile(cluster_id):
     """Reconcile one cluster now; returns a Result.  Raises ReconcileBusy if another pass runs
     (that pass will run again, as the dirty flag asks)."""
-    if not cache.add(_lock_key(cluster_id), 1, LOCK_SECONDS):
-        cache.set(dirty_key(cluster_id), 1, LOCK_SECONDS)
+    lock = OwnedLock(lock_name(cluster_id))
+    if not lock.acquire():
+        cache.set(dirty_key(cluster_id), 1, DIRTY_SECONDS)
         raise ReconcileBusy(f"cluster {cluster_id} is being reconciled")
     try:
         for _ in range(5):
@@ -240,7 +242,7 @@ def reconcile(cluster_id):
                 return result
         return result
     finally:
-        cache.delete(_lock_key(cluster_id))
+        lock.release()
 
 
 def _reconcile_once(cluster_id):

@@ -21,9 +21,16 @@ def request_reconcile(cluster_id):
     """Ask for a reconcile of ``cluster_id`` once the current transaction commits (one queued
     task per cluster; a pass already running sees the dirty flag and goes round again)."""
     def enqueue():
-        cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.LOCK_SECONDS)
-        if cache.add(_queued_key(cluster_id), 1, 60):
-            reconcile_cluster.delay(cluster_id)
+        try:
+            cache.set(reconciler.dirty_key(cluster_id), 1, reconciler.DIRTY_SECONDS)
+            if cache.add(_queued_key(cluster_id), 1, 60):
+                try:
+                    reconcile_cluster.delay(cluster_id)
+                except Exception:
+                    cache.delete(_queued_key(cluster_id))
+                    raise
+        except Exception as exc:  # noqa: BLE001 - Redis or the broker is down: the change is committed
+            log.warning("could not queue a reconcile of cluster %s (%s); the periodic pass will do it", cluster_id, exc)
 
     transaction.on_commit(enqueue)
 
@@ -48,6 +55,6 @@ def reconcile_all_clusters():
             reconcile_cluster.delay(cluster_id)
 
 
-@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60)
+@shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
 def delete_namespaces(cluster_id, names):
     reconciler.delete_namespaces(cluster_id, names)

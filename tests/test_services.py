@@ -83,6 +83,15 @@ def test_postgres_does_not_run_as_root(var):
     assert os.stat(f"/proc/{pid}").st_uid != 0
 
 
+def test_the_durable_postgres_of_make_run_is_a_separate_cluster_that_syncs_its_writes(var):
+    url = services.ensure_postgres(var, durable=True)
+    assert url != services.ensure_postgres(var)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            assert conn.execute(f"SHOW {name}").fetchone() == ("on",), name
+    assert services.stop_postgres(var, durable=True)
+
+
 def test_second_ensure_postgres_reuses_the_running_cluster(var):
     url = services.ensure_postgres(var)
     pid = services.read_int(var / "postgres" / "data" / "postmaster.pid")
@@ -92,11 +101,35 @@ def test_second_ensure_postgres_reuses_the_running_cluster(var):
 
 # --- Redis ---------------------------------------------------------------------------------
 
-def test_redis_answers_ping_without_persistence(var):
+def test_redis_keeps_its_data_in_an_append_only_file_and_never_evicts(var):
     url = services.ensure_redis(var)
     client = redis.Redis.from_url(url)
     assert client.ping()
-    assert client.config_get("save") == {"save": ""}
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    client.close()
+
+
+def test_a_running_redis_without_persistence_gets_it_when_reused(var):
+    url = services.ensure_redis(var)
+    client = redis.Redis.from_url(url)
+    client.config_set("appendonly", "no")
+    assert services.ensure_redis(var) == url
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    client.close()
+
+
+def test_queued_work_survives_a_redis_restart(var):
+    url = services.ensure_redis(var)
+    client = redis.Redis.from_url(url)
+    client.lpush("celery", "a queued task")
+    time.sleep(1.2)  # appendfsync everysec
+    client.close()
+    assert services.stop_redis(var)
+    url = services.ensure_redis(var)
+    client = redis.Redis.from_url(url)
+    assert client.lrange("celery", 0, -1) == [b"a queued task"]
+    client.delete("celery")
     client.close()
 
 

@@ -178,3 +178,40 @@ def test_reencrypting_moves_credentials_off_older_keys(db, settings):
     settings.ENCRYPTION_FALLBACK_KEYS = []  # the old key retired
     assert Cluster.objects.get(pk=before.pk).credentials == {"token": "a"}
     assert Cluster.objects.get(name="after").credentials == {"token": "b"}
+
+
+SQLITE_WRITERS = """
+import threading, django
+django.setup()
+from django.db import connection, transaction
+print(connection.cursor().execute("PRAGMA journal_mode").fetchone()[0], connection.transaction_mode)
+with connection.cursor() as c:
+    c.execute("CREATE TABLE IF NOT EXISTS counter (id integer primary key, value integer)")
+    c.execute("INSERT OR REPLACE INTO counter VALUES (1, 0)")
+errors = []
+
+def writer():
+    try:
+        for _ in range(50):
+            with transaction.atomic(), connection.cursor() as c:  # read, then write: the upgrade that failed
+                value = c.execute("SELECT value FROM counter WHERE id = 1").fetchone()[0]
+                c.execute("UPDATE counter SET value = %s WHERE id = 1", [value + 1])
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        connection.close()
+
+threads = [threading.Thread(target=writer) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(connection.cursor().execute("SELECT value FROM counter WHERE id = 1").fetchone()[0], errors)
+"""
+
+
+def test_sqlite_by_url_uses_wal_and_immediate_transactions_so_concurrent_writers_wait(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PORTAL_")}
+    environ.update(CORRAL_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="portal.settings",
+                   PORTAL_DATABASE_URL=f"sqlite:///{tmp_path / 'corral.sqlite3'}")
+    result = subprocess.run([sys.executable, "-c", SQLITE_WRITERS], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["wal IMMEDIATE", "400 []"]

@@ -7,6 +7,7 @@ import pytest
 
 from clusters import sync
 from clusters.models import Cluster, Namespace, Node, Pod, Workload
+from portal.locks import OwnedLock
 
 pytestmark = pytest.mark.kube
 
@@ -103,14 +104,13 @@ def test_a_namespace_deleted_in_the_cluster_disappears_but_project_assignment_su
 
 
 def test_only_one_sync_per_cluster_at_a_time(cluster):
-    from django.core.cache import cache
-
-    cache.add(sync._lock_key(cluster.pk), 1, 30)
+    held = OwnedLock(sync.lock_name(cluster.pk))
+    assert held.acquire()
     try:
         with pytest.raises(sync.SyncBusy):
             sync.sync(cluster.pk)
     finally:
-        cache.delete(sync._lock_key(cluster.pk))
+        held.release()
 
 
 def test_a_failing_cluster_backs_off(db):

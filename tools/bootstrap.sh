@@ -2,9 +2,9 @@
 # Install the Debian packages Corral needs to build and test, when they are missing and we may.
 # Usage: tools/bootstrap.sh [run|test]
 set -euo pipefail
-want=(gcc libldap2-dev libsasl2-dev redis-server)
+want=(gcc libldap2-dev libsasl2-dev redis-server postgresql)
 if [ "${1:-run}" = test ]; then
-  want+=(postgresql slapd ldap-utils chromium chromium-driver)
+  want+=(slapd ldap-utils chromium chromium-driver)
 fi
 missing=()
 for pkg in "${want[@]}"; do

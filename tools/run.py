@@ -1,8 +1,12 @@
 """Start the whole portal in the foreground: web (daphne, ASGI: HTTP + websockets), a Celery
-worker, Celery beat and the cluster watcher.  Output is prefixed per process; Ctrl-C (or any process dying) stops all.
+worker, Celery beat and the cluster watcher.  Output is prefixed per process.
 
-Used by `make run`; in production run the same three commands under your supervisor of choice
-(see docker-compose.yml).
+A process that dies is started again, as a process supervisor would: at once the first time, then
+after a back-off that doubles (up to 30 s) while it keeps dying within a minute of its start, with a
+line saying so.  Ctrl-C (SIGINT) or SIGTERM stops them all.
+
+Used by `make run`; `python tools/run.py watch worker` runs only the named ones.  In production run
+the same commands under your supervisor of choice (see docker-compose.yml).
 """
 
 import os
@@ -13,6 +17,8 @@ import threading
 import time
 
 PYTHON = sys.executable
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+STABLE_SECONDS = 60  # a process that ran this long before dying is restarted at once again
 
 
 def commands(host, port):
@@ -24,52 +30,114 @@ def commands(host, port):
     }
 
 
+def say(message):
+    sys.stdout.write(f"{'run':>6} | {message}\n")
+    sys.stdout.flush()
+
+
 def pump(name, stream):
     for line in iter(stream.readline, b""):
         sys.stdout.write(f"{name:>6} | {line.decode(errors='replace')}")
         sys.stdout.flush()
 
 
-def main():
-    host = os.environ.get("PORTAL_HOST", "127.0.0.1")
-    port = int(os.environ.get("PORTAL_PORT", "8000"))
-    procs = {}
-    for name, argv in commands(host, port).items():
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        procs[name] = proc
-        threading.Thread(target=pump, args=(name, proc.stdout), daemon=True).start()
-    print(f"Corral is starting on http://{host}:{port}/  (Ctrl-C stops web, worker and beat)", flush=True)
-    if os.environ.get("PORTAL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
-        print("PORTAL_DEBUG is on: every error page shows settings and local variables; keep it off on a shared host",
-              flush=True)
+class Child:
+    """One supervised process: started, watched, started again after it dies."""
 
-    stopping = False
+    def __init__(self, name, argv):
+        self.name, self.argv = name, argv
+        self.proc = None
+        self.started = 0.0
+        self.restart_at = None
+        self.delay = 0.0
+        self.restarts = 0
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+        self.restart_at = None
+        threading.Thread(target=pump, args=(self.name, self.proc.stdout), daemon=True).start()
+
+    def check(self, now):
+        """Notice a death and schedule the restart; restart when its time has come."""
+        if self.restart_at is None and self.proc.poll() is not None:
+            self.kill_leftovers()
+            ran = now - self.started
+            self.delay = 0.0 if ran >= STABLE_SECONDS else min(BACKOFF_MAX, max(BACKOFF_FIRST, self.delay * 2))
+            self.restart_at = now + self.delay
+            self.restarts += 1
+            say(f"{self.name} exited with code {self.proc.returncode} after {ran:.0f}s; "
+                f"restarting it in {self.delay:.0f}s (restart {self.restarts})")
+        if self.restart_at is not None and now >= self.restart_at:
+            self.start()
+            say(f"{self.name} restarted (pid {self.proc.pid})")
+
+    def kill_leftovers(self):
+        """What the dead process left in its process group (a killed Celery worker's pool
+        processes) would run beside its successor: stop it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def terminate(self):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def wait_or_kill(self, deadline):
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def supervise(named_commands, banner=None):
+    """Run ``{name: argv}`` until SIGINT or SIGTERM, restarting whichever dies; returns 0."""
+    stopping = threading.Event()
 
     def stop(*_):
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with code {proc.returncode}; stopping the others", flush=True)
-                exit_code = proc.returncode or 1
-                stopping = True
-                break
-        time.sleep(0.5)
-    for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.time() + 15
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    return exit_code
+    children = [Child(name, argv) for name, argv in named_commands.items()]
+    for child in children:
+        child.start()
+    if banner:
+        say(banner)
+    while not stopping.wait(0.25):
+        now = time.monotonic()
+        for child in children:
+            child.check(now)
+    say("stopping " + ", ".join(child.name for child in children))
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + 15
+    for child in children:
+        child.wait_or_kill(deadline)
+    return 0
+
+
+def main(argv=None):
+    names = (sys.argv[1:] if argv is None else argv)
+    host = os.environ.get("PORTAL_HOST", "127.0.0.1")
+    port = int(os.environ.get("PORTAL_PORT", "8000"))
+    everything = commands(host, port)
+    unknown = set(names) - set(everything)
+    if unknown:
+        say(f"unknown process(es): {', '.join(sorted(unknown))}; choose from {', '.join(everything)}")
+        return 2
+    chosen = {name: cmd for name, cmd in everything.items() if not names or name in names}
+    if os.environ.get("PORTAL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+        say("PORTAL_DEBUG is on: every error page shows settings and local variables; keep it off on a shared host")
+    return supervise(chosen, banner=f"Corral is starting on http://{host}:{port}/  (Ctrl-C stops "
+                                    f"{', '.join(chosen)}; any of them that dies is started again)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""Throwaway PostgreSQL, Redis and OpenLDAP instances for `make run`, `make test` and CI.
+"""Private PostgreSQL, Redis and OpenLDAP instances for `make run`, `make test` and CI.
 
 Each service is a private instance of the Debian package's server, kept under the repo's
 `var/` directory and listening on a free 127.0.0.1 port. The system-wide instances are never
 touched. A second `ensure_*` call finds the running instance (pidfile + port file) and reuses it.
 
-    python -m tools.services up postgres redis [slapd]   # prints `export PORTAL_..._URL=...`
+Two PostgreSQL instances: the tests' throwaway one (`var/postgres`, durability off for speed) and,
+with `--durable`, the one `make run` keeps the portal's data in (`var/postgres-durable`, fsync and
+synchronous commits on).  Redis keeps its data in an append-only file, so queued tasks survive a
+restart, and never evicts keys (Celery's queues live there).
+
+    python -m tools.services up [--durable] postgres redis [slapd]   # prints `export PORTAL_..._URL=...`
     python -m tools.services status
     python -m tools.services down
 
@@ -231,15 +236,18 @@ def stop_pid(pidfile: Path, timeout: float = 15.0) -> bool:
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 PG_TUNING = """
-# Throwaway test cluster (tools/services.py): durability off, speed on.
+# Private cluster (tools/services.py).
 listen_addresses = '127.0.0.1'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 200
 shared_buffers = 64MB
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
+"""
+PG_THROWAWAY = """
+# Throwaway test cluster: durability off, speed on.
+fsync = off
+synchronous_commit = off
+full_page_writes = off
 """
 
 
@@ -256,9 +264,14 @@ def postgres_url(port: int) -> str:
     return f"postgresql://{DB_USER}@127.0.0.1:{port}/{DB_NAME}"
 
 
-def ensure_postgres(var: Path) -> str:
-    """URL of a private PostgreSQL under var/postgres, started (and initialised) if needed."""
-    home = Path(var).resolve() / "postgres"
+def postgres_home(var: Path, durable: bool = False) -> Path:
+    return Path(var).resolve() / ("postgres-durable" if durable else "postgres")
+
+
+def ensure_postgres(var: Path, durable: bool = False) -> str:
+    """URL of a private PostgreSQL, started (and initialised) if needed: the tests' throwaway one
+    under var/postgres, or with ``durable`` the portal's own under var/postgres-durable."""
+    home = postgres_home(var, durable)
     with locked(home):
         bindir = pg_bindir()
         data, run_dir, log = home / "data", home / "run", home / "postgres.log"
@@ -279,7 +292,7 @@ def ensure_postgres(var: Path) -> str:
             run([str(bindir / "initdb"), "-D", str(data), "-U", DB_USER, "--auth=trust",
                  "-E", "UTF8", "--no-locale", "--no-sync"], user=user)
             with open(data / "postgresql.conf", "a") as conf:
-                conf.write(PG_TUNING)
+                conf.write(PG_TUNING if durable else PG_TUNING + PG_THROWAWAY)
         port = free_port(port)
         (home / "port").write_text(f"{port}\n")
         options = f"-p {port} -k {run_dir}"
@@ -307,8 +320,8 @@ def pg_ready(bindir: Path, port: int) -> bool:
     return proc.returncode == 0
 
 
-def stop_postgres(var: Path) -> bool:
-    home = Path(var).resolve() / "postgres"
+def stop_postgres(var: Path, durable: bool = False) -> bool:
+    home = postgres_home(var, durable)
     data = home / "data"
     if not pg_running(data):
         return False
@@ -333,13 +346,28 @@ def redis_ping(port: int) -> bool:
         return False
 
 
+def redis_command(port: int, *args: str) -> bytes:
+    """Send one command (RESP) and return the raw reply."""
+    request = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return sock.recv(4096)
+
+
+# Queued Celery tasks and the websocket layer live in Redis: keep them across restarts (append-only
+# file, fsync every second) and never evict a key to make room (a queue would lose tasks).
+REDIS_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
+
+
 def ensure_redis(var: Path) -> str:
-    """URL of a private redis-server under var/redis (daemonized, no persistence)."""
+    """URL of a private redis-server under var/redis (daemonized, append-only file on)."""
     home = Path(var).resolve() / "redis"
     with locked(home):
         pidfile, log = home / "redis.pid", home / "redis.log"
         port = read_int(home / "port")
         if port and pid_is(read_int(pidfile), "redis-server") and redis_ping(port):
+            for key, value in REDIS_PERSISTENCE.items():  # a server started before persistence was on
+                redis_command(port, "CONFIG", "SET", key, value)
             return redis_url(port)
         stop_pid(pidfile)
         binary = require_binary("redis-server", "redis-server")
@@ -349,7 +377,7 @@ def ensure_redis(var: Path) -> str:
             "# Throwaway instance written by tools/services.py\n"
             f"bind 127.0.0.1\nport {port}\nprotected-mode yes\n"
             f"daemonize yes\npidfile {pidfile}\nlogfile {log}\ndir {home}\n"
-            'save ""\nappendonly no\n'
+            'save ""\n' + "".join(f"{key} {value}\n" for key, value in REDIS_PERSISTENCE.items())
         )
         run([binary, str(home / "redis.conf")])
         wait_until(lambda: redis_ping(port), START_TIMEOUT, "redis", log)
@@ -398,13 +426,15 @@ def stop_all(var: Path) -> list[str]:
 
 
 def is_service_dir(path: Path) -> bool:
-    return path.name in ("postgres", "redis") or path.name.startswith("slapd-")
+    return path.name in ("postgres", "postgres-durable", "redis") or path.name.startswith("slapd-")
 
 
 def stop_services(var: Path) -> list[str]:
     stopped = []
     if (var / "postgres").is_dir() and stop_postgres(var):
         stopped.append("postgres")
+    if (var / "postgres-durable").is_dir() and stop_postgres(var, durable=True):
+        stopped.append("postgres-durable")
     if (var / "redis").is_dir() and stop_redis(var):
         stopped.append("redis")
     return stopped + stop_slapds(var)
@@ -413,10 +443,11 @@ def stop_services(var: Path) -> list[str]:
 def status(var: Path) -> dict[str, str]:
     var = Path(var).resolve()
     result = {}
-    port = read_int(var / "postgres" / "port")
-    if (var / "postgres").is_dir():
-        up = port and pg_running(var / "postgres" / "data") and port_accepts(port)
-        result["postgres"] = postgres_url(port) if up else "stopped"
+    for name in ("postgres", "postgres-durable"):
+        port = read_int(var / name / "port")
+        if (var / name).is_dir():
+            up = port and pg_running(var / name / "data") and port_accepts(port)
+            result[name] = postgres_url(port) if up else "stopped"
     port = read_int(var / "redis" / "port")
     if (var / "redis").is_dir():
         up = port and pid_alive(read_int(var / "redis" / "redis.pid")) and redis_ping(port)
@@ -430,10 +461,10 @@ def status(var: Path) -> dict[str, str]:
 
 # --- CLI -----------------------------------------------------------------------------------
 
-def env_lines(var: Path, services: list[str]) -> list[str]:
+def env_lines(var: Path, services: list[str], durable: bool = False) -> list[str]:
     lines = []
     if "postgres" in services:
-        lines.append(("PORTAL_DATABASE_URL", ensure_postgres(var)))
+        lines.append(("PORTAL_DATABASE_URL", ensure_postgres(var, durable)))
     if "redis" in services:
         lines.append(("PORTAL_REDIS_URL", ensure_redis(var)))
     if "slapd" in services:
@@ -460,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start services, print export lines for eval")
     up.add_argument("services", nargs="*", metavar="SERVICE",
                     help="postgres, redis, slapd (default: postgres redis)")
+    up.add_argument("--durable", action="store_true",
+                    help="the portal's own PostgreSQL (var/postgres-durable), not the tests' throwaway one")
     sub.add_parser("down", help="stop every service started under the var dir")
     sub.add_parser("status", help="show what is running")
     args = parser.parse_args(argv)
@@ -470,8 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     var.mkdir(parents=True, exist_ok=True)
     try:
         if args.command == "up":
-            lines = env_lines(var, args.services or ["postgres", "redis"])
-            write_env_file(var / "services.env", lines)
+            lines = env_lines(var, args.services or ["postgres", "redis"], args.durable)
+            if not args.durable:
+                write_env_file(var / "services.env", lines)
             print("\n".join(lines))
         elif args.command == "down":
             stopped = stop_all(var)

@@ -29,6 +29,7 @@ from portal import operations
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
+from portal.models import OperationStatus
 from portal.permissions import CHANGE
 from projects.api.views import NamespaceChangeMixin
 
@@ -73,7 +74,8 @@ class ClusterViewSet(ModelViewSet):
         cluster = self.get_object()
         with transaction.atomic():
             locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-            if locked.state == ClusterState.REMOVING:
+            under_way = locked.operations.filter(kind="remove", status__in=[OperationStatus.PENDING, OperationStatus.RUNNING])
+            if locked.state == ClusterState.REMOVING and under_way.exists():
                 raise exceptions.ValidationError({"state": "the cluster is already being removed"})
             locked.set_state(ClusterState.REMOVING)
             locked.save(update_fields=["state", "state_since", "modified"])
