@@ -140,7 +140,7 @@ class _Task:
     own progress (portal.operations.Progress), not a task's work."""
 
     @staticmethod
-    def delay(*args):
+    def apply_async(args=(), **options):
         pass
 
 
