@@ -47,9 +47,10 @@ class SandboxDriver:
     provisions = True
 
     def _sandbox(self, cluster):
-        from clusters.sandbox import Sandbox
+        from clusters.sandbox import Sandbox, sandbox_name
 
-        return Sandbox(f"cluster-{cluster.slug}", root=settings.SANDBOX_ROOT)
+        # A slug holds up to 63 characters; with the prefix, a long one is cut to fit (with a hash).
+        return Sandbox(sandbox_name(f"cluster-{cluster.slug}"), root=settings.SANDBOX_ROOT)
 
     def provision(self, cluster, progress):
         """Start the sandbox; returns (endpoint, credentials)."""
