@@ -45,6 +45,7 @@ PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube
 PORT_SPAN = 12000  # ports to choose from, below the ephemeral range
 START_ATTEMPTS = 3  # a port taken between its choice and its bind costs a retry with fresh ports
 PROGRESS_EVERY = 10  # seconds between "still waiting" lines
+LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
 
 Progress = Callable[[int, str], None]
 
@@ -123,6 +124,14 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
     errors = [line for line in text if re.match(r"^[EF]\d{4} ", line) or '"level":"fatal"' in line]
     return "\n".join((errors or text)[-lines:])
+
+
+def _try_lock(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _port_taken(log: Path) -> int | None:
@@ -237,10 +246,10 @@ class Sandbox:
         """One `up`/`down` at a time per sandbox, across processes (CLI, workers, tests)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f".{self.name}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SandboxError(f"sandbox {self.name!r} is being started or stopped by another process") from None
+            # A child that another thread is forking holds a copy of this descriptor, and so the lock,
+            # until it closes its descriptors before exec(): give such a holder a moment to let go.
+            if not processes.wait_until(lambda: _try_lock(lock), LOCK_GRACE, interval=0.05):
+                raise SandboxError(f"sandbox {self.name!r} is being started or stopped by another process")
             yield
 
     def _process(self, state: dict, component: str):
