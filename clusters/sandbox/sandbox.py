@@ -18,10 +18,8 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,13 +34,13 @@ from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
 from .components import POD_CIDR, command_lines, node_manifest
 from .errors import SandboxError
 from .pki import PKI
+from .ports import free_ports, port_in_use, port_taken
 
-NAME_MAX = 63  # a DNS label: the longest Kubernetes object name part a sandbox name may end up in
+NAME_MAX = 63  # a DNS label, like the cluster slugs sandbox names are made from
 NAME_RE = re.compile(rf"^[a-z0-9]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
 STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-PORT_SPAN = 12000  # ports to choose from, below the ephemeral range
 START_ATTEMPTS = 3  # a port taken between its choice and its bind costs a retry with fresh ports
 PROGRESS_EVERY = 10  # seconds between "still waiting" lines
 LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
@@ -64,58 +62,6 @@ def default_root() -> Path:
     return Path(os.environ.get("CORRAL_SANDBOX_ROOT") or REPO_ROOT / "var" / "sandboxes")
 
 
-def _port_range() -> range:
-    """Where sandboxes look for free ports: just below the kernel's ephemeral range.
-
-    Every outgoing connection and every bind to port 0 on the machine draws its port from the
-    ephemeral range; a port found free there can be taken by any of them before the component binds
-    it (the API server binds its port only once etcd is healthy, seconds later).
-    """
-    try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    if low >= 1024 + PORT_SPAN:
-        return range(low - PORT_SPAN, low)
-    if high + PORT_SPAN <= 65535:
-        return range(high + 1, high + 1 + PORT_SPAN)
-    return range(0)
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    candidates = _port_range()
-    for _ in range(100 * count if candidates else 0):
-        port = random.choice(candidates)
-        if port not in ports and not _port_in_use(port):
-            ports.append(port)
-            if len(ports) == count:
-                return ports
-    # No room outside the ephemeral range: let the kernel choose (and rely on the retry on a clash).
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in sockets:
-            s.close()
-    return ports
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As Go's listeners do: connections in TIME_WAIT from a stopped server do not hold the port.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def _tail(path: Path, lines: int = 15) -> str:
     """The log's klog error/fatal lines if it has any (the flag dump drowns them otherwise), else its end."""
     try:
@@ -132,16 +78,6 @@ def _try_lock(lock) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _port_taken(log: Path) -> int | None:
-    """The port a Go component could not bind, from its log ("bind: address already in use")."""
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return None
-    match = re.search(r"listen tcp [\d.]+:(\d+): bind: address already in use", text)
-    return int(match.group(1)) if match else None
 
 
 class _PortTaken(SandboxError):
@@ -316,7 +252,7 @@ class Sandbox:
             raise SandboxError("the number of nodes cannot be negative")
         if self.is_running():
             raise SandboxError(f"sandbox {self.name!r} is already running at {self.endpoint}")
-        if api_port is not None and _port_in_use(api_port):
+        if api_port is not None and port_in_use(api_port):
             raise SandboxError(f"port {api_port} on 127.0.0.1 is already in use; choose another or omit it")
         report(2, "checking binaries")
         bin_dir = require_binaries(kube_bin_dir())
@@ -336,7 +272,7 @@ class Sandbox:
             "components": {},
         }
         for attempt in range(1, START_ATTEMPTS + 1):
-            ports = dict(zip(PORTS, _free_ports(len(PORTS))))
+            ports = dict(zip(PORTS, free_ports(len(PORTS), avoid=api_port)))
             if api_port is not None:
                 ports["kube-apiserver"] = api_port
             state["ports"] = ports
@@ -420,7 +356,7 @@ class Sandbox:
         if self._process(state, "kube-apiserver"):
             raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is already running")
         port = state["ports"]["kube-apiserver"]
-        if _port_in_use(port):
+        if port_in_use(port):
             raise SandboxError(f"port {port} on 127.0.0.1 is already in use; cannot restart kube-apiserver")
         self._start(state, "kube-apiserver", state["components"]["kube-apiserver"]["argv"])
         self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
@@ -480,7 +416,7 @@ class Sandbox:
             if self._process(state, component):
                 return
             reason = processes.exit_reason(entry.get("pid"))
-            taken = _port_taken(log)
+            taken = port_taken(log)
             if taken:
                 raise _PortTaken(
                     taken, f"{component} of sandbox {self.name!r} could not bind port {taken}: another program "
