@@ -345,11 +345,11 @@ def test_a_component_just_started_is_never_taken_for_exited(tmp_path):
     log (issue 10). spawn() now returns only once the program runs."""
     require_kube_binaries()
     from clusters.sandbox import processes
-    from clusters.sandbox.sandbox import _free_ports
+    from clusters.sandbox.ports import free_ports
 
     etcd = str(kube_bin_dir() / "etcd")
     for attempt in range(12):
-        client, peer = (f"http://127.0.0.1:{port}" for port in _free_ports(2))
+        client, peer = (f"http://127.0.0.1:{port}" for port in free_ports(2))
         data = tmp_path / f"etcd-{attempt}"
         argv = [
             etcd, "--name=s", f"--data-dir={data}", f"--listen-client-urls={client}",
@@ -368,10 +368,10 @@ def test_a_port_taken_between_choice_and_bind_is_retried_with_fresh_ports(tmp_pa
     require_kube_binaries()
     from clusters.sandbox import sandbox as module
 
-    choose, thieves = module._free_ports, []
+    choose, thieves = module.free_ports, []
 
-    def chosen_then_taken(count):
-        ports = choose(count)
+    def chosen_then_taken(count, avoid=None):
+        ports = choose(count, avoid)
         if not thieves:  # another program binds etcd's client port right after it was chosen
             thief = socket.socket()
             thief.bind(("127.0.0.1", ports[0]))
@@ -379,7 +379,7 @@ def test_a_port_taken_between_choice_and_bind_is_retried_with_fresh_ports(tmp_pa
             thieves.append(thief)
         return ports
 
-    monkeypatch.setattr(module, "_free_ports", chosen_then_taken)
+    monkeypatch.setattr(module, "free_ports", chosen_then_taken)
     sandbox, messages = Sandbox("clash", tmp_path), []
     try:
         sandbox.up(nodes=1, progress=lambda percent, message: messages.append(message))
@@ -404,6 +404,17 @@ def test_long_names_are_cut_to_a_valid_sandbox_name_or_refused_up_front():
     assert sandbox_name("cluster-web") == "cluster-web"
     with pytest.raises(SandboxError, match="at most 63 characters"):
         Sandbox("x" * 64)
+
+
+def test_the_driver_tears_down_a_cluster_with_the_longest_slug(tmp_path, settings):
+    from types import SimpleNamespace
+
+    from clusters.drivers import SandboxDriver
+
+    settings.SANDBOX_ROOT = tmp_path
+    cluster, steps = SimpleNamespace(slug="s" * 63), []  # only the slug is read; no database needed
+    SandboxDriver().teardown(cluster, lambda percent, message: steps.append(message))
+    assert steps == ["the sandbox was not running"]
 
 
 def test_sandboxes_start_dependably_side_by_side_under_cpu_load(tmp_path):
