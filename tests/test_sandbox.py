@@ -445,3 +445,14 @@ def test_sandboxes_start_dependably_side_by_side_under_cpu_load(tmp_path):
             burner.kill()
             burner.wait()
     assert not failures, "\n".join(failures)
+
+
+def test_orphan_cleanup_knows_a_dead_run_even_when_its_pid_was_recycled(sandbox):
+    from clusters.sandbox import processes
+    from tests.kube_fixtures import _owner_alive
+
+    me, ticks = os.getpid(), processes.start_ticks(os.getpid())
+    assert sandbox.name == f"pytest-{me}-{ticks}" and _owner_alive(sandbox.name)
+    assert not _owner_alive(f"pytest-{me}-{ticks - 1}")  # same pid, another (dead) run
+    assert _owner_alive(f"pytest-{me}")  # an older run's name: the pid is all there is
+    assert _owner_alive("dev")  # not a test sandbox: never touched
