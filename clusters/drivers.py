@@ -1,11 +1,7 @@
 """Provisioning drivers.  ``imported`` clusters exist already and are never touched; ``sandbox``
 clusters are local upstream control planes with kwok nodes (see docs/sandbox.md)."""
 
-import hashlib
-
 from django.conf import settings
-
-SANDBOX_NAME_MAX = 40  # clusters.sandbox.NAME_RE
 
 
 class DriverError(Exception):
@@ -47,23 +43,15 @@ class ImportedDriver:
         progress(50, "forgetting the cluster's inventory (the cluster itself is not changed)")
 
 
-def sandbox_name(slug):
-    """The sandbox of a cluster: ``cluster-<slug>``, or, when that passes the sandbox's 40
-    characters (slugs may have 63), a cut slug with a hash of the whole one, still unique."""
-    name = f"cluster-{slug}"
-    if len(name) <= SANDBOX_NAME_MAX:
-        return name
-    digest = hashlib.sha256(slug.encode()).hexdigest()[:8]
-    return f"cluster-{slug[:SANDBOX_NAME_MAX - len('cluster-') - 9].rstrip('-')}-{digest}"
-
 
 class SandboxDriver:
     provisions = True
 
     def _sandbox(self, cluster):
-        from clusters.sandbox import Sandbox
+        from clusters.sandbox import Sandbox, sandbox_name
 
-        return Sandbox(sandbox_name(cluster.slug), root=settings.SANDBOX_ROOT)
+        # A slug holds up to 63 characters; with the prefix, a long one is cut to fit (with a hash).
+        return Sandbox(sandbox_name(f"cluster-{cluster.slug}"), root=settings.SANDBOX_ROOT)
 
     def provision(self, cluster, progress):
         """Start the sandbox; returns (endpoint, credentials)."""

@@ -20,7 +20,7 @@ import uuid
 import psutil
 import pytest
 
-from clusters.sandbox import MissingBinaries, Sandbox, SandboxError, default_root, require_binaries
+from clusters.sandbox import MissingBinaries, Sandbox, SandboxError, default_root, processes, require_binaries
 
 
 def pytest_configure(config):
@@ -42,13 +42,29 @@ def require_kube_binaries():
     pytest.skip(problem)
 
 
+def _session_sandbox_name() -> str:
+    # The run's pid and start time: pids are recycled (pid_max may be 32768), so a pid alone could
+    # keep a dead run's sandbox looking owned forever.
+    return f"pytest-{os.getpid()}-{processes.start_ticks(os.getpid())}"
+
+
+def _owner_alive(name: str) -> bool:
+    owner = re.fullmatch(r"pytest-(\d+)(?:-(\d+))?", name)
+    if not owner:
+        return True  # not a test sandbox: leave it alone
+    pid, ticks = int(owner.group(1)), owner.group(2)
+    if ticks is None:  # named by an older version
+        return psutil.pid_exists(pid)
+    return processes.start_ticks(pid) == int(ticks)
+
+
 def _stop_orphans() -> None:
     """Stop sandboxes of earlier pytest runs that died without teardown (SIGKILL, OOM, a timeout),
-    and drop the logs of their failed start-ups."""
+    and drop the logs of their failed start-ups. Processes are stopped only after the same identity
+    check as `down` (pid, start time and binary), never by name."""
     root = default_root()
     for path in sorted(root.glob("pytest-*")) if root.is_dir() else []:
-        owner = re.fullmatch(r"pytest-(\d+)", path.name)
-        if not owner or psutil.pid_exists(int(owner.group(1))):
+        if _owner_alive(path.name):
             continue
         try:
             Sandbox(path.name, root).down()
@@ -72,7 +88,7 @@ def sandbox():
     require_kube_binaries()
     _stop_orphans()
     _teardown_on_sigterm()
-    cluster = Sandbox(f"pytest-{os.getpid()}")
+    cluster = Sandbox(_session_sandbox_name())
     try:
         cluster.up(nodes=3)
     except SandboxError as exc:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -304,13 +306,153 @@ def test_a_recycled_pid_is_never_signalled(tmp_path):
     from clusters.sandbox import processes
 
     sleep = shutil.which("sleep")
-    pid, started = processes.spawn([sleep, "60"], tmp_path / "sleep.log", tmp_path / "sleep.pid")
+    pid, ticks = processes.spawn([sleep, "60"], tmp_path / "sleep.log", tmp_path / "sleep.pid")
     try:
-        assert processes.process_for(pid, sleep, started) is not None
+        assert processes.process_for(pid, sleep, ticks) is not None
         # Same pid and binary but another start time: some other process got the pid.
-        assert processes.process_for(pid, sleep, started - 100) is None
-        assert processes.stop(pid, sleep, started - 100) is False
-        assert processes.process_for(pid, "/usr/sbin/etcd", started) is None
+        assert processes.process_for(pid, sleep, ticks - 100) is None
+        assert processes.stop(pid, sleep, ticks - 100) is False
+        assert processes.process_for(pid, "/usr/sbin/etcd", ticks) is None
     finally:
-        assert processes.stop(pid, sleep, started) is True
-    assert processes.process_for(pid, sleep, started) is None
+        assert processes.stop(pid, sleep, ticks) is True
+    assert processes.process_for(pid, sleep, ticks) is None
+    assert processes.exit_reason(pid) == "killed by SIGTERM"
+
+
+def test_a_stepped_wall_clock_does_not_disown_a_running_process(tmp_path, monkeypatch):
+    """The identity is the kernel's start time in ticks since boot. psutil's create_time() adds the
+    wall-clock boot time, which moves by whole seconds when the clock is stepped (NTP, a VM restored
+    from a snapshot); we cannot step this machine's clock, so psutil's boot time is moved instead."""
+    import psutil._pslinux
+
+    from clusters.sandbox import processes
+
+    sleep = shutil.which("sleep")
+    pid, ticks = processes.spawn([sleep, "60"], tmp_path / "sleep.log", tmp_path / "sleep.pid")
+    try:
+        boot_time = psutil._pslinux.boot_time
+        monkeypatch.setattr(psutil._pslinux, "boot_time", lambda: boot_time() - 1)
+        assert processes.process_for(pid, sleep, ticks) is not None
+    finally:
+        monkeypatch.undo()
+        assert processes.stop(pid, sleep, ticks) is True
+
+
+def test_a_component_just_started_is_never_taken_for_exited(tmp_path):
+    """Popen returns when exec() closes its close-on-exec pipe, before the kernel has loaded the new
+    program; until then /proc/<pid>/cmdline reads empty. Under load a third of etcd starts were
+    caught in that window and reported as "etcd of sandbox ... exited during start-up" with a clean
+    log (issue 10). spawn() now returns only once the program runs."""
+    require_kube_binaries()
+    from clusters.sandbox import processes
+    from clusters.sandbox.ports import free_ports
+
+    etcd = str(kube_bin_dir() / "etcd")
+    for attempt in range(12):
+        client, peer = (f"http://127.0.0.1:{port}" for port in free_ports(2))
+        data = tmp_path / f"etcd-{attempt}"
+        argv = [
+            etcd, "--name=s", f"--data-dir={data}", f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}", f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}", f"--initial-cluster=s={peer}", "--log-level=warn",
+        ]
+        pid, ticks = processes.spawn(argv, data / "etcd.log", data / "etcd.pid")
+        try:
+            assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == etcd.encode()
+            assert processes.process_for(pid, etcd, ticks) is not None
+        finally:
+            processes.stop(pid, etcd, ticks)
+
+
+def test_a_port_taken_between_choice_and_bind_is_retried_with_fresh_ports(tmp_path, monkeypatch):
+    require_kube_binaries()
+    from clusters.sandbox import sandbox as module
+
+    choose, thieves = module.free_ports, []
+
+    def chosen_then_taken(count, avoid=None):
+        ports = choose(count, avoid)
+        if not thieves:  # another program binds etcd's client port right after it was chosen
+            thief = socket.socket()
+            thief.bind(("127.0.0.1", ports[0]))
+            thief.listen()
+            thieves.append(thief)
+        return ports
+
+    monkeypatch.setattr(module, "free_ports", chosen_then_taken)
+    sandbox, messages = Sandbox("clash", tmp_path), []
+    try:
+        sandbox.up(nodes=1, progress=lambda percent, message: messages.append(message))
+        taken = thieves[0].getsockname()[1]
+        assert f"port {taken} was taken by another program meanwhile; retrying with other ports" in messages
+        assert "address already in use" in (sandbox.dir / "logs-attempt-1" / "etcd.log").read_text()
+        assert sandbox.status()["healthy"] and sandbox.port != taken
+    finally:
+        thieves[0].close()
+        if sandbox.is_running():
+            sandbox.down()
+
+
+def test_long_names_are_cut_to_a_valid_sandbox_name_or_refused_up_front():
+    from clusters.sandbox import sandbox_name
+
+    slug = "a-very-long-cluster-name-that-uses-every-character-a-slug-may-hold"[:63]
+    name = sandbox_name(f"cluster-{slug}")
+    assert len(name) == 63 and Sandbox(name).name == name
+    assert name == sandbox_name(f"cluster-{slug}")  # stable: teardown finds what provisioning started
+    assert sandbox_name(f"cluster-{slug[:-1]}b") != name
+    assert sandbox_name("cluster-web") == "cluster-web"
+    with pytest.raises(SandboxError, match="at most 63 characters"):
+        Sandbox("x" * 64)
+
+
+def test_the_driver_tears_down_a_cluster_with_the_longest_slug(tmp_path, settings):
+    from types import SimpleNamespace
+
+    from clusters.drivers import SandboxDriver
+
+    settings.SANDBOX_ROOT = tmp_path
+    cluster, steps = SimpleNamespace(slug="s" * 63), []  # only the slug is read; no database needed
+    SandboxDriver().teardown(cluster, lambda percent, message: steps.append(message))
+    assert steps == ["the sandbox was not running"]
+
+
+def test_sandboxes_start_dependably_side_by_side_under_cpu_load(tmp_path):
+    """Issue 10: `sandbox up` failed about 3 times in 10 beside a running portal. Six starts, three
+    at a time, while two busy loops keep both cores saturated; every one must come up and go down.
+    The names are the longest allowed. `bench/sandbox_starts.py` runs heavier variants."""
+    require_kube_binaries()
+    from clusters.sandbox import processes
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+
+    def start_and_stop(index):
+        sandbox = Sandbox(f"start-{index}-".ljust(62, "x") + "z", tmp_path)
+        try:
+            sandbox.up(nodes=1)
+            started = sandbox._state()["components"].values()
+            sandbox.down()
+        except SandboxError as exc:
+            return f"start {index}: {exc}"
+        left = [c["pid"] for c in started if processes.process_for(c["pid"], c["argv"][0], c["start_ticks"])]
+        return f"start {index}: processes {left} still running after down" if left else None
+
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            failures = [failure for failure in pool.map(start_and_stop, range(6)) if failure]
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert not failures, "\n".join(failures)
+
+
+def test_orphan_cleanup_knows_a_dead_run_even_when_its_pid_was_recycled(sandbox):
+    from clusters.sandbox import processes
+    from tests.kube_fixtures import _owner_alive
+
+    me, ticks = os.getpid(), processes.start_ticks(os.getpid())
+    assert sandbox.name == f"pytest-{me}-{ticks}" and _owner_alive(sandbox.name)
+    assert not _owner_alive(f"pytest-{me}-{ticks - 1}")  # same pid, another (dead) run
+    assert _owner_alive(f"pytest-{me}")  # an older run's name: the pid is all there is
+    assert _owner_alive("dev")  # not a test sandbox: never touched

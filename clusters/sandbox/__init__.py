@@ -4,7 +4,7 @@ nodes on loopback. No Django imports here, so bench scripts and pytest fixtures 
 from .binaries import BUILD_COMMAND, kube_bin_dir, require_binaries
 from .components import node_manifest
 from .errors import MissingBinaries, SandboxError
-from .sandbox import Sandbox, default_root
+from .sandbox import Sandbox, default_root, sandbox_name
 
 __all__ = [
     "BUILD_COMMAND",
@@ -15,4 +15,5 @@ __all__ = [
     "kube_bin_dir",
     "node_manifest",
     "require_binaries",
+    "sandbox_name",
 ]

@@ -106,7 +106,8 @@ class PKI:
         self.dir.chmod(0o700)
 
         ca_key = _private_key()
-        ca_name = _name(f"corral-sandbox-{cluster_name}-ca")
+        # A common name holds at most 64 characters; a sandbox name up to 63 (a DNS label) must fit.
+        ca_name = _name(f"corral-sandbox-{cluster_name}"[:61].rstrip("-") + "-ca")
         ca_cert = (
             _builder(ca_name, ca_name, ca_key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

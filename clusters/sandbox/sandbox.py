@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,41 +34,32 @@ from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
 from .components import POD_CIDR, command_lines, node_manifest
 from .errors import SandboxError
 from .pki import PKI
+from .ports import free_ports, port_in_use, port_taken
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+NAME_MAX = 63  # a DNS label, like the cluster slugs sandbox names are made from
+NAME_RE = re.compile(rf"^[a-z0-9]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
 STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+START_ATTEMPTS = 3  # a port taken between its choice and its bind costs a retry with fresh ports
+PROGRESS_EVERY = 10  # seconds between "still waiting" lines
+LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
 
 Progress = Callable[[int, str], None]
 
 
+def sandbox_name(text: str) -> str:
+    """A valid sandbox name for `text` (e.g. "cluster-<slug>"): itself when it is one, otherwise cut
+    to fit with a hash of the whole, so two long names that share a beginning stay apart."""
+    if NAME_RE.match(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    stem = re.sub(r"[^a-z0-9-]+", "-", text.lower())[: NAME_MAX - len(digest) - 1].strip("-")
+    return f"{stem}-{digest}" if stem else digest
+
+
 def default_root() -> Path:
     return Path(os.environ.get("CORRAL_SANDBOX_ROOT") or REPO_ROOT / "var" / "sandboxes")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in sockets:
-            s.close()
-    return ports
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As Go's listeners do: connections in TIME_WAIT from a stopped server do not hold the port.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -81,11 +72,26 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join((errors or text)[-lines:])
 
 
+def _try_lock(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class _PortTaken(SandboxError):
+    def __init__(self, port: int, message: str):
+        super().__init__(message)
+        self.port = port
+
+
 class Sandbox:
     def __init__(self, name: str, root: Path | None = None):
         if not NAME_RE.match(name):
             raise SandboxError(
-                f"invalid sandbox name {name!r}: use lowercase letters, digits and '-', at most 40 characters"
+                f"invalid sandbox name {name!r}: use lowercase letters, digits and '-' (not first or last), "
+                f"at most {NAME_MAX} characters"
             )
         self.name = name
         self.root = Path(root) if root else default_root()
@@ -176,17 +182,17 @@ class Sandbox:
         """One `up`/`down` at a time per sandbox, across processes (CLI, workers, tests)."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f".{self.name}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SandboxError(f"sandbox {self.name!r} is being started or stopped by another process") from None
+            # A child that another thread is forking holds a copy of this descriptor, and so the lock,
+            # until it closes its descriptors before exec(): give such a holder a moment to let go.
+            if not processes.wait_until(lambda: _try_lock(lock), LOCK_GRACE, interval=0.05):
+                raise SandboxError(f"sandbox {self.name!r} is being started or stopped by another process")
             yield
 
     def _process(self, state: dict, component: str):
         entry = state["components"].get(component)
         if not entry:
             return None
-        return processes.process_for(entry.get("pid"), entry["argv"][0], entry.get("started"))
+        return processes.process_for(entry.get("pid"), entry["argv"][0], entry.get("start_ticks"), entry.get("started"))
 
     def is_running(self) -> bool:
         state = self._state()
@@ -246,7 +252,7 @@ class Sandbox:
             raise SandboxError("the number of nodes cannot be negative")
         if self.is_running():
             raise SandboxError(f"sandbox {self.name!r} is already running at {self.endpoint}")
-        if api_port is not None and _port_in_use(api_port):
+        if api_port is not None and port_in_use(api_port):
             raise SandboxError(f"port {api_port} on 127.0.0.1 is already in use; choose another or omit it")
         report(2, "checking binaries")
         bin_dir = require_binaries(kube_bin_dir())
@@ -257,55 +263,66 @@ class Sandbox:
         report(5, "generating certificates")
         self.pki.generate(self.name)
 
-        names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-        ports = dict(zip(names, _free_ports(len(names))))
-        if api_port is not None:
-            ports["kube-apiserver"] = api_port
         state = {
             "name": self.name,
             "nodes": nodes,
             "bin_dir": str(bin_dir),
-            "ports": ports,
+            "ports": {},
             "started_at": time.time(),
             "components": {},
         }
-        self._write_configs(ports)
-        argvs = command_lines(self, bin_dir, ports)
-
-        try:
-            self._start(state, "etcd", argvs["etcd"])
-            report(10, "waiting for etcd")
-            self._wait_healthy(state, "etcd", self._etcd_healthy, 30)
-
-            self._start(state, "kube-apiserver", argvs["kube-apiserver"])
-            report(20, "waiting for kube-apiserver")
-            self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
-
-            report(45, "starting controller-manager, scheduler and kwok")
-            for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
-                self._start(state, component, argvs[component])
-            for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
-                self._wait_healthy(state, component, lambda c=component: self._component_healthy(c), 60)
-
-            report(60, f"creating {nodes} simulated nodes")
-            self._create_nodes(nodes, lambda done: report(60 + 15 * done // max(nodes, 1), f"created {done} of {nodes} nodes"))
-            report(75, "waiting for nodes to be Ready")
-            self._wait_healthy(
-                state, "kwok", lambda: self._nodes_ready(nodes, report), max(timeout, nodes * 0.2),
-                what=f"{nodes} Ready nodes",
-            )
-            report(90, "waiting for the default service account")
-            self._wait_healthy(
-                state, "kube-controller-manager", self._default_service_account_exists, 60,
-                what="the default service account",
-            )
-        except BaseException:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            ports = dict(zip(PORTS, free_ports(len(PORTS), avoid=api_port)))
+            if api_port is not None:
+                ports["kube-apiserver"] = api_port
+            state["ports"] = ports
+            self._write_configs(ports)
             try:
+                self._start_all(state, command_lines(self, bin_dir, ports), nodes, report, timeout)
+                break
+            except _PortTaken as exc:
                 self._stop_all(state)
-            finally:
-                self.state_path.unlink(missing_ok=True)
-            raise
+                state["components"] = {}
+                if attempt == START_ATTEMPTS or exc.port == api_port:
+                    self.state_path.unlink(missing_ok=True)
+                    tried = "" if exc.port == api_port else f" (tried {attempt} sets of ports)"
+                    raise SandboxError(f"{exc}{tried}") from None
+                # Keep the failed attempt's logs to read, and start etcd afresh.
+                (self.dir / "logs").rename(self.dir / f"logs-attempt-{attempt}")
+                shutil.rmtree(self.dir / "etcd", ignore_errors=True)
+                report(8, f"port {exc.port} was taken by another program meanwhile; retrying with other ports")
+            except BaseException:
+                try:
+                    self._stop_all(state)
+                finally:
+                    self.state_path.unlink(missing_ok=True)
+                raise
         report(100, f"sandbox {self.name} is ready at {self.endpoint}")
+
+    def _start_all(self, state: dict, argvs: dict, nodes: int, report: Progress, timeout: float) -> None:
+        def wait(component, check, percent, what=None, wait_timeout=timeout):
+            self._wait_healthy(state, component, check, wait_timeout, what=what, report=report, percent=percent)
+
+        self._start(state, "etcd", argvs["etcd"])
+        report(10, "waiting for etcd")
+        wait("etcd", self._etcd_healthy, 10)
+
+        self._start(state, "kube-apiserver", argvs["kube-apiserver"])
+        report(20, "waiting for kube-apiserver")
+        wait("kube-apiserver", self._apiserver_ready, 20)
+
+        report(45, "starting controller-manager, scheduler and kwok")
+        for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self._start(state, component, argvs[component])
+        for component in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            wait(component, lambda c=component: self._component_healthy(c), 45)
+
+        report(60, f"creating {nodes} simulated nodes")
+        self._create_nodes(nodes, lambda done: report(60 + 15 * done // max(nodes, 1), f"created {done} of {nodes} nodes"))
+        report(75, "waiting for nodes to be Ready")
+        wait("kwok", lambda: self._nodes_ready(nodes, report), 75, f"{nodes} Ready nodes", max(timeout, nodes * 0.2))
+        report(90, "waiting for the default service account")
+        wait("kube-controller-manager", self._default_service_account_exists, 90, "the default service account")
 
     def down(self) -> None:
         """Stop every process of this sandbox by pid and remove its directory."""
@@ -325,7 +342,9 @@ class Sandbox:
         """Stop only kube-apiserver, to simulate a cluster that becomes unreachable."""
         state = self._require_state()
         entry = state["components"]["kube-apiserver"]
-        if not processes.stop(entry.get("pid"), entry["argv"][0], entry.get("started")):
+        if not processes.stop(
+            entry.get("pid"), entry["argv"][0], entry.get("start_ticks"), started=entry.get("started")
+        ):
             raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is not running")
         entry["pid"] = None
         self._save_state(state)
@@ -337,7 +356,7 @@ class Sandbox:
         if self._process(state, "kube-apiserver"):
             raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is already running")
         port = state["ports"]["kube-apiserver"]
-        if _port_in_use(port):
+        if port_in_use(port):
             raise SandboxError(f"port {port} on 127.0.0.1 is already in use; cannot restart kube-apiserver")
         self._start(state, "kube-apiserver", state["components"]["kube-apiserver"]["argv"])
         self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
@@ -383,17 +402,30 @@ class Sandbox:
     # -- internals -----------------------------------------------------------------------------------
 
     def _start(self, state: dict, component: str, argv: list[str]) -> None:
-        pid, started = processes.spawn(argv, self.log_path(component), self.pid_path(component))
-        state["components"][component] = {"argv": argv, "pid": pid, "started": started}
+        pid, ticks = processes.spawn(argv, self.log_path(component), self.pid_path(component))
+        state["components"][component] = {"argv": argv, "pid": pid, "start_ticks": ticks, "started": time.time()}
         self._save_state(state)
 
-    def _wait_healthy(self, state, component, check, timeout, what=None) -> None:
+    def _wait_healthy(self, state, component, check, timeout, what=None, report=None, percent=0) -> None:
+        log = self.log_path(component)
+        began = time.monotonic()
+        next_note = began + PROGRESS_EVERY
+
         def alive():
-            if not self._process(state, component):
-                raise SandboxError(
-                    f"{component} of sandbox {self.name!r} exited during start-up; "
-                    f"last lines of {self.log_path(component)}:\n{_tail(self.log_path(component))}"
+            entry = state["components"][component]
+            if self._process(state, component):
+                return
+            reason = processes.exit_reason(entry.get("pid"))
+            taken = port_taken(log)
+            if taken:
+                raise _PortTaken(
+                    taken, f"{component} of sandbox {self.name!r} could not bind port {taken}: another program "
+                    f"took it after it was chosen; last lines of {log}:\n{_tail(log)}"
                 )
+            raise SandboxError(
+                f"{component} of sandbox {self.name!r} exited during start-up ({reason}); "
+                f"last lines of {log}:\n{_tail(log)}"
+            )
 
         def probe():
             alive()
@@ -402,10 +434,18 @@ class Sandbox:
             except (OSError, APIError):
                 return False
 
-        if not processes.wait_until(probe, timeout):
+        def note():
+            # Under CPU load a step can take long; say so rather than look stuck.
+            nonlocal next_note
+            if report and time.monotonic() >= next_note:
+                next_note += PROGRESS_EVERY
+                report(percent, f"still waiting for {what or component} ({time.monotonic() - began:.0f} s)")
+
+        if not processes.wait_until(probe, timeout, on_wait=note):
             raise SandboxError(
-                f"timed out after {timeout:.0f}s waiting for {what or component} in sandbox {self.name!r}; "
-                f"last lines of {self.log_path(component)}:\n{_tail(self.log_path(component))}"
+                f"timed out after {timeout:.0f}s waiting for {what or component} in sandbox {self.name!r} "
+                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs); "
+                f"last lines of {log}:\n{_tail(log)}"
             )
 
     def _stop_all(self, state: dict) -> None:
@@ -415,7 +455,7 @@ class Sandbox:
             if not entry:
                 continue
             try:
-                processes.stop(entry.get("pid"), entry["argv"][0], entry.get("started"))
+                processes.stop(entry.get("pid"), entry["argv"][0], entry.get("start_ticks"), started=entry.get("started"))
             except OSError as exc:
                 failures.append(str(exc))
                 continue

@@ -8,9 +8,8 @@ import fcntl
 import pytest
 from django.test import Client
 
-from clusters.drivers import sandbox_name
 from clusters.models import Cluster, ClusterState
-from clusters.sandbox import Sandbox
+from clusters.sandbox import Sandbox, sandbox_name
 from portal.celery import app
 from portal.models import Operation
 from tests.kube_fixtures import require_kube_binaries
@@ -38,7 +37,7 @@ def test_a_failed_removal_goes_to_error_and_can_be_retried(world, settings, tmp_
     assert response.status_code == 201, response.content
     cluster = Cluster.objects.get(pk=response.json()["id"])
     assert len(cluster.slug) > 40 - len("cluster-")
-    sandbox = Sandbox(sandbox_name(cluster.slug), root=tmp_path)
+    sandbox = Sandbox(sandbox_name(f"cluster-{cluster.slug}"), root=tmp_path)
     try:
         assert cluster.state == ClusterState.ACTIVE, Operation.objects.get(pk=response.json()["operation"]).error
         assert sandbox.is_running()
