@@ -5,6 +5,7 @@ from clusters.drivers import sandbox_nodes_error
 from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
+from portal.api.viewsets import MAX_ID
 from portal.validators import validate_dns1123_label
 
 
@@ -181,7 +182,7 @@ class ClusterImportSerializer(StrictSerializer):
 class WorkloadCreateSerializer(StrictSerializer):
     """``kubectl create deployment NAME --image=IMAGE --replicas=N`` through Corral."""
 
-    cluster = serializers.IntegerField()
+    cluster = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     namespace = serializers.CharField(max_length=63)
     name = serializers.CharField(max_length=63, validators=[validate_dns1123_label])
     image = serializers.RegexField(r"^[^\s]+$", max_length=500, error_messages={"invalid": "an image reference has no spaces, e.g. nginx:1.27"})
