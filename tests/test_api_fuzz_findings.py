@@ -122,3 +122,31 @@ def test_project_deletion_with_namespaces_deletes_them_in_the_cluster_then_the_p
     assert not Namespace.objects.filter(cluster=cluster, name=name).exists()
     phase = sandbox.kubectl("get", "namespace", name, "-o", "jsonpath={.status.phase}", check=False)
     assert phase.returncode != 0 or phase.stdout.strip() == "Terminating"
+
+
+def test_an_api_url_that_matches_nothing_is_a_json_404(api):
+    for path in ("/api/v1/clusters/0.5/", "/api/v1/projects/1.5/members/", "/api/v1/no-such-thing/"):
+        response = api.get(path)
+        assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+
+
+def test_an_object_given_for_a_list_is_refused(world):
+    admin = world.client(world.admin)
+    response = admin.post("/api/v1/alert-rules/", {"name": "r", "cluster": world.cluster.pk, "condition": "node-not-ready",
+                                                   "notifiers": {}}, format="json")
+    assert response.status_code == 400 and response.json() == {"notifiers": ["expected a list"]}
+
+
+def test_the_api_takes_json_only(api):
+    response = api.post("/api/v1/tokens/", {"description": "x"}, format="multipart")
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize("query, field", [("limit=-1", "limit"), ("limit=false", "limit"), ("offset=null", "offset"),
+                                          ("ready=null", "ready"), ("cluster=", "cluster"), ("phase=", None)])
+def test_query_parameters_are_checked(api, query, field):
+    response = api.get(f"/api/v1/pods/?{query}")
+    if field is None:  # a text filter may be empty
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 400 and field in response.json()

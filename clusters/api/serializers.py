@@ -5,8 +5,7 @@ from clusters.drivers import sandbox_nodes_error
 from clusters.models import Cluster, ClusterDriver, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
-from portal.api.viewsets import MAX_ID
-from portal.validators import validate_dns1123_label
+from portal.validators import MAX_ID, validate_dns1123_label
 
 
 class BriefClusterSerializer(BriefSerializer):
@@ -16,7 +15,8 @@ class BriefClusterSerializer(BriefSerializer):
 
 
 class ClusterSerializer(ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    api_endpoint = serializers.CharField(read_only=True)  # empty until provisioned: not always a URL
     has_credentials = serializers.BooleanField(read_only=True)
     summary = serializers.SerializerMethodField()
 
@@ -94,7 +94,7 @@ class NodeSerializer(InventorySerializer):
 
 
 class NamespaceSerializer(InventorySerializer):
-    project_name = serializers.CharField(source="project.name", read_only=True, default=None)
+    project_name = serializers.CharField(source="project.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Namespace
@@ -131,7 +131,7 @@ class ServiceSerializer(NamespacedSerializer):
 
 
 class ClusterEventSerializer(InventorySerializer):
-    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None)
+    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ClusterEvent

@@ -2,8 +2,11 @@
 
 import django_filters
 from django import forms
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 
-from portal.api.viewsets import MAX_ID
+from portal.validators import MAX_ID
 
 
 class IdField(forms.IntegerField):
@@ -13,7 +16,27 @@ class IdField(forms.IntegerField):
         super().__init__(*args, **kwargs)
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """``?cluster=<id>``: a whole number in the range of ids, else a 400 naming the parameter."""
 
     field_class = IdField
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter, strictly: a typed filter given an empty value, or a boolean filter given
+    anything but true/false, is a 400 naming it (django-filter would quietly not filter)."""
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is not None:
+            errors = {}
+            for name, filter_ in filterset.filters.items():
+                for value in request.query_params.getlist(name):
+                    if isinstance(filter_, django_filters.BooleanFilter) and value not in ("true", "false"):
+                        errors[name] = ["must be true or false"]
+                    elif value == "" and not isinstance(filter_, django_filters.CharFilter):
+                        errors[name] = ["must not be empty"]
+            if errors:
+                raise ValidationError(errors)
+        return super().filter_queryset(request, queryset, view)

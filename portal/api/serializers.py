@@ -54,10 +54,15 @@ class StrictMixin:
             raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
         writable = {name for name, field in self.fields.items() if not field.read_only}
         unknown = sorted(set(data) - writable)
-        if unknown:
-            errors = {}
-            for name in unknown:
-                errors[name] = ["read-only field"] if name in self.fields else ["unknown field"]
+        errors = {}
+        for name in unknown:
+            errors[name] = ["read-only field"] if name in self.fields else ["unknown field"]
+        for name in writable:
+            # DRF takes any iterable as a list: an object given for a list would count as its keys.
+            many = isinstance(self.fields[name], serializers.ManyRelatedField | serializers.ListField)
+            if many and isinstance(data.get(name), dict):
+                errors[name] = ["expected a list"]
+        if errors:
             raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 

@@ -5,9 +5,7 @@ from django.db import transaction
 from rest_framework import exceptions, mixins, viewsets
 
 from portal.permissions import ADD, CHANGE, DELETE, VIEW, can, can_add
-
-# Ids are PostgreSQL bigints: anything else in the path names no object.
-MAX_ID = 2**63 - 1
+from portal.validators import MAX_ID
 
 ACTION_FOR_METHOD = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": ADD, "PUT": CHANGE, "PATCH": CHANGE, "DELETE": DELETE}
 

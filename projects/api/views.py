@@ -4,6 +4,7 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from clusters.api.serializers import NamespaceSerializer
 from clusters.models import Namespace
 from portal import operations
 from portal.api.portal_serializers import OperationSerializer
@@ -19,8 +20,6 @@ PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-leas
 
 
 def _namespace_data(namespace):
-    from clusters.api.serializers import NamespaceSerializer
-
     return NamespaceSerializer(namespace).data
 
 
@@ -74,7 +73,8 @@ class ProjectViewSet(ModelViewSet):
             project.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=s.NamespaceCreateSerializer, responses={201: None})
+    @extend_schema(methods=["GET"], responses=NamespaceSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.NamespaceCreateSerializer, responses={201: NamespaceSerializer})
     @action(detail=True, methods=["get", "post"])
     def namespaces(self, request, pk=None):
         """List the project's namespaces, or create one (Corral then creates it in the cluster)."""
@@ -97,7 +97,8 @@ class ProjectViewSet(ModelViewSet):
             record("create", namespace, after={"name": name, "project": project.pk, "resource_quota": own})
         return Response(_namespace_data(namespace), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.ProjectMembershipSerializer, responses={201: s.ProjectMembershipSerializer})
+    @extend_schema(methods=["GET"], responses=s.ProjectMembershipSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.ProjectMemberSerializer, responses={201: s.ProjectMembershipSerializer})
     @action(detail=True, methods=["get", "post"])
     def members(self, request, pk=None):
         """List the project's members, or add a user or group with a role."""
