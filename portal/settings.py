@@ -262,6 +262,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.api.schema.document_error_responses",  # 400/401/403/404/409/413/415 where they occur
+        "portal.api.schema.link_created_objects",  # POST /things/ -> /things/{id}/...
     ],
     # Serve Swagger UI from Corral itself, not a CDN: the docs work on air-gapped installs.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -271,6 +272,9 @@ SPECTACULAR_SETTINGS = {
         "ClusterStateEnum": "clusters.models.ClusterState",
         "OperationStatusEnum": "portal.models.OperationStatus",
         "AlertStateEnum": "monitoring.models.AlertState",
+        "GlobalRoleEnum": "portal.models.GlobalRole",
+        "ClusterRoleEnum": "clusters.models.ClusterMembership.Role",
+        "ProjectRoleEnum": "projects.models.ProjectMembership.Role",
     },
 }
 

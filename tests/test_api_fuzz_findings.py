@@ -150,3 +150,16 @@ def test_query_parameters_are_checked(api, query, field):
         assert response.status_code == 200
     else:
         assert response.status_code == 400 and field in response.json()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"description": "x", "read_only": 0}, "read_only"),
+    ({"description": "x", "read_only": "true"}, "read_only"),
+    ({"description": 5}, "description"),
+    ({"expires_in_days": "7"}, "expires_in_days"),
+    ({"expires_in_days": 7.0}, "expires_in_days"),
+    ({"expires_in_days": True}, "expires_in_days"),
+])
+def test_json_values_must_have_the_documented_type(api, body, field):
+    response = api.post("/api/v1/tokens/", body, format="json")
+    assert response.status_code == 400 and field in response.json(), response.content

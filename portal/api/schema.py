@@ -41,6 +41,25 @@ def error_codes(path, method, operation):
     return codes
 
 
+def link_created_objects(result, generator, request, public):
+    """OpenAPI links from each ``POST /things/`` (201, with an ``id``) to the operations on
+    ``/things/{id}/...``: clients (and schemathesis' stateful phase) can follow what a call made."""
+    paths = result.get("paths", {})
+    for path, operations in paths.items():
+        created = operations.get("post", {}).get("responses", {}).get("201")
+        if created is None or "{" in path:
+            continue
+        for target, target_operations in paths.items():
+            if not target.startswith(f"{path}{{id}}/"):
+                continue
+            for method, operation in target_operations.items():
+                if method in {"get", "post", "put", "patch", "delete"} and "operationId" in operation:
+                    created.setdefault("links", {})[operation["operationId"]] = {
+                        "operationId": operation["operationId"], "parameters": {"id": "$response.body#/id"},
+                    }
+    return result
+
+
 def document_error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
     reference = {"$ref": "#/components/schemas/Error"}

@@ -75,7 +75,7 @@ class ProjectViewSet(ModelViewSet):
 
     @extend_schema(methods=["GET"], responses=NamespaceSerializer(many=True))
     @extend_schema(methods=["POST"], request=s.NamespaceCreateSerializer, responses={201: NamespaceSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def namespaces(self, request, pk=None):
         """List the project's namespaces, or create one (Corral then creates it in the cluster)."""
         project = self.get_object() if request.method == "GET" else self._project_for_add(Namespace)
@@ -99,7 +99,7 @@ class ProjectViewSet(ModelViewSet):
 
     @extend_schema(methods=["GET"], responses=s.ProjectMembershipSerializer(many=True))
     @extend_schema(methods=["POST"], request=s.ProjectMemberSerializer, responses={201: s.ProjectMembershipSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def members(self, request, pk=None):
         """List the project's members, or add a user or group with a role."""
         if request.method == "GET":
