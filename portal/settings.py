@@ -237,7 +237,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("PORTAL_API_PAGE_SIZE", 50),
     "DEFAULT_FILTER_BACKENDS": [
         "portal.api.filters.FilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "portal.api.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
     # The API takes JSON only (nesting depth capped): one body format to validate and document.

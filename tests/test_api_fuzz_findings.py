@@ -163,3 +163,8 @@ def test_query_parameters_are_checked(api, query, field):
 def test_json_values_must_have_the_documented_type(api, body, field):
     response = api.post("/api/v1/tokens/", body, format="json")
     assert response.status_code == 400 and field in response.json(), response.content
+
+
+def test_a_refused_search_is_an_error_object_naming_it(api):
+    response = api.get("/api/v1/nodes/?search=%00")
+    assert response.status_code == 400 and response.json() == {"search": ["Null characters are not allowed."]}

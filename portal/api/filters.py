@@ -4,6 +4,7 @@ import django_filters
 from django import forms
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema_field
+from rest_framework import filters
 from rest_framework.exceptions import ValidationError
 
 from portal.validators import MAX_ID
@@ -40,3 +41,13 @@ class FilterBackend(DjangoFilterBackend):
             if errors:
                 raise ValidationError(errors)
         return super().filter_queryset(request, queryset, view)
+
+
+class SearchFilter(filters.SearchFilter):
+    """DRF's search, with its refusals (a NUL character) named by the parameter like every other."""
+
+    def get_search_terms(self, request):
+        try:
+            return super().get_search_terms(request)
+        except ValidationError as exc:
+            raise ValidationError({self.search_param: exc.detail}) from None
