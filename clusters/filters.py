@@ -1,6 +1,7 @@
 import django_filters
 
 from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+from portal.api.filters import IdFilter
 
 
 class ClusterFilter(django_filters.FilterSet):
@@ -16,13 +17,13 @@ class ClusterFilter(django_filters.FilterSet):
 
 
 class InventoryFilter(django_filters.FilterSet):
-    cluster = django_filters.NumberFilter(field_name="cluster_id")
+    cluster = IdFilter(field_name="cluster_id")
     name = django_filters.CharFilter(lookup_expr="icontains")
 
 
 class NamespacedFilter(InventoryFilter):
     namespace = django_filters.CharFilter(field_name="namespace__name")
-    project = django_filters.NumberFilter(field_name="namespace__project_id")
+    project = IdFilter(field_name="namespace__project_id")
 
 
 class ImageFilterMixin(django_filters.FilterSet):
@@ -52,7 +53,7 @@ class WorkloadFilter(ImageFilterMixin, NamespacedFilter):
 
 class PodFilter(ImageFilterMixin, NamespacedFilter):
     node = django_filters.CharFilter(field_name="node_name")
-    workload = django_filters.NumberFilter(field_name="workload_id")
+    workload = IdFilter(field_name="workload_id")
 
     class Meta:
         model = Pod

@@ -11,12 +11,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from portal.consumers import LiveConsumer  # noqa: E402
+from portal.limits import BodyLimitMiddleware, limit_daphne_requests  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", LiveConsumer.as_asgi())]
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+# Under daphne the body must be refused in the server itself: it queues whole bodies before the app runs.
+limit_daphne_requests()

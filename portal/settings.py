@@ -270,10 +270,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.Pagination",
     "PAGE_SIZE": env_int("PORTAL_API_PAGE_SIZE", 50),
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.SearchFilter",
+        "portal.api.filters.FilterBackend",
+        "portal.api.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
+    # The API takes JSON only (nesting depth capped): one body format to validate and document.
+    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
@@ -290,6 +293,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api.schema.document_error_responses",  # 400/401/403/404/409/413/415 where they occur
+        "portal.api.schema.link_created_objects",  # POST /things/ -> /things/{id}/...
+    ],
     # Serve Swagger UI from Corral itself, not a CDN: the docs work on air-gapped installs.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -298,6 +306,9 @@ SPECTACULAR_SETTINGS = {
         "ClusterStateEnum": "clusters.models.ClusterState",
         "OperationStatusEnum": "portal.models.OperationStatus",
         "AlertStateEnum": "monitoring.models.AlertState",
+        "GlobalRoleEnum": "portal.models.GlobalRole",
+        "ClusterRoleEnum": "clusters.models.ClusterMembership.Role",
+        "ProjectRoleEnum": "projects.models.ProjectMembership.Role",
     },
 }
 

@@ -26,3 +26,5 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file: no inline script for the CSP to refuse.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="portal/api_docs.html"), name="api-docs"),
 ]
+
+handler404 = "portal.api.exceptions.not_found"  # JSON under /api/, the page elsewhere

@@ -4,6 +4,9 @@ import re
 
 from django.core.exceptions import ValidationError
 
+# Ids are PostgreSQL bigints: a larger number names no object.
+MAX_ID = 2**63 - 1
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 

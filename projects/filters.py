@@ -1,5 +1,6 @@
 import django_filters
 
+from portal.api.filters import IdFilter
 from projects.models import Project, ProjectMembership
 
 
@@ -14,7 +15,7 @@ class ProjectFilter(django_filters.FilterSet):
 class ProjectMembershipFilter(django_filters.FilterSet):
     user = django_filters.CharFilter(field_name="user__username")
     group = django_filters.CharFilter(field_name="group__name")
-    cluster = django_filters.NumberFilter(field_name="project__cluster_id")
+    cluster = IdFilter(field_name="project__cluster_id")
 
     class Meta:
         model = ProjectMembership

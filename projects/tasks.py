@@ -56,5 +56,20 @@ def reconcile_all_clusters():
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)
-def delete_namespaces(cluster_id, names):
-    reconciler.delete_namespaces(cluster_id, names)
+def delete_project(operation_id, project_id, names):
+    """A project deleted with its namespaces: the namespaces in the cluster first, then the rows,
+    so a failure leaves the project as it is and the operation failed with the reason."""
+    from portal.operations import Progress
+    from projects.models import Project
+
+    with Progress(operation_id) as progress:
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            progress.step(100, "the project was already deleted")
+            return
+        progress.step(10, f"deleting namespaces {', '.join(names)} in the cluster"[:300])
+        reconciler.delete_namespaces(project.cluster_id, names)
+        with transaction.atomic():
+            project.namespaces.filter(name__in=names).delete()
+            project.delete()
+        progress.step(100, "namespaces and project deleted")

@@ -16,7 +16,7 @@ from clusters.models import (
 )
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
-from portal.validators import validate_dns1123_label
+from portal.validators import MAX_ID, validate_dns1123_label
 
 
 class BriefClusterSerializer(BriefSerializer):
@@ -26,7 +26,8 @@ class BriefClusterSerializer(BriefSerializer):
 
 
 class ClusterSerializer(ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    api_endpoint = serializers.CharField(read_only=True)  # empty until provisioned: not always a URL
     has_credentials = serializers.BooleanField(read_only=True)
     summary = serializers.SerializerMethodField()
 
@@ -106,7 +107,7 @@ class NodeSerializer(InventorySerializer):
 
 
 class NamespaceSerializer(InventorySerializer):
-    project_name = serializers.CharField(source="project.name", read_only=True, default=None)
+    project_name = serializers.CharField(source="project.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = Namespace
@@ -143,7 +144,7 @@ class ServiceSerializer(NamespacedSerializer):
 
 
 class ClusterEventSerializer(InventorySerializer):
-    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None)
+    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = ClusterEvent
@@ -195,7 +196,7 @@ class ClusterImportSerializer(StrictSerializer):
 class WorkloadCreateSerializer(StrictSerializer):
     """``kubectl create deployment NAME --image=IMAGE --replicas=N`` through Corral."""
 
-    cluster = serializers.IntegerField()
+    cluster = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     namespace = serializers.CharField(max_length=63)
     name = serializers.CharField(max_length=63, validators=[validate_dns1123_label])
     image = serializers.RegexField(r"^[^\s]+$", max_length=500, error_messages={"invalid": "an image reference has no spaces, e.g. nginx:1.27"})

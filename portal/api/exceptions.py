@@ -35,4 +35,18 @@ def exception_handler(exc, context):
     elif isinstance(exc, IntegrityError):
         log.warning("integrity error turned into 409: %s", exc)
         return Response({"detail": "conflicts with an existing object"}, status=status.HTTP_409_CONFLICT)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, list):
+        # An error is always an object (as the schema says): a bare list of messages becomes its detail.
+        response.data = {"detail": " ".join(str(message) for message in response.data)}
+    return response
+
+
+def not_found(request, exception=None):
+    """``handler404``: a URL under /api/ that matches nothing answers in JSON like every API error."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)

@@ -20,7 +20,7 @@ class BriefGroupSerializer(BriefSerializer):
 
 
 class OperationSerializer(serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Operation

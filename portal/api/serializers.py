@@ -42,6 +42,36 @@ def restrict_references(fields, request):
     return fields
 
 
+def json_type_problem(field, value):
+    """What is wrong with the JSON type of ``value`` for ``field``, or None.  DRF coerces ("5" and
+    5.0 for an integer, 0 for a boolean, 5 for a text, an object for a list); the API takes JSON
+    values of the documented type, so what the schema says is what is accepted."""
+    if value is None:
+        return None  # the field itself says whether null is allowed
+    s = serializers
+    if isinstance(field, s.ManyRelatedField):
+        if not isinstance(value, list):
+            return "expected a list"
+        return next(filter(None, (json_type_problem(field.child_relation, v) for v in value)), None)
+    if isinstance(field, s.ListField):
+        if not isinstance(value, list):
+            return "expected a list"
+        return next(filter(None, (json_type_problem(field.child, v) for v in value)), None)
+    if isinstance(field, s.DictField):
+        if not isinstance(value, dict):
+            return "expected an object"
+        return next(filter(None, (json_type_problem(field.child, v) for v in value.values())), None)
+    if isinstance(field, s.BooleanField):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(field, s.IntegerField | s.PrimaryKeyRelatedField):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if isinstance(field, s.FloatField):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "expected a number"
+    if isinstance(field, s.CharField | s.ChoiceField | s.SlugRelatedField):
+        return None if isinstance(value, str) else "expected a string"
+    return None
+
+
 class StrictMixin:
     """Reject fields the serializer does not know, or may not write, naming them.  References
     to other objects resolve only to what the caller may see."""
@@ -54,10 +84,21 @@ class StrictMixin:
             raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
         writable = {name for name, field in self.fields.items() if not field.read_only}
         unknown = sorted(set(data) - writable)
-        if unknown:
-            errors = {}
-            for name in unknown:
-                errors[name] = ["read-only field"] if name in self.fields else ["unknown field"]
+        errors = {}
+        for name in unknown:
+            errors[name] = ["read-only field"] if name in self.fields else ["unknown field"]
+        for name in writable & set(data):
+            problem = json_type_problem(self.fields[name], data[name])
+            if problem:
+                errors[name] = [problem]
+        if errors:
+            # Name every refused field, not only the ones refused for their type.
+            typed = {name: value for name, value in data.items() if name not in errors}
+            try:
+                super().to_internal_value(typed)
+            except serializers.ValidationError as exc:
+                if isinstance(exc.detail, dict):
+                    errors = {**exc.detail, **errors}
             raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 

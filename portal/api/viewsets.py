@@ -5,6 +5,7 @@ from django.db import transaction
 from rest_framework import exceptions, mixins, viewsets
 
 from portal.permissions import ADD, CHANGE, DELETE, VIEW, binding_scope, can, can_add, may_grant
+from portal.validators import MAX_ID
 
 ACTION_FOR_METHOD = {"GET": VIEW, "HEAD": VIEW, "OPTIONS": VIEW, "POST": ADD, "PUT": CHANGE, "PATCH": CHANGE, "DELETE": DELETE}
 
@@ -14,6 +15,12 @@ class RestrictedViewSetMixin:
 
     # Extra actions that change things: name -> permission action checked on the object.
     object_actions = {}
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        if lookup is not None and not (lookup.isascii() and lookup.isdigit() and 0 < int(lookup) <= MAX_ID):
+            raise exceptions.NotFound()
 
     def get_queryset(self):
         return super().get_queryset().restrict(self.request.user, VIEW)

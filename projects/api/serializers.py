@@ -12,7 +12,7 @@ from projects.quotas import summary
 
 class ProjectSerializer(ModelSerializer):
     cluster = serializers.PrimaryKeyRelatedField(queryset=Cluster.objects.all())
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     namespaces = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     quota = serializers.SerializerMethodField(help_text="pool, allocated to namespaces, used (as the cluster reports), left")
 

@@ -4,7 +4,10 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from clusters.api.serializers import NamespaceSerializer
 from clusters.models import Namespace
+from portal import operations
+from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, check_grant
 from portal.audit import record
 from portal.permissions import CHANGE, VIEW, can, can_add
@@ -17,8 +20,6 @@ PROTECTED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-leas
 
 
 def _namespace_data(namespace):
-    from clusters.api.serializers import NamespaceSerializer
-
     return NamespaceSerializer(namespace).data
 
 
@@ -42,33 +43,39 @@ class ProjectViewSet(ModelViewSet):
         with transaction.atomic():
             return super().update(request, *args, **kwargs)
 
-    @extend_schema(parameters=[OpenApiParameter("delete_namespaces", bool, description="also delete its namespaces in the cluster")])
+    @extend_schema(
+        parameters=[OpenApiParameter("delete_namespaces", bool, description="also delete its namespaces in the cluster")],
+        responses={204: None, 202: OperationSerializer},
+    )
     def destroy(self, request, *args, **kwargs):
-        """Delete a project.  Its namespaces stay (unassigned) unless ``?delete_namespaces=true``."""
+        """Delete a project.  Its namespaces stay (unassigned) unless ``?delete_namespaces=true``:
+        then the deletion is an operation (202) that deletes them in the cluster first and the
+        project after, so a failure leaves the project and its namespaces as they are, and says why."""
         project = self.get_object()
         wanted = request.query_params.get("delete_namespaces", "false").lower()
         if wanted not in ("true", "false", "1", "0", "yes", "no"):
             raise exceptions.ValidationError({"delete_namespaces": ["must be true or false"]})
         if project.is_system:
             raise exceptions.ValidationError({"project": ["the System project holds the cluster's own namespaces and cannot be deleted"]})
-        delete_namespaces = wanted in ("true", "1", "yes")
-        with transaction.atomic():
-            names = sorted(project.namespaces.values_list("name", flat=True))
-            if delete_namespaces:
-                protected = sorted(PROTECTED_NAMESPACES & set(names))
-                if protected:
-                    raise exceptions.ValidationError({"delete_namespaces": [f"Corral never deletes {', '.join(protected)}; move them out first"]})
-                Namespace.objects.filter(project=project).delete()
-                record("action", project, message=f"deleting namespaces {', '.join(names)}"[:300])
-                cluster_id = project.cluster_id
-                from projects.tasks import delete_namespaces as task
+        names = sorted(project.namespaces.values_list("name", flat=True))
+        if wanted in ("true", "1", "yes") and names:
+            protected = sorted(PROTECTED_NAMESPACES & set(names))
+            if protected:
+                raise exceptions.ValidationError({"delete_namespaces": [f"Corral never deletes {', '.join(protected)}; move them out first"]})
+            from projects.tasks import delete_project
 
-                transaction.on_commit(lambda: task.delay(cluster_id, names))
+            with transaction.atomic():
+                record("action", project, message=f"deleting with namespaces {', '.join(names)}"[:300])
+                op = operations.start("delete-project", delete_project, cluster=project.cluster, target=f"project {project.name}",
+                                      user=request.user, args=(project.pk, names))
+            return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+        with transaction.atomic():
             project.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=s.NamespaceCreateSerializer, responses={201: None})
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], responses=NamespaceSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.NamespaceCreateSerializer, responses={201: NamespaceSerializer})
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def namespaces(self, request, pk=None):
         """List the project's namespaces, or create one (Corral then creates it in the cluster)."""
         project = self.get_object() if request.method == "GET" else self._project_for_add(Namespace)
@@ -90,8 +97,9 @@ class ProjectViewSet(ModelViewSet):
             record("create", namespace, after={"name": name, "project": project.pk, "resource_quota": own})
         return Response(_namespace_data(namespace), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.ProjectMembershipSerializer, responses={201: s.ProjectMembershipSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @extend_schema(methods=["GET"], responses=s.ProjectMembershipSerializer(many=True))
+    @extend_schema(methods=["POST"], request=s.ProjectMemberSerializer, responses={201: s.ProjectMembershipSerializer})
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def members(self, request, pk=None):
         """List the project's members, or add a user or group with a role."""
         if request.method == "GET":
