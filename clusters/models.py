@@ -130,6 +130,13 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     def has_credentials(self):
         return bool(self.credentials)
 
+    def sync_warnings_for(self, user):
+        """The sync warnings ``user`` may read: they name objects anywhere in the cluster, so they
+        are for those who may change the cluster (its owners, administrators)."""
+        from portal.permissions import CHANGE, can
+
+        return self.sync_warnings if self.sync_warnings and can(user, CHANGE, self) else []
+
 
 class ClusterMembership(RoleBindingBase):
     class Role(models.TextChoices):

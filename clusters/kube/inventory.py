@@ -369,8 +369,11 @@ class SyncWriter:
                 except Exception as exc:  # noqa: BLE001 - one odd object must not stop the sync
                     self._warn(resource, obj, f"cannot be read: {exc!r}")
             unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
-            for row, why in store.upsert(model, self.cluster, rows, unique):
-                self._warn(resource, {"metadata": {"name": row.get("name"), "uid": row.get("uid")}}, why)
+            failed = store.upsert(model, self.cluster, rows, unique)
+            if failed:
+                by_key = {_key(resource, o): o for o in items}
+                for row, why in failed:
+                    self._warn(resource, by_key.get(row[unique[-1]], {}), why)
         if resource == "namespaces":
             self.ns_ids.update(Namespace.objects.filter(cluster=self.cluster, name__in=keys).values_list("name", "id"))
         elif resource == "nodes":
@@ -394,8 +397,9 @@ class SyncWriter:
                         rows.append(event_fields(obj) | {"namespace_id": self._namespace_id(_namespace_of(obj))})
                     except Exception as exc:  # noqa: BLE001
                         self._warn("events", obj, f"cannot be read: {exc!r}")
+            by_uid = {uid: obj for _, uid, _, obj in recent}
             for row, why in store.upsert(ClusterEvent, self.cluster, rows):
-                self._warn("events", {"metadata": {"name": row.get("name"), "uid": row.get("uid")}}, why)
+                self._warn("events", by_uid.get(row["uid"], {}), why)
             # Only the most recent warnings are kept: the rest go (events are not watched).
             ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).delete()
 

@@ -118,9 +118,9 @@ def upsert(model, cluster, rows, unique=("cluster", "uid")):
         with transaction.atomic():
             _write(model, cluster, rows, unique)
         return []
-    except DatabaseError:
+    except DatabaseError as exc:
         if len(rows) == 1:
-            raise
+            return [(rows[0], str(exc).splitlines()[0])]
     failed = []  # one row the database refuses must not stop the others: find it, row by row
     for row in rows:
         try:
@@ -175,8 +175,8 @@ def _copy_upsert(model, cluster, rows, now, unique):
 
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE TEMPORARY TABLE "{temp}" AS SELECT {quoted} FROM "{table}" WITH NO DATA')
-        raw = cursor.cursor  # psycopg's own cursor, for COPY
-        with raw.copy(f'COPY "{temp}" ({quoted}) FROM STDIN') as copy:
+        raw = cursor.cursor  # psycopg's own cursor, for COPY (its errors wrapped as Django's)
+        with connection.wrap_database_errors, raw.copy(f'COPY "{temp}" ({quoted}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row([value(field, row) for field in fields])
         cursor.execute(
