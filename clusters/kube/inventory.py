@@ -490,8 +490,6 @@ def apply_change(cluster, resource, kind, obj):
                 model.objects.filter(cluster=cluster, uid=uid).delete()
             store.bury(cluster, [uid])
             return None, uid
-        if store.tombstoned(cluster, [uid]):
-            return None, None
         try:
             row = row_for(cluster, resource, obj)
         except Exception as exc:  # noqa: BLE001 - one odd object must not stop the others
@@ -502,12 +500,20 @@ def apply_change(cluster, resource, kind, obj):
         lookup = {"name": row.pop("name")} if resource == "namespaces" else {"uid": row.pop("uid")}
         if resource == "namespaces":
             row["uid"] = uid
-        held = model.objects.filter(cluster=cluster, **lookup).values_list("resource_version", flat=True).first()
-        if held is not None and store.rv_older(row.get("resource_version"), held):
-            return None, None  # an older event than what a resync already wrote
+        instance = model.objects.select_for_update().filter(cluster=cluster, **lookup).first()
+        if instance is None and store.tombstoned(cluster, [uid]):
+            return None, None  # deleted already: an event from before the deletion
+        if instance is not None and store.rv_older(row.get("resource_version"), instance.resource_version):
+            return None, None  # older than what a resync already wrote
         try:
             with transaction.atomic():
-                instance, _ = model.objects.update_or_create(cluster=cluster, **lookup, defaults={**row, "synced": timezone.now()})
+                if instance is None:
+                    instance = model.objects.create(cluster=cluster, **lookup, **row, synced=timezone.now())
+                else:
+                    for name, value in row.items():
+                        setattr(instance, name, value)
+                    instance.synced = timezone.now()
+                    instance.save()
         except DatabaseError as exc:
             return _not_stored(cluster, resource, obj, str(exc).splitlines()[0])
     return instance, None

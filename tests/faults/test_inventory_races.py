@@ -65,10 +65,15 @@ def test_watch_events_and_resyncs_at_once_leave_the_inventory_exact(sandbox, kub
     stop, resyncs, failures = threading.Event(), [], []
 
     def resync_over_and_over():
+        """Celery's resync and the watcher's relist (through its writer thread), by turns."""
         try:
             while not stop.is_set():
                 try:
-                    resyncs.append(sync.sync(cluster.pk))
+                    if len(resyncs) % 2:
+                        watch.relist()
+                        resyncs.append("relist")
+                    else:
+                        resyncs.append(sync.sync(cluster.pk))
                 except sync.SyncBusy:  # the watcher's own list
                     time.sleep(0.2)
                 except Exception as exc:  # noqa: BLE001 - reported by the test below
@@ -89,7 +94,7 @@ def test_watch_events_and_resyncs_at_once_leave_the_inventory_exact(sandbox, kub
                            after_each=lambda done: done == CHANGES - 150 and stop.set())
         resyncer.join(timeout=300)
         assert not failures, failures
-        assert len(resyncs) >= 2, "too few resyncs ran alongside the changes"
+        assert len(resyncs) >= 2, "a resync and a relist at least should overlap the changes"
         assert made["delete"] > 100 and made["create"] > 100 and made["update"] > 100
         assert_matches(cluster, api, timeout=60)
         assert Pod.objects.filter(cluster=cluster, namespace__name=kube_namespace).count() == made["create"] - made["delete"]
