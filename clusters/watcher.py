@@ -38,7 +38,7 @@ WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
 WRITERS = 4
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, watch threads wait (back-pressure)
-# Full relists at once: each holds a database connection and reads a whole cluster.
+# Full relists at once: each reads a whole cluster (a page at a time) and writes through the writers.
 RELISTS = threading.BoundedSemaphore(4)
 
 
