@@ -44,3 +44,36 @@ def load_bench_module(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class PeakRSS:
+    """The highest resident memory of this process while the block runs, sampled every 10 ms:
+    ``with PeakRSS() as peak: ...`` then ``peak.base`` and ``peak.max`` in bytes."""
+
+    def __init__(self, interval=0.01):
+        import psutil
+
+        self.process, self.interval = psutil.Process(), interval
+        self.base = self.max = 0
+
+    def __enter__(self):
+        import threading
+
+        self.base = self.max = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.interval):
+            self.max = max(self.max, self.process.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.max = max(self.max, self.process.memory_info().rss)
+
+    @property
+    def grew(self):
+        return self.max - self.base

@@ -2,15 +2,23 @@
 
     python bench/sync.py                          # 1,000 nodes + 10,000 pods (the issue's size)
     python bench/sync.py --nodes 100 --pods 1000  # quicker
+    python bench/sync.py --memory-only            # peak memory of a first sync and a resync only
+    python bench/sync.py --sandbox-dir DIR        # use a running, populated sandbox (kept afterwards)
 
 Corral's way (clusters/kube/inventory.py): paginated list calls read as raw JSON, bulk upserts keyed
 by (cluster, uid), one transaction.  The naive way, in the same process against the same cluster
 and database: the kubernetes client's typed list calls (model objects for every item, unpaginated)
 and one update_or_create per row.  Both write the same rows; the figures are objects per second and
-the ratio.  Needs `make kube-tools`; uses a throwaway PostgreSQL database.
+the ratio.  Peak memory: each of Corral's syncs also runs on its own in a fresh process, which
+reports how far its resident memory rose above where it was after start-up (sampled every 10 ms).
+Needs `make kube-tools`; uses a throwaway PostgreSQL database.
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -123,12 +131,51 @@ def populate(sandbox, pods, deployments, ready_replicas):
     print(f"  {per * deployments:,} pods Ready after {time.monotonic() - started:.0f} s", flush=True)
 
 
+def measured_sync(cluster_id):
+    """In a fresh process (``--measure``): one sync, and how far resident memory rose."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    import django
+
+    django.setup()
+    from clusters import sync
+    from clusters.kube import client, inventory  # noqa: F401 - imported before the baseline
+
+    started = time.perf_counter()
+    with benchdb.PeakRSS() as peak:
+        counts = sync.sync(cluster_id)
+    print(json.dumps({"objects": sum(counts.values()), "seconds": time.perf_counter() - started, "base": peak.base, "peak": peak.max}))
+
+
+def peak_memory(cluster_id, label):
+    result = subprocess.run([sys.executable, __file__, "--measure", str(cluster_id)], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"the measured sync failed:\n{result.stderr[-3000:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    MiB = 2**20
+    print(f"  {label:<20} peak memory {figures['peak'] / MiB:6,.0f} MiB resident, {(figures['peak'] - figures['base']) / MiB:6,.0f} MiB "
+          f"above the process before it ({figures['objects']:,} objects in {figures['seconds']:.1f} s)", flush=True)
+
+
+def memory(creds):
+    """A first sync (empty inventory) and a resync, each in a fresh process."""
+    from clusters.models import Cluster
+
+    cluster = Cluster.objects.create(name="corral-memory", driver="imported", state="active", credentials=creds)
+    peak_memory(cluster.pk, "corral, first sync")
+    peak_memory(cluster.pk, "corral, resync")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--deployments", type=int, default=10)
+    parser.add_argument("--memory-only", action="store_true", help="only the peak memory of Corral's first sync and resync")
+    parser.add_argument("--sandbox-dir", type=Path, help="a running sandbox with its pods (left running)")
+    parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        return measured_sync(args.measure)
 
     benchdb.setup("corral_bench_sync")
     sandbox_bench = benchdb.load_bench_module("sandbox")
@@ -137,14 +184,20 @@ def main():
     from clusters.sandbox import Sandbox
 
     with tempfile.TemporaryDirectory(prefix="corral-bench-sync-") as tmp:
-        sandbox = Sandbox("bench-sync", Path(tmp))
-        print(f"starting a sandbox with {args.nodes:,} nodes and {args.pods:,} pods ...", flush=True)
-        sandbox.up(nodes=args.nodes, timeout=900)
+        if args.sandbox_dir:
+            sandbox = Sandbox(args.sandbox_dir.name, args.sandbox_dir.parent)
+        else:
+            sandbox = Sandbox("bench-sync", Path(tmp))
+            print(f"starting a sandbox with {args.nodes:,} nodes and {args.pods:,} pods ...", flush=True)
+            sandbox.up(nodes=args.nodes, timeout=900)
         try:
-            populate(sandbox, args.pods, args.deployments, sandbox_bench.ready_replicas)
+            if not args.sandbox_dir:
+                populate(sandbox, args.pods, args.deployments, sandbox_bench.ready_replicas)
             creds = {"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem}
             corral = Cluster.objects.create(name="corral-way", driver="imported", state="active", credentials=creds)
             naive = Cluster.objects.create(name="naive-way", driver="imported", state="active", credentials=creds)
+            if args.memory_only:
+                return memory(creds)
 
             results = {}
             for label, run in (("corral, first sync", lambda: sum(sync.sync(corral.pk).values())),
@@ -160,8 +213,10 @@ def main():
             for kind in ("first sync", "resync"):
                 c, n = results[f"corral, {kind}"], results[f"naive, {kind}"]
                 print(f"  ratio ({kind}): corral is {(c[0] / c[1]) / (n[0] / n[1]):.1f}x the naive way (target: at least 5x)")
+            memory(creds)
         finally:
-            sandbox.down()
+            if not args.sandbox_dir:
+                sandbox.down()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How many clusters one watcher process can follow: N clusters registered against one sandbox
 (each change in the sandbox is then N changes for Corral), measuring the watcher's threads and
-memory once every cluster is listed, and how long a pod deletion takes to reach all N inventories.
+memory once every cluster is listed (and its peak while listing), and how long a pod deletion takes to reach all N inventories.
 
     python bench/watcher.py --clusters 100
 """
@@ -43,18 +43,20 @@ def main():
             base_threads, base_rss = process.num_threads(), process.memory_info().rss
             supervisor = Supervisor(poll_seconds=2)
             started = time.monotonic()
-            threading.Thread(target=supervisor.run, daemon=True).start()
-            total = args.clusters * args.pods
-            while Pod.objects.filter(phase="Running").count() < total:
-                assert time.monotonic() - started < 900, "the initial lists never finished"
-                time.sleep(1)
-            time.sleep(5)  # let every watch connect
+            with benchdb.PeakRSS() as peak:
+                threading.Thread(target=supervisor.run, daemon=True).start()
+                total = args.clusters * args.pods
+                while Pod.objects.filter(phase="Running").count() < total:
+                    assert time.monotonic() - started < 900, "the initial lists never finished"
+                    time.sleep(1)
+                time.sleep(5)  # let every watch connect
             listed = time.monotonic() - started
             threads, rss = process.num_threads() - base_threads, process.memory_info().rss - base_rss
             print(f"{args.clusters} clusters x {args.pods} pods followed by one watcher process")
             print(f"  initial lists   {listed:.1f} s")
             print(f"  threads         {threads:,} ({threads / args.clusters:.1f} per cluster)")
             print(f"  memory          {rss / 2**20:,.0f} MiB more than before ({rss / args.clusters / 2**20:.1f} MiB per cluster)")
+            print(f"  peak memory     {peak.max / 2**20:,.0f} MiB resident while listing, {(peak.max - base_rss) / 2**20:,.0f} MiB more than before")
 
             victim = Pod.objects.filter(phase="Running").values_list("name", flat=True).first()
             started = time.monotonic()

@@ -110,6 +110,9 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     last_seen = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_synced = models.DateTimeField(null=True, blank=True)
+    # Objects the last syncs could not store (each skipped, the rest stored): resource, namespace,
+    # name, uid and why.  A full sync replaces the list; watch events add to it.
+    sync_warnings = models.JSONField(default=list, blank=True, editable=False)
     # server, ca_data, token or client cert/key: encrypted at rest, never shown by the API or admin.
     credentials = EncryptedJSONField()
 
@@ -150,6 +153,13 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     @property
     def has_credentials(self):
         return bool(self.credentials)
+
+    def sync_warnings_for(self, user):
+        """The sync warnings ``user`` may read: they name objects anywhere in the cluster, so they
+        are for those who may change the cluster (its owners, administrators)."""
+        from portal.permissions import CHANGE, can
+
+        return self.sync_warnings if self.sync_warnings and can(user, CHANGE, self) else []
 
 
 class ClusterMembership(RoleBindingBase):
@@ -335,6 +345,22 @@ class ClusterEvent(InventoryModel):
 
     def __str__(self):
         return f"{self.reason} {self.involved_kind}/{self.involved_name}"
+
+
+class InventoryTombstone(models.Model):
+    """The uid of an object deleted from a cluster, kept for a while so that a list read before
+    the deletion cannot bring the object back (Kubernetes never reuses a uid)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+", db_index=False)
+    uid = models.CharField(max_length=64)
+    deleted = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["cluster", "uid"], name="inventorytombstone_unique_uid")]
+        indexes = [models.Index(fields=["cluster", "deleted"], name="inventorytombstone_age")]
+
+    def __str__(self):
+        return self.uid
 
 
 def grant_creator_ownership(cluster, user):

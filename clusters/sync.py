@@ -5,11 +5,12 @@ import logging
 import time
 
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.utils import timezone
 
 from clusters.events import cluster_changed
 from clusters.kube.client import ClusterConnectionError, api_client, describe_error, server_version
-from clusters.kube.inventory import fetch, write
+from clusters.kube.inventory import sync_inventory
 from clusters.models import Cluster, ClusterState
 from portal import locks
 
@@ -46,10 +47,13 @@ def due(cluster_id, now=None):
     return (now or time.time()) >= last + delay
 
 
-def sync(cluster_id, progress=None, versions=None, wait=0):
-    """Read the cluster's whole inventory and write it; returns the object counts.  ``versions``
-    (a dict), when given, receives each list's resourceVersion for watches to start from.  Another
-    sync of the cluster running: waits up to ``wait`` seconds, then raises SyncBusy."""
+def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
+    """Read the cluster's whole inventory and write it, page by page; returns the object counts.
+    ``versions`` (a dict), when given, receives each list's resourceVersion for watches to start
+    from; ``apply``, when given, runs each piece of database work (the watcher's cluster writer).
+    Another sync of the cluster running: waits up to ``wait`` seconds, then raises SyncBusy.  (The
+    writes themselves are guarded per cluster in the database, clusters.kube.store, so even a sync
+    that lost its lock to a Redis outage never writes older data over newer.)"""
     step = progress or (lambda pct, msg: None)
     lock = locks.OwnedLock(lock_name(cluster_id))
     if not lock.acquire(wait=0):
@@ -61,23 +65,19 @@ def sync(cluster_id, progress=None, versions=None, wait=0):
         cluster = Cluster.objects.get(pk=cluster_id)
         if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
             raise SyncFailed(f"a {cluster.state} cluster is not synced")
-        step(10, "reading the inventory from the API server")
-        started = time.monotonic()
+        step(10, "reading the inventory from the API server and writing it as it comes")
         api = api_client(cluster.credentials)
         try:
             version = server_version(api)
-            data = fetch(api, versions)
+            counts = sync_inventory(cluster, api, versions, apply)
         except ClusterConnectionError as exc:
             raise SyncFailed(str(exc)) from exc
+        except DatabaseError:
+            raise
         except Exception as exc:
             raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
         finally:
             api.close()
-        read = time.monotonic() - started
-        step(60, f"read {sum(len(v) for v in data.values())} objects in {read:.1f}s; writing")
-        if lock.lost:  # cut off from Redis so long that another sync may have started: do not write
-            raise SyncBusy("the sync lost its lock (Redis was unreachable too long); another sync may be running")
-        counts = write(cluster, data)
         Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
         cluster.refresh_from_db()
         cluster_changed(cluster, event="cluster.synced")

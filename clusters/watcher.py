@@ -8,6 +8,10 @@ of connections however many clusters are followed.  Each change is emitted on th
 websocket topic after its commit, to those who may view the changed object.  A watch that
 expires (410 Gone) makes the cluster relist once; a cluster that stops answering is retried by
 the same thread with capped backoff, so nothing piles up while it is down.
+
+Relists write through the cluster's writer too, a page at a time, in order with its watch events;
+the writes are guarded (``clusters.kube.store``) so nothing older replaces anything newer.  Writer
+queues are bounded: when the database falls behind, watch threads wait instead of piling up changes.
 """
 
 import json
@@ -34,7 +38,8 @@ WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulse
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
 WRITERS = 4
-# Full relists at once: each holds a database connection and reads a whole cluster.
+QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, watch threads wait (back-pressure)
+# Full relists at once: each reads a whole cluster (a page at a time) and writes through the writers.
 RELISTS = threading.BoundedSemaphore(4)
 
 
@@ -46,13 +51,32 @@ class Writers:
     """Threads that apply changes to the database, one queue each; ``submit`` keeps the changes
     of one cluster in order by always using the same writer for it."""
 
-    def __init__(self, count=WRITERS):
-        self.queues = [queue.Queue() for _ in range(count)]
+    def __init__(self, count=WRITERS, limit=QUEUE_LIMIT):
+        self.queues = [queue.Queue(maxsize=limit) for _ in range(count)]
         for index, q in enumerate(self.queues):
             threading.Thread(target=self._run, args=(q,), name=f"watch-writer-{index}", daemon=True).start()
 
     def submit(self, cluster_id, work):
+        """Queue ``work`` behind the cluster's earlier changes; waits while the queue is full."""
         self.queues[cluster_id % len(self.queues)].put(work)
+
+    def call(self, cluster_id, work):
+        """Run ``work`` on the cluster's writer, in order with its changes; returns its result."""
+        done, outcome = threading.Event(), {}
+
+        def run():
+            try:
+                outcome["result"] = work()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        self.submit(cluster_id, run)
+        done.wait()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")
 
     def drain(self, timeout=30):
         """Wait until everything submitted so far is written (for tests and benchmarks)."""
@@ -139,7 +163,7 @@ class ClusterWatch:
             try:
                 self.credentials = Cluster.objects.get(pk=self.cluster_id).credentials
                 versions = {}
-                sync.sync(self.cluster_id, versions=versions)
+                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work))
                 self.versions.update(versions)
             finally:
                 connection.close()  # a watch thread keeps no database connection between relists

@@ -60,6 +60,7 @@ def cluster_detail(request, pk):
         "pods": pods,
         "events": events[:50],
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
+        "sync_warnings": cluster.sync_warnings_for(user),
     }
     return render(request, "portal/cluster_detail.html", context)
 

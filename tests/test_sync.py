@@ -38,9 +38,9 @@ def wait_pods(kubectl, count, timeout=60):
 @pytest.fixture(params=["copy", "bulk_create"])
 def write_path(request, monkeypatch):
     """Both ways of writing: COPY on PostgreSQL, and bulk_create (SQLite, the local default)."""
-    from clusters.kube import inventory
+    from clusters.kube import store
 
-    monkeypatch.setattr(inventory, "USE_COPY", request.param == "copy")
+    monkeypatch.setattr(store, "USE_COPY", request.param == "copy")
     return request.param
 
 

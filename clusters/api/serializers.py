@@ -16,6 +16,7 @@ from clusters.models import (
 )
 from portal.api.portal_serializers import SubjectMixin
 from portal.api.serializers import BriefSerializer, ModelSerializer, StrictSerializer
+from portal.permissions import CHANGE
 from portal.validators import MAX_ID, validate_dns1123_label
 
 
@@ -25,18 +26,27 @@ class BriefClusterSerializer(BriefSerializer):
         fields = ["id", "name", "slug", "state", "display"]
 
 
+class SyncWarningSerializer(serializers.Serializer):
+    resource = serializers.CharField()
+    namespace = serializers.CharField(allow_blank=True)
+    name = serializers.CharField(allow_blank=True)
+    uid = serializers.CharField(allow_blank=True)
+    error = serializers.CharField()
+
+
 class ClusterSerializer(ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     api_endpoint = serializers.CharField(read_only=True)  # empty until provisioned: not always a URL
     has_credentials = serializers.BooleanField(read_only=True)
     summary = serializers.SerializerMethodField()
+    sync_warnings = serializers.SerializerMethodField(help_text="Objects the last syncs could not store (cluster owners only)")
 
     class Meta:
         model = Cluster
         fields = [
             "id", "name", "slug", "description", "labels", "driver", "provider", "driver_config",
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
-            "has_credentials", "summary", "created", "modified", "created_by",
+            "sync_warnings", "has_credentials", "summary", "created", "modified", "created_by",
         ]
         read_only_fields = [
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
@@ -52,6 +62,15 @@ class ClusterSerializer(ModelSerializer):
             "cpu_allocatable_m": obj.cpu_allocatable_m, "cpu_requested_m": obj.cpu_requested_m,
             "memory_allocatable_bytes": obj.memory_allocatable_bytes, "memory_requested_bytes": obj.memory_requested_bytes,
         }
+
+    @extend_schema_field(SyncWarningSerializer(many=True))
+    def get_sync_warnings(self, obj):
+        if not obj.sync_warnings:
+            return []
+        request = self.context.get("request")
+        if "changeable_clusters" not in self.context:  # once per response, not once per cluster
+            self.context["changeable_clusters"] = set(Cluster.objects.restrict(request.user, CHANGE).values_list("pk", flat=True)) if request else set()
+        return obj.sync_warnings if obj.pk in self.context["changeable_clusters"] else []
 
     def validate_name(self, value):
         request = self.context.get("request")

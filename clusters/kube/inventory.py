@@ -1,27 +1,30 @@
-"""Reading a cluster's inventory and writing it to the database, efficiently.
+"""Reading a cluster's inventory and writing it to the database, efficiently and in bounded memory.
 
-Lists are paginated (``limit``/``continue``) and read as raw JSON, never as client model objects;
-rows are written with bulk upserts keyed by (cluster, uid), what vanished is deleted, and the whole
-cluster is written in one transaction.
+Lists are paginated (``limit``/``continue``) and read as raw JSON, never as client model objects,
+one page ahead of the writes; each page is written as it arrives (bulk upserts keyed by (cluster,
+uid), only what changed), so a sync holds one or two pages, never a whole cluster.  After each list,
+the rows it proves gone are deleted.  Writes go through ``clusters.kube.store``: they never undo a
+newer write, whichever process made it (the watcher, a resync).
 """
 
+import heapq
+import itertools
 import logging
-import uuid
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from datetime import datetime
 
 import orjson
-from django.db import connection, models, transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from clusters.kube import store
 from clusters.kube.quantity import bytes_, millicores
 from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
 
 log = logging.getLogger(__name__)
-PAGE = 2000
-FETCH_THREADS = 4
-USE_COPY = True  # PostgreSQL: COPY + one upsert; elsewhere (and when False) bulk_create
+PAGE = 500  # objects per list call: a sync holds at most two pages of one resource at a time
 
 RESOURCES = {
     "namespaces": "/api/v1/namespaces",
@@ -39,11 +42,14 @@ RESOURCES = {
 WORKLOAD_KINDS = {"deployments": "deployment", "statefulsets": "statefulset", "daemonsets": "daemonset", "jobs": "job", "cronjobs": "cronjob"}
 OWNER_KIND = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset", "Job": "job", "CronJob": "cronjob"}
 MAX_EVENTS = 500
+EVENT_QUERY = {"fieldSelector": "type=Warning"}
+# Written in this order, so that what a row links to (namespace, node, workload) is there first.
+SYNC_ORDER = ["namespaces", "nodes", *WORKLOAD_KINDS, "replicasets", "pods", "services", "events"]
 
 
-def list_raw(api, path, **query):
-    """All items of a list call, page by page; returns (items, resourceVersion)."""
-    items, token, version = [], None, ""
+def pages_raw(api, path, **query):
+    """The pages of a list call, one by one: (items, resourceVersion of the list)."""
+    token = None
     while True:
         params = [("limit", PAGE), *query.items()]
         if token:
@@ -54,27 +60,56 @@ def list_raw(api, path, **query):
             _request_timeout=api.corral_timeout * 3,
         )
         body = orjson.loads(response.data)
-        items.extend(body.get("items") or [])
         meta = body.get("metadata") or {}
-        token, version = meta.get("continue"), meta.get("resourceVersion", "")
+        token = meta.get("continue")
+        yield body.get("items") or [], meta.get("resourceVersion", "")
         if not token:
-            return items, version
+            return
 
 
-EVENT_QUERY = {"fieldSelector": "type=Warning"}
+def list_raw(api, path, **query):
+    """All items of a list call; returns (items, resourceVersion).  For small lists only."""
+    items, version = [], ""
+    for page, page_version in pages_raw(api, path, **query):
+        items.extend(page)
+        version = page_version
+    return items, version
 
 
-def fetch(api, versions=None):
-    """Everything Corral keeps, as raw dicts keyed by resource name.  ``versions``, when given, is
-    filled with each list's resourceVersion (where a watch can start).  The lists are read in
-    parallel, so the API server encodes one while Corral decodes another."""
-    with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="corral-list") as pool:
-        futures = {name: pool.submit(list_raw, api, path, **(EVENT_QUERY if name == "events" else {}))
-                   for name, path in RESOURCES.items()}
-        results = {name: future.result() for name, future in futures.items()}
-    if versions is not None:
-        versions.update({name: version for name, (_, version) in results.items()})
-    return {name: items for name, (items, _) in results.items()}
+_END = object()
+
+
+def read_ahead(pages, depth=1):
+    """Iterate ``pages`` with a thread reading up to ``depth`` pages ahead: the API server encodes
+    the next page while Corral writes this one, and no more than that waits in memory."""
+    ahead, stop = queue.Queue(maxsize=depth), threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def read():
+        try:
+            for page in pages:
+                put(page)
+                if stop.is_set():
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            put(exc)
+
+    threading.Thread(target=read, name="corral-list", daemon=True).start()
+    try:
+        while (item := ahead.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 # --- transforms -------------------------------------------------------------------------------
@@ -201,82 +236,13 @@ def _namespace_of(obj):
     return (obj.get("metadata") or {}).get("namespace", "")
 
 
-# --- writing ----------------------------------------------------------------------------------
+# --- writing a sync, page by page -------------------------------------------------------------
 
-
-def _upsert(model, cluster, rows, stale=(), unique=("cluster", "uid")):
-    """Insert or update ``rows`` (dicts of field values; only those that changed) and delete the
-    cluster's rows whose key is in ``stale`` (stored, but no longer reported by the cluster)."""
-    now = timezone.now()
-    if rows and USE_COPY and connection.vendor == "postgresql":
-        _copy_upsert(model, cluster, rows, now, unique)
-    elif rows:
-        fields = [key for key in rows[0] if key not in unique] + ["synced"]
-        model.objects.bulk_create(
-            [model(cluster=cluster, synced=now, **row) for row in rows],
-            batch_size=1000, update_conflicts=True, unique_fields=list(unique), update_fields=fields,
-        )
-    if stale:
-        gone = model.objects.filter(cluster=cluster, **{f"{unique[-1]}__in": list(stale)})
-        if model is Namespace:
-            gone = _forget_namespaces(gone)
-        gone.delete()
-
-
-def _json(value):
-    # PostgreSQL's jsonb refuses \u0000; a cluster may still send it (event messages, labels).
-    return orjson.dumps(value).decode().replace("\\u0000", "")
-
-
-def _copy_upsert(model, cluster, rows, now, unique):
-    """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE.
-    Several times faster than parameterised inserts for thousands of rows.  Columns the rows do
-    not carry get the model's defaults on insert and are left alone on update."""
-    from psycopg.types.json import Jsonb
-
-    given = set(rows[0]) | {"cluster_id", "synced"}
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {f.attname: f.get_default() for f in fields if f.attname not in given}
-    columns = [f.column for f in fields]
-    conflict = [model._meta.get_field(name).column for name in unique]
-    table, temp = model._meta.db_table, f"corral_copy_{uuid.uuid4().hex[:12]}"
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    updates = ", ".join(f'"{f.column}" = EXCLUDED."{f.column}"' for f in fields if f.attname in given and f.column not in conflict)
-
-    def value(field, row):
-        v = row.get(field.attname, defaults.get(field.attname)) if field.attname not in ("cluster_id", "synced") else None
-        if field.attname == "cluster_id":
-            return cluster.pk
-        if field.attname == "synced":
-            return now
-        if isinstance(field, models.JSONField):
-            return Jsonb(v, dumps=_json)
-        return v.replace("\x00", "") if isinstance(v, str) else v  # text columns cannot hold NUL either
-
-    with connection.cursor() as cursor:
-        cursor.execute(f'CREATE TEMPORARY TABLE "{temp}" AS SELECT {quoted} FROM "{table}" WITH NO DATA')
-        raw = cursor.cursor  # psycopg's own cursor, for COPY
-        with raw.copy(f'COPY "{temp}" ({quoted}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([value(field, row) for field in fields])
-        cursor.execute(
-            f'INSERT INTO "{table}" ({quoted}) SELECT {quoted} FROM "{temp}" '
-            f'ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates}'
-        )
-        cursor.execute(f'DROP TABLE "{temp}"')
-
-
-def _forget_namespaces(stale):
-    """Namespaces gone from the cluster: those in a project are Corral's to keep (the reconciler
-    makes them again), so they only lose their uid; the rest are deleted."""
-    stale = stale.exclude(uid="")  # asked for by Corral, not made in the cluster yet
-    stale.filter(project__isnull=False).update(uid="", phase="", resource_version="")
-    return stale.filter(project__isnull=True)
-
-
-def _stored(model, cluster, key="uid", *extra):
-    """What the database holds: key -> (resourceVersion, *extra) for the cluster's rows."""
-    return {row[0]: row[1:] for row in model.objects.filter(cluster=cluster).values_list(key, "resource_version", *extra)}
+MODELS = {"namespaces": Namespace, "nodes": Node, "pods": Pod, "services": Service, "events": ClusterEvent,
+          **{resource: Workload for resource in WORKLOAD_KINDS}}
+# What a row links to besides its own fields: a row is rewritten when these change, too.
+LINKS = {"namespaces": ("uid",), "nodes": (), "pods": ("namespace_id", "node_id", "workload_id"), "services": ("namespace_id",),
+         **{resource: ("namespace_id",) for resource in WORKLOAD_KINDS}}
 
 
 def _version(obj):
@@ -287,88 +253,188 @@ def _uid(obj):
     return (obj.get("metadata") or {}).get("uid", "")
 
 
+def _key(resource, obj):
+    meta = obj.get("metadata") or {}
+    return meta.get("name", "") if resource == "namespaces" else meta.get("uid", "")
+
+
+def _direct(work):
+    return work()
+
+
+class SyncWriter:
+    """Writes one cluster's lists as they are read, a page per transaction under the cluster's
+    inventory lock.  ``apply`` runs each piece of database work: directly (a Celery resync), or on
+    the cluster's writer thread, in order with its watch events (the watcher)."""
+
+    def __init__(self, cluster, apply=None):
+        self.cluster = cluster
+        self.apply = apply or _direct
+        self.started = timezone.now()
+        self.warnings = []
+        self.counts = dict.fromkeys(("namespaces", "nodes", "workloads", "pods", "services", "events"), 0)
+        self.rs_owner = {}  # (namespace, ReplicaSet) -> Deployment, to link pods to Deployments
+        self.recent_events = []  # a heap of the most recent warnings, at most MAX_EVENTS
+        self._order = itertools.count()
+        self.ns_ids, self.node_ids, self.workload_ids = {}, {}, {}
+
+    def page(self, resource, items):
+        if resource == "replicasets":
+            for rs in items:
+                owners = (rs.get("metadata") or {}).get("ownerReferences") or []
+                owner = next((o for o in owners if o.get("controller")), None)
+                if owner and owner.get("kind") == "Deployment":
+                    self.rs_owner[(_namespace_of(rs), rs["metadata"].get("name"))] = owner.get("name")
+        elif resource == "events":
+            for obj in items:
+                entry = (obj.get("lastTimestamp") or obj.get("eventTime") or "", _uid(obj), next(self._order), obj)
+                if len(self.recent_events) < MAX_EVENTS:
+                    heapq.heappush(self.recent_events, entry)
+                elif entry[:2] > self.recent_events[0][:2]:
+                    heapq.heapreplace(self.recent_events, entry)
+        else:
+            self.apply(lambda: self._write_page(resource, items))
+
+    def end(self, resource, listed, version):
+        """A list is complete: delete what it proves gone."""
+        if resource == "replicasets":
+            return
+        if resource == "events":
+            self.apply(self._write_events)
+            return
+        model = MODELS[resource]
+        counted = "workloads" if resource in WORKLOAD_KINDS else resource
+        self.counts[counted] += len(listed)
+        scope = {"kind": WORKLOAD_KINDS[resource]} if resource in WORKLOAD_KINDS else {}
+        key = "name" if resource == "namespaces" else "uid"
+        self.apply(lambda: store.delete_unlisted(model, self.cluster, listed, version, self.started, key, **scope))
+
+    def finish(self):
+        def wrap_up():
+            store.forget_old_tombstones(self.cluster)
+            store.record_warnings(self.cluster.pk, self.warnings, replace=True)
+        self.apply(wrap_up)
+        return self.counts
+
+    # --- on the writing side ---
+
+    def _warn(self, resource, obj, why):
+        meta = obj.get("metadata") or {}
+        warning = {"resource": resource, "namespace": str(meta.get("namespace", "")), "name": str(meta.get("name", "")),
+                   "uid": str(meta.get("uid", "")), "error": why[:500]}
+        log.warning("cluster %s: %s %s/%s not stored: %s", self.cluster.pk, resource, warning["namespace"], warning["name"], why)
+        self.warnings.append(store.clean(warning))
+
+    def _namespace_id(self, name):
+        if name and name not in self.ns_ids:  # made since the namespaces were listed (a watch event)
+            self.ns_ids[name] = Namespace.objects.filter(cluster=self.cluster, name=name).values_list("id", flat=True).first()
+        return self.ns_ids.get(name)
+
+    def _links(self, resource, obj):
+        """Foreign keys of an object's row, or None when it cannot be placed (unknown namespace)."""
+        if resource == "namespaces":
+            return {"uid": _uid(obj)}
+        if resource == "nodes":
+            return {}
+        ns = self._namespace_id(_namespace_of(obj))
+        if ns is None:
+            return None
+        if resource != "pods":
+            return {"namespace_id": ns}
+        owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+        owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+        kind, name = owner.get("kind", ""), owner.get("name", "")
+        if kind == "ReplicaSet":
+            deployment = self.rs_owner.get((_namespace_of(obj), name)) or _deployment_of_replicaset(obj, name)
+            if deployment:
+                kind, name = "Deployment", deployment
+        return {"namespace_id": ns, "node_id": self.node_ids.get((obj.get("spec") or {}).get("nodeName")),
+                "workload_id": self.workload_ids.get((OWNER_KIND.get(kind), ns, name))}
+
+    def _write_page(self, resource, items):
+        model, links = MODELS[resource], LINKS[resource]
+        key = "name" if resource == "namespaces" else "uid"
+        with transaction.atomic():
+            store.lock_inventory(self.cluster.pk)
+            keys = [_key(resource, o) for o in items]
+            stored = {row[0]: row[1:] for row in model.objects.filter(cluster=self.cluster, **{f"{key}__in": keys})
+                      .values_list(key, "resource_version", *links)}
+            rows = []
+            for obj in items:
+                try:
+                    placed = self._links(resource, obj)
+                    if placed is None or stored.get(_key(resource, obj)) == (_version(obj), *(placed[name] for name in links)):
+                        continue  # unplaceable, or unchanged since it was written
+                    rows.append({**FIELDS[resource](obj), **placed})
+                except Exception as exc:  # noqa: BLE001 - one odd object must not stop the sync
+                    self._warn(resource, obj, f"cannot be read: {exc!r}")
+            unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
+            failed = store.upsert(model, self.cluster, rows, unique)
+            if failed:
+                by_key = {_key(resource, o): o for o in items}
+                for row, why in failed:
+                    self._warn(resource, by_key.get(row[unique[-1]], {}), why)
+        if resource == "namespaces":
+            self.ns_ids.update(Namespace.objects.filter(cluster=self.cluster, name__in=keys).values_list("name", "id"))
+        elif resource == "nodes":
+            self.node_ids.update(Node.objects.filter(cluster=self.cluster, uid__in=keys).values_list("name", "id"))
+        elif resource in WORKLOAD_KINDS:
+            self.workload_ids.update(((k, ns, n), i) for i, k, ns, n in Workload.objects.filter(cluster=self.cluster, uid__in=keys)
+                                     .values_list("id", "kind", "namespace_id", "name"))
+
+    def _write_events(self):
+        recent = sorted(self.recent_events, key=lambda e: e[:3], reverse=True)
+        self.recent_events = []
+        self.counts["events"] = len(recent)
+        rows, keep = [], set()
+        with transaction.atomic():
+            store.lock_inventory(self.cluster.pk)
+            stored = dict(ClusterEvent.objects.filter(cluster=self.cluster, uid__in=[e[1] for e in recent]).values_list("uid", "resource_version"))
+            for _, uid, _, obj in recent:
+                keep.add(uid)
+                if stored.get(uid) != _version(obj):
+                    try:
+                        rows.append(event_fields(obj) | {"namespace_id": self._namespace_id(_namespace_of(obj))})
+                    except Exception as exc:  # noqa: BLE001
+                        self._warn("events", obj, f"cannot be read: {exc!r}")
+            by_uid = {uid: obj for _, uid, _, obj in recent}
+            for row, why in store.upsert(ClusterEvent, self.cluster, rows):
+                self._warn("events", by_uid.get(row["uid"], {}), why)
+            # Only the most recent warnings are kept: the rest go (events are not watched).
+            ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).delete()
+
+
+FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fields, "services": service_fields,
+          **{resource: (lambda obj, kind=kind: workload_fields(obj, kind)) for resource, kind in WORKLOAD_KINDS.items()}}
+
+
+def sync_inventory(cluster, api, versions=None, apply=None):
+    """Read the cluster's whole inventory and write it as it comes; returns object counts.
+    ``versions``, when given, receives each list's resourceVersion (where a watch can start)."""
+    writer = SyncWriter(cluster, apply)
+    for resource in SYNC_ORDER:
+        listed, version = set(), ""
+        for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource], **(EVENT_QUERY if resource == "events" else {}))):
+            version = page_version  # every page of a list is read at the same resourceVersion
+            listed.update(_key(resource, o) for o in items)
+            writer.page(resource, items)
+        writer.end(resource, listed, version)
+        if versions is not None:
+            versions[resource] = version
+    return writer.finish()
+
+
 def write(cluster, data):
-    """Write everything ``fetch`` returned, in one transaction; objects whose resourceVersion (and
-    links) did not change since the last sync are not written again.  Returns object counts."""
-    with transaction.atomic():
-        stored = _stored(Namespace, cluster, "name", "uid")
-        names = {o["metadata"]["name"] for o in data["namespaces"]}
-        changed = [o for o in data["namespaces"] if stored.get(o["metadata"]["name"]) != (_version(o), _uid(o))]
-        _upsert(Namespace, cluster, [namespace_fields(o) for o in changed], set(stored) - names, unique=("cluster", "name"))
-        ns_ids = dict(Namespace.objects.filter(cluster=cluster).values_list("name", "id"))
-
-        stored = _stored(Node, cluster)
-        changed = [o for o in data["nodes"] if stored.get(_uid(o)) != (_version(o),)]
-        _upsert(Node, cluster, [node_fields(o) for o in changed], set(stored) - {_uid(o) for o in data["nodes"]})
-        node_ids = dict(Node.objects.filter(cluster=cluster).values_list("name", "id"))
-
-        stored = _stored(Workload, cluster, "uid", "namespace_id")
-        workloads, seen = [], set()
-        for resource, kind in WORKLOAD_KINDS.items():
-            for obj in data[resource]:
-                ns = ns_ids.get(_namespace_of(obj))
-                if ns is None:
-                    continue
-                seen.add(_uid(obj))
-                if stored.get(_uid(obj)) != (_version(obj), ns):
-                    workloads.append({**workload_fields(obj, kind), "namespace_id": ns})
-        _upsert(Workload, cluster, workloads, set(stored) - seen)
-        workload_count = len(seen)
-        workload_ids = {(k, ns, n): i for i, k, ns, n in Workload.objects.filter(cluster=cluster).values_list("id", "kind", "namespace_id", "name")}
-
-        # Pods are owned by ReplicaSets, which Deployments own: link pods to the Deployment.
-        rs_owner = {}
-        for rs in data["replicasets"]:
-            owners = (rs.get("metadata") or {}).get("ownerReferences") or []
-            owner = next((o for o in owners if o.get("controller")), None)
-            if owner and owner.get("kind") == "Deployment":
-                rs_owner[(_namespace_of(rs), rs["metadata"]["name"])] = owner["name"]
-        stored = _stored(Pod, cluster, "uid", "namespace_id", "node_id", "workload_id")
-        pods, seen = [], set()
-        for obj in data["pods"]:
-            ns = ns_ids.get(_namespace_of(obj))
-            if ns is None:
-                continue
-            owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-            owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
-            kind, name = owner.get("kind", ""), owner.get("name", "")
-            if kind == "ReplicaSet" and (_namespace_of(obj), name) in rs_owner:
-                kind, name = "Deployment", rs_owner[(_namespace_of(obj), name)]
-            workload_id = workload_ids.get((OWNER_KIND.get(kind), ns, name))
-            node_id = node_ids.get((obj.get("spec") or {}).get("nodeName"))
-            seen.add(_uid(obj))
-            if stored.get(_uid(obj)) == (_version(obj), ns, node_id, workload_id):
-                continue
-            pods.append({**pod_fields(obj), "workload_id": workload_id, "node_id": node_id, "namespace_id": ns})
-        _upsert(Pod, cluster, pods, set(stored) - seen)
-        pod_count = len(seen)
-
-        stored = _stored(Service, cluster)
-        services, seen = [], set()
-        for obj in data["services"]:
-            ns = ns_ids.get(_namespace_of(obj))
-            if ns is not None:
-                seen.add(_uid(obj))
-                if stored.get(_uid(obj)) != (_version(obj),):
-                    services.append({**service_fields(obj), "namespace_id": ns})
-        _upsert(Service, cluster, services, set(stored) - seen)
-        service_count = len(seen)
-
-        recent = sorted(data["events"], key=lambda o: o.get("lastTimestamp") or o.get("eventTime") or "", reverse=True)[:MAX_EVENTS]
-        stored = _stored(ClusterEvent, cluster)
-        events = [event_fields(o) | {"namespace_id": ns_ids.get(_namespace_of(o))} for o in recent if stored.get(_uid(o)) != (_version(o),)]
-        _upsert(ClusterEvent, cluster, events, set(stored) - {_uid(o) for o in recent})
-    return {
-        "namespaces": len(data["namespaces"]), "nodes": len(data["nodes"]), "workloads": workload_count,
-        "pods": pod_count, "services": service_count, "events": len(recent),
-    }
+    """Write lists already read (``data``: resource name -> items) the way a sync does."""
+    writer = SyncWriter(cluster)
+    for resource in SYNC_ORDER:
+        items = data.get(resource) or []
+        writer.page(resource, items)
+        writer.end(resource, {_key(resource, o) for o in items}, "")
+    return writer.finish()
 
 
 # --- single changes (from watches) ------------------------------------------------------------
-
-MODELS = {"namespaces": Namespace, "nodes": Node, "pods": Pod, "services": Service, "events": ClusterEvent,
-          **{resource: Workload for resource in WORKLOAD_KINDS}}
-
 
 def _deployment_of_replicaset(pod, rs_name):
     """A ReplicaSet made by a Deployment is named <deployment>-<pod-template-hash>."""
@@ -410,20 +476,52 @@ def row_for(cluster, resource, obj):
 
 
 def apply_change(cluster, resource, kind, obj):
-    """Apply one watch event (ADDED, MODIFIED, DELETED); returns (model instance or None, deleted uid or None)."""
+    """Apply one watch event (ADDED, MODIFIED, DELETED) unless the database holds a newer version
+    or the object was deleted; returns (model instance or None, deleted uid or None)."""
     model = MODELS[resource]
-    uid = (obj.get("metadata") or {}).get("uid", "")
-    if kind == "DELETED":
+    meta = obj.get("metadata") or {}
+    uid = meta.get("uid", "")
+    with transaction.atomic():
+        store.lock_inventory(cluster.pk)
+        if kind == "DELETED":
+            if resource == "namespaces":
+                store.forget_namespaces(model.objects.filter(cluster=cluster, name=meta.get("name", ""))).delete()
+            else:
+                model.objects.filter(cluster=cluster, uid=uid).delete()
+            store.bury(cluster, [uid])
+            return None, uid
+        try:
+            row = row_for(cluster, resource, obj)
+        except Exception as exc:  # noqa: BLE001 - one odd object must not stop the others
+            return _not_stored(cluster, resource, obj, f"cannot be read: {exc!r}")
+        if row is None:
+            return None, None
+        row = store.clean(row)
+        lookup = {"name": row.pop("name")} if resource == "namespaces" else {"uid": row.pop("uid")}
         if resource == "namespaces":
-            _forget_namespaces(model.objects.filter(cluster=cluster, name=obj["metadata"]["name"])).delete()
-        else:
-            model.objects.filter(cluster=cluster, uid=uid).delete()
-        return None, uid
-    row = row_for(cluster, resource, obj)
-    if row is None:
-        return None, None
-    lookup = {"name": row.pop("name")} if resource == "namespaces" else {"uid": row.pop("uid")}
-    if resource == "namespaces":
-        row["uid"] = uid
-    instance, _ = model.objects.update_or_create(cluster=cluster, **lookup, defaults={**row, "synced": timezone.now()})
+            row["uid"] = uid
+        instance = model.objects.select_for_update().filter(cluster=cluster, **lookup).first()
+        if instance is None and store.tombstoned(cluster, [uid]):
+            return None, None  # deleted already: an event from before the deletion
+        if instance is not None and store.rv_older(row.get("resource_version"), instance.resource_version):
+            return None, None  # older than what a resync already wrote
+        try:
+            with transaction.atomic():
+                if instance is None:
+                    instance = model.objects.create(cluster=cluster, **lookup, **row, synced=timezone.now())
+                else:
+                    for name, value in row.items():
+                        setattr(instance, name, value)
+                    instance.synced = timezone.now()
+                    instance.save()
+        except DatabaseError as exc:
+            return _not_stored(cluster, resource, obj, str(exc).splitlines()[0])
     return instance, None
+
+
+def _not_stored(cluster, resource, obj, why):
+    meta = obj.get("metadata") or {}
+    log.warning("cluster %s: %s %s/%s not stored: %s", cluster.pk, resource, meta.get("namespace", ""), meta.get("name", ""), why)
+    store.record_warnings(cluster.pk, [store.clean({"resource": resource, "namespace": str(meta.get("namespace", "")),
+                                                    "name": str(meta.get("name", "")), "uid": str(meta.get("uid", "")), "error": why[:500]})])
+    return None, None
