@@ -123,7 +123,9 @@ def test_members_endpoint_adds_users_and_groups_and_names_unknown_ones(world, gr
 
 def test_deleting_a_project_keeps_its_namespaces_unless_asked(world, django_capture_on_commit_callbacks, monkeypatch):
     asked = []
-    monkeypatch.setattr("projects.tasks.delete_project.delay", lambda op_id, project_id, names: asked.append((project_id, names)))
+    # Operations are queued with apply_async (portal.operations.start); no cluster answers here.
+    monkeypatch.setattr("projects.tasks.delete_project.apply_async",
+                        lambda args, **options: asked.append((args[1], args[2])))
     monkeypatch.setattr("projects.tasks.reconcile_cluster.delay", lambda cluster_id: None)  # no cluster here
     owner = world.client(world.owner)
     keep = Project.objects.create(cluster=world.cluster, name="keep")
