@@ -122,46 +122,6 @@ def test_the_apiserver_killed_during_a_resync_and_started_again(portal):
         portal.kill_worker(worker)
 
 
-def test_the_worker_killed_in_the_middle_of_a_sync_of_1000_pods(portal):
-    sandbox = portal.sandbox
-    kubectl(portal, "create", "namespace", BULK)
-    kubectl(portal, "-n", BULK, "create", "deployment", "many", "--image=nginx", "--replicas=1000")
-
-    def running_pods():
-        pods = sandbox.api().get(f"/api/v1/namespaces/{BULK}/pods?labelSelector=app%3Dmany")["items"]
-        return sum(1 for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
-
-    began = time.monotonic()
-    wait_for(lambda: running_pods() == 1000, 300, "1,000 running pods")
-    print(f"1,000 pods running after {time.monotonic() - began:.0f}s")
-    portal.assert_inventory_exact(timeout=120)
-    print(f"and in the inventory after {time.monotonic() - began:.0f}s")
-
-    worker = portal.start_worker()
-    try:
-        started = portal.api("POST", f"/api/v1/clusters/{portal.cluster_id}/sync/")
-        assert started.status_code == 202, started.text
-        op = started.json()["id"]
-        wait_for(lambda: any("reading the inventory" in m for m in portal.operation(op)["log"]), 60, "the sync to read")
-        # The cluster moves while the sync writes: 400 pods go, a new workload comes.
-        kubectl(portal, "-n", BULK, "scale", "deployment", "many", "--replicas=600")
-        kubectl(portal, "-n", BULK, "create", "deployment", "newcomer", "--image=nginx", "--replicas=3")
-        pool = psutil.Process(worker.pid).children()
-        assert len(pool) == 1
-        pool[0].kill()  # the process running the task, mid-write
-
-        killed = time.monotonic()
-        done = portal.wait_for_operation(op, timeout=300)
-        print(f"redelivered sync finished {time.monotonic() - killed:.0f}s after the kill")
-        assert done["status"] == "succeeded", f"{done}\n{portal.worker_logs()}"
-        assert "started again: the worker that ran it was lost" in done["log"]
-        wait_for(lambda: running_pods() == 600, 120, "600 running pods")
-        portal.assert_inventory_exact(timeout=120)
-    finally:
-        portal.kill_worker(worker)
-        kubectl(portal, "delete", "namespace", BULK, "--wait=false")
-
-
 @pytest.mark.browser
 def test_redis_killed_and_started_again(portal, browser):  # noqa: F811 - the fixture imported above
     """Pages keep answering while Redis is gone; a task queued before the crash is still done
@@ -214,7 +174,11 @@ def test_redis_killed_and_started_again(portal, browser):  # noqa: F811 - the fi
     uid = pods[0]["metadata"]["uid"]
     assert browser.find_elements(By.ID, f"pod-{uid}")
     kubectl(portal, "-n", "redis-dies", "delete", "pod", pods[0]["metadata"]["name"], "--wait=false")
-    WebDriverWait(browser, 15).until(lambda d: not d.find_elements(By.ID, f"pod-{uid}"))
+    try:
+        WebDriverWait(browser, 15).until(lambda d: not d.find_elements(By.ID, f"pod-{uid}"))
+    except Exception:
+        raise AssertionError(f"the deleted pod stayed on the page ({live(browser)!r}); run.log:\n"
+                             + "\n".join(portal.run.lines[-80:])) from None
     assert browser.execute_script("return window.__notReloaded === true;")
     portal.assert_inventory_exact()
 
@@ -245,6 +209,46 @@ def test_postgresql_restarted(portal):
     assert portal.api("GET", "/api/v1/clusters/").status_code == 200
     portal.assert_inventory_exact(timeout=90)
     assert portal.watcher().is_running()
+
+
+def test_the_worker_killed_in_the_middle_of_a_sync_of_1000_pods(portal):
+    sandbox = portal.sandbox
+    kubectl(portal, "create", "namespace", BULK)
+    kubectl(portal, "-n", BULK, "create", "deployment", "many", "--image=nginx", "--replicas=1000")
+
+    def running_pods():
+        pods = sandbox.api().get(f"/api/v1/namespaces/{BULK}/pods?labelSelector=app%3Dmany")["items"]
+        return sum(1 for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+
+    began = time.monotonic()
+    wait_for(lambda: running_pods() == 1000, 300, "1,000 running pods")
+    print(f"1,000 pods running after {time.monotonic() - began:.0f}s")
+    portal.assert_inventory_exact(timeout=120)
+    print(f"and in the inventory after {time.monotonic() - began:.0f}s")
+
+    worker = portal.start_worker()
+    try:
+        started = portal.api("POST", f"/api/v1/clusters/{portal.cluster_id}/sync/")
+        assert started.status_code == 202, started.text
+        op = started.json()["id"]
+        wait_for(lambda: any("reading the inventory" in m for m in portal.operation(op)["log"]), 60, "the sync to read")
+        # The cluster moves while the sync writes: 400 pods go, a new workload comes.
+        kubectl(portal, "-n", BULK, "scale", "deployment", "many", "--replicas=600")
+        kubectl(portal, "-n", BULK, "create", "deployment", "newcomer", "--image=nginx", "--replicas=3")
+        pool = psutil.Process(worker.pid).children()
+        assert len(pool) == 1
+        pool[0].kill()  # the process running the task, mid-write
+
+        killed = time.monotonic()
+        done = portal.wait_for_operation(op, timeout=300)
+        print(f"redelivered sync finished {time.monotonic() - killed:.0f}s after the kill")
+        assert done["status"] == "succeeded", f"{done}\n{portal.worker_logs()}"
+        assert "started again: the worker that ran it was lost" in done["log"]
+        wait_for(lambda: running_pods() == 600, 120, "600 running pods")
+        portal.assert_inventory_exact(timeout=120)
+    finally:
+        portal.kill_worker(worker)
+        kubectl(portal, "delete", "namespace", BULK, "--wait=false")
 
 
 def requests_status(portal, path):
