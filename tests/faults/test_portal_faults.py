@@ -228,17 +228,23 @@ def test_the_worker_killed_in_the_middle_of_a_sync_of_1000_pods(portal):
 
     worker = portal.start_worker()
     try:
-        started = portal.api("POST", f"/api/v1/clusters/{portal.cluster_id}/sync/")
-        assert started.status_code == 202, started.text
-        op = started.json()["id"]
-        wait_for(lambda: any("reading the inventory" in m for m in portal.operation(op)["log"]), 60, "the sync to read")
-        # The cluster moves while the sync writes: 400 pods go, a new workload comes.
+        for _attempt in range(5):  # until a sync is caught before it ends (a busy machine may finish one first)
+            pool = psutil.Process(worker.pid).children()
+            assert len(pool) == 1
+            started = portal.api("POST", f"/api/v1/clusters/{portal.cluster_id}/sync/")
+            assert started.status_code == 202, started.text
+            op = started.json()["id"]
+            wait_for(lambda op=op: any("reading the inventory" in m for m in portal.operation(op)["log"]), 60, "the sync to read")
+            pool[0].suspend()  # the process running the task, frozen where it is
+            if portal.operation(op)["status"] == "running":
+                break
+            pool[0].resume()
+        else:
+            raise AssertionError("five syncs in a row ended before the test could stop them")
+        # The cluster moves while the sync is half done: 400 pods go, a new workload comes.
         kubectl(portal, "-n", BULK, "scale", "deployment", "many", "--replicas=600")
         kubectl(portal, "-n", BULK, "create", "deployment", "newcomer", "--image=nginx", "--replicas=3")
-        pool = psutil.Process(worker.pid).children()
-        assert len(pool) == 1
-        pool[0].kill()  # the process running the task, mid-write
-
+        pool[0].kill()
         killed = time.monotonic()
         done = portal.wait_for_operation(op, timeout=300)
         print(f"redelivered sync finished {time.monotonic() - killed:.0f}s after the kill")
