@@ -234,8 +234,14 @@ class Sandbox:
         progress: Progress | None = None,
         api_port: int | None = None,
         timeout: float = 120,
+        exec_on_host: bool = False,
     ) -> None:
-        """Start the control plane and `nodes` Ready kwok nodes; blocks until they are."""
+        """Start the control plane and `nodes` Ready kwok nodes; blocks until they are.
+
+        Every pod's logs (``kubectl logs``, ``-f`` follows) and attach read ``pod.log`` in the
+        sandbox's directory.  ``exec_on_host`` makes ``kubectl exec`` run the command on this host
+        (kwok's ClusterExec): for tests and one's own machine only, never for sandboxes that others
+        can exec into, so Corral's sandbox driver leaves it off."""
         last = None
 
         def report(percent: int, message: str) -> None:
@@ -245,9 +251,9 @@ class Sandbox:
                 progress(percent, message)
 
         with self._exclusive():
-            self._up(nodes, report, api_port, timeout)
+            self._up(nodes, report, api_port, timeout, exec_on_host)
 
-    def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float) -> None:
+    def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float, exec_on_host: bool = False) -> None:
         if nodes < 0:
             raise SandboxError("the number of nodes cannot be negative")
         if self.is_running():
@@ -276,7 +282,7 @@ class Sandbox:
             if api_port is not None:
                 ports["kube-apiserver"] = api_port
             state["ports"] = ports
-            self._write_configs(ports)
+            self._write_configs(ports, exec_on_host)
             try:
                 self._start_all(state, command_lines(self, bin_dir, ports), nodes, report, timeout)
                 break
@@ -537,7 +543,12 @@ class Sandbox:
             "current-context": context,
         }
 
-    def _write_configs(self, ports: dict) -> None:
+    @property
+    def pod_log_path(self) -> Path:
+        """What kwok serves as every container's log (and attach output); append to it to follow."""
+        return self.dir / "pod.log"
+
+    def _write_configs(self, ports: dict, exec_on_host: bool = False) -> None:
         port = ports["kube-apiserver"]
         self.kubeconfig_path.write_text(yaml.safe_dump(self._kubeconfig("admin", port, embed=True)))
         self.kubeconfig_path.chmod(0o600)
@@ -569,6 +580,18 @@ class Sandbox:
                 "nodePlayStageParallelism": 8,
             },
         }
+        self.pod_log_path.write_text("corral sandbox: simulated container log\n")
+        simulated = [
+            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "corral-logs"},
+             "spec": {"logs": [{"logsFile": str(self.pod_log_path), "follow": True}]}},
+            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterAttach", "metadata": {"name": "corral-attach"},
+             "spec": {"attaches": [{"logsFile": str(self.pod_log_path)}]}},
+        ]
+        if exec_on_host:
+            work = self.dir / "exec"
+            work.mkdir(exist_ok=True)
+            simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "corral-exec"},
+                              "spec": {"execs": [{"local": {"workDir": str(work)}}]}})
         (self.dir / "kwok.yaml").write_text(
-            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text()
+            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text() + "---\n" + yaml.safe_dump_all(simulated)
         )

@@ -1,0 +1,51 @@
+"""Open streams (watches, logs -f, exec sessions) by the token that opened them, so a token that is
+revoked or expires, or whose user is deactivated, has its streams closed within
+``PROXY_TOKEN_RECHECK_SECONDS``: one query for all of a process's open streams, not one each."""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from clusters.proxy import access
+
+log = logging.getLogger("corral.proxy")
+
+_open = {}  # token id -> set of asyncio tasks serving its streams
+_checker = None
+
+
+def register(token_id, task):
+    global _checker
+    _open.setdefault(token_id, set()).add(task)
+    if _checker is None or _checker.done():
+        _checker = asyncio.get_running_loop().create_task(_check_forever())
+
+
+def unregister(token_id, task):
+    tasks = _open.get(token_id)
+    if tasks is not None:
+        tasks.discard(task)
+        if not tasks:
+            _open.pop(token_id, None)
+
+
+def open_count():
+    return sum(len(tasks) for tasks in _open.values())
+
+
+async def _check_forever():
+    while _open:
+        await asyncio.sleep(settings.PROXY_TOKEN_RECHECK_SECONDS)
+        ids = list(_open)
+        if not ids:
+            break
+        try:
+            usable = await database_sync_to_async(access.still_usable)(ids)
+        except Exception:  # noqa: BLE001 - a database hiccup must not close anyone's streams
+            log.exception("could not recheck the tokens of open proxy streams")
+            continue
+        for token_id in set(ids) - usable:
+            for task in list(_open.pop(token_id, ())):
+                task.cancel("token no longer usable")

@@ -1,0 +1,214 @@
+"""The Kubernetes API proxy at its doors, on the real ASGI server (daphne) with a recording
+stand-in for the API server (a real HTTP server on loopback that notes every request reaching it):
+who is let through, what is forwarded, and that nothing is forwarded for a refusal."""
+
+import http.server
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.utils import timezone
+
+from clusters.models import Cluster
+from portal.models import ApiToken, AuditEvent
+from tests.conftest import World
+from tests.live_server import daphne, free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+MiB = 1024 * 1024
+
+
+class Recorder(http.server.ThreadingHTTPServer):
+    """An API server stand-in: answers every request with a small JSON and remembers it."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(handler):
+                length = int(handler.headers.get("Content-Length") or 0)
+                body = handler.rfile.read(length) if length else b""
+                self.seen.append({"method": handler.command, "path": handler.path, "headers": handler.headers, "body_length": len(body)})
+                status = 201 if handler.command == "POST" else 200
+                out = json.dumps({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}).encode()
+                handler.send_response(status)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(len(out)))
+                handler.end_headers()
+                handler.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(handler, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def recorder():
+    server = Recorder()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def setup(recorder):
+    world = World()
+    for cluster in (world.cluster, world.other_cluster):
+        cluster.credentials = {"server": recorder.url, "token": "cluster-secret"}
+        cluster.save()
+    with daphne(PORTAL_PROXY_TOKEN_RECHECK_SECONDS="1") as (url, _):
+        yield world, url
+
+
+def call(url, path, token=None, method="GET", body=None, headers=None):
+    request = urllib.request.Request(url + path, method=method, data=body, headers=headers or {})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers
+
+
+def token(user, **extra):
+    return ApiToken.issue(user, **extra)[1]
+
+
+def test_member_is_forwarded_as_themselves_with_corrals_credentials(setup, recorder):
+    world, url = setup
+    code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/pods?limit=5", token(world.member))
+    assert code == 200, body
+    [seen] = recorder.seen
+    assert seen["path"] == "/api/v1/namespaces/web-prod/pods?limit=5"
+    assert seen["headers"]["Authorization"] == "Bearer cluster-secret"  # Corral's, never the caller's
+    assert seen["headers"]["Impersonate-User"] == "corral:user:member"
+
+
+def test_another_tenant_gets_404_and_nothing_is_forwarded(setup, recorder):
+    world, url = setup
+    for who in (world.stranger, world.nobody):
+        code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(who))
+        assert code == 404, body
+        assert json.loads(body)["reason"] == "NotFound"
+    code, _, _ = call(url, "/k8s/clusters/999999/api/v1/pods", token(world.admin))
+    assert code == 404
+    code, _, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/x/pods", token(world.stranger), method="POST", body=b"{}")
+    assert code == 404
+    assert recorder.seen == []
+
+
+def test_no_token_bad_token_revoked_or_kubeconfig_less_answers_are_401(setup, recorder):
+    world, url = setup
+    path = f"/k8s/clusters/{world.cluster.pk}/api/v1/pods"
+    assert call(url, path)[0] == 401
+    assert call(url, path, "crl_nothing.here")[0] == 401
+    row, secret = ApiToken.issue(world.member)
+    ApiToken.objects.filter(pk=row.pk).update(revoked=timezone.now())
+    assert call(url, path, secret)[0] == 401
+    row, secret = ApiToken.issue(world.member)
+    ApiToken.objects.filter(pk=row.pk).update(expires=timezone.now())
+    assert call(url, path, secret)[0] == 401
+    assert recorder.seen == []
+
+
+def test_impersonation_headers_from_the_client_are_refused(setup, recorder):
+    world, url = setup
+    path = f"/k8s/clusters/{world.cluster.pk}/api/v1/pods"
+    for header in ("Impersonate-User", "Impersonate-Group", "Impersonate-Uid", "Impersonate-Extra-Scopes", "X-Remote-User"):
+        code, body, _ = call(url, path, token(world.member), headers={header: "system:admin"})
+        assert code == 403, header
+        assert header.lower() in json.loads(body)["message"]
+    assert recorder.seen == []
+
+
+def test_read_only_token_cannot_write_through_the_proxy(setup, recorder):
+    world, url = setup
+    code, _, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/pods", token(world.member, read_only=True), method="POST", body=b"{}")
+    assert code == 403 and recorder.seen == []
+
+
+def test_unavailable_or_unreachable_cluster_is_503_with_the_reason(setup, recorder):
+    world, url = setup
+    Cluster.objects.filter(pk=world.cluster.pk).update(state="unavailable", last_error="no answer for 20 s")
+    code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(world.owner))
+    assert code == 503 and "unavailable: no answer for 20 s" in json.loads(body)["message"]
+    Cluster.objects.filter(pk=world.cluster.pk).update(state="active")
+    cluster = Cluster.objects.get(pk=world.cluster.pk)
+    cluster.credentials = {"server": f"https://127.0.0.1:{free_port()}", "token": "x"}
+    cluster.save()
+    started = time.monotonic()
+    code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(world.owner))
+    assert code == 503 and "cannot connect" in json.loads(body)["message"]
+    assert time.monotonic() - started < 10  # refused at once, not after a hang (a bound, not a timing)
+
+
+def test_outbound_policy_applies_to_the_proxy(recorder, settings):
+    world = World()
+    world.cluster.credentials = {"server": recorder.url, "token": "x"}
+    world.cluster.save()
+    with daphne(PORTAL_CLUSTER_DENIED_NETWORKS="127.0.0.0/8") as (url, _):
+        code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(world.owner))
+    assert code == 503 and "not allowed" in json.loads(body)["message"]
+    assert recorder.seen == []
+
+
+def test_writes_are_audited_without_secrets(setup, recorder):
+    world, url = setup
+    base = f"/k8s/clusters/{world.cluster.pk}"
+    code, _, _ = call(url, f"{base}/apis/apps/v1/namespaces/web-prod/deployments", token(world.member), method="POST", body=b'{"kind":"Deployment"}')
+    assert code == 201
+    call(url, f"{base}/api/v1/namespaces/web-prod/secrets", token(world.member), method="POST", body=b'{"data":{"password":"aHVudGVyMg=="}}')
+    call(url, f"{base}/api/v1/namespaces/web-prod/pods/x", token(world.member), method="DELETE")
+    call(url, f"{base}/api/v1/namespaces/web-prod/pods", token(world.member))  # a read: not audited
+    events = list(AuditEvent.objects.filter(source="kube-proxy").order_by("pk"))
+    assert [(e.username, e.action, e.object_type, e.after["namespace"], e.after["code"]) for e in events] == [
+        ("member", "create", "kubernetes.deployments.apps", "web-prod", 201),
+        ("member", "create", "kubernetes.secrets", "web-prod", 201),
+        ("member", "delete", "kubernetes.pods", "web-prod", 200),
+    ]
+    assert events[2].after["name"] == "x"
+    assert all("body" not in e.after for e in events)  # bodies only by setting, and never secrets'
+    assert "aHVudGVyMg" not in json.dumps([e.after for e in events])
+
+
+def test_the_proxy_takes_the_api_servers_3_mib_not_the_apis_2_mib(setup, recorder):
+    world, url = setup
+    path = f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/configmaps"
+    code, _, _ = call(url, path, token(world.member), method="POST", body=b"x" * int(2.5 * MiB))
+    assert code == 201 and recorder.seen[-1]["body_length"] == int(2.5 * MiB)
+    code, body, _ = call(url, path, token(world.member), method="POST", body=b"x" * (3 * MiB + 1))
+    assert code == 413 and str(3 * MiB) in json.loads(body)["detail"]
+    assert len(recorder.seen) == 1
+    code, _, _ = call(url, "/api/v1/projects/", token(world.member), method="POST", body=b"x" * int(2.5 * MiB))
+    assert code == 413  # the rest of Corral keeps its own limit
+
+
+def test_a_dropped_client_does_not_pin_an_upstream_connection(setup):
+    """A client that sends headers and vanishes (or never reads) leaves no connection behind."""
+    world, url = setup
+    port = int(url.rsplit(":", 1)[1])
+    secret = token(world.member)
+    for _ in range(20):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(f"POST /k8s/clusters/{world.cluster.pk}/api/v1/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n"
+                     f"Content-Length: 1000\r\n\r\nabc".encode())
+        sock.close()
+    code, _, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/version", token(world.member))
+    assert code == 200  # the server still answers at once
