@@ -32,7 +32,7 @@ def ensure_local_tls(directory, hosts=("127.0.0.1", "localhost", "::1")):
     if ca_crt.exists() and crt.exists() and key_path.exists():
         return ca_crt, crt, key_path
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Corral local CA")])
     ca = (

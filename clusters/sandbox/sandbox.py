@@ -14,6 +14,7 @@ upstream binaries built by `make kube-tools`, with state under <root>/<name>/:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import json
@@ -46,6 +47,12 @@ PROGRESS_EVERY = 10  # seconds between "still waiting" lines
 LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
 
 Progress = Callable[[int, str], None]
+
+
+def _cri_log_line(text: str) -> str:
+    """A line in the CRI log format kwok reads: time, stream, full-line tag, text."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{now} stdout F {text}\n"
 
 
 def sandbox_name(text: str) -> str:
@@ -548,6 +555,11 @@ class Sandbox:
         """What kwok serves as every container's log (and attach output); append to it to follow."""
         return self.dir / "pod.log"
 
+    def append_pod_log(self, text: str) -> None:
+        """Add a line to every simulated container's log (``kubectl logs -f`` shows it)."""
+        with open(self.pod_log_path, "a") as log:
+            log.write(_cri_log_line(text))
+
     def _write_configs(self, ports: dict, exec_on_host: bool = False) -> None:
         port = ports["kube-apiserver"]
         self.kubeconfig_path.write_text(yaml.safe_dump(self._kubeconfig("admin", port, embed=True)))
@@ -578,9 +590,11 @@ class Sandbox:
                 "nodeLeaseParallelism": 16,
                 "podPlayStageParallelism": 16,
                 "nodePlayStageParallelism": 8,
+                # The kubelet API kwok serves: logs, attach, exec, port-forward (see _simulated).
+                "enableDebuggingHandlers": True,
             },
         }
-        self.pod_log_path.write_text("corral sandbox: simulated container log\n")
+        self.pod_log_path.write_text(_cri_log_line("corral sandbox: simulated container log"))
         simulated = [
             {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "corral-logs"},
              "spec": {"logs": [{"logsFile": str(self.pod_log_path), "follow": True}]}},
