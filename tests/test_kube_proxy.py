@@ -193,11 +193,21 @@ def test_the_proxy_takes_the_api_servers_3_mib_not_the_apis_2_mib(setup, recorde
     path = f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/configmaps"
     code, _, _ = call(url, path, token(world.member), method="POST", body=b"x" * int(2.5 * MiB))
     assert code == 201 and recorder.seen[-1]["body_length"] == int(2.5 * MiB)
-    code, body, _ = call(url, path, token(world.member), method="POST", body=b"x" * (3 * MiB + 1))
-    assert code == 413 and str(3 * MiB) in json.loads(body)["detail"]
+    # Refused from the declared length, before the body is sent (a client still sending would see a reset).
+    assert _declared(url, path, 3 * MiB + 1).startswith(b"HTTP/1.1 413")
+    assert str(3 * MiB).encode() in _declared(url, path, 3 * MiB + 1)
     assert len(recorder.seen) == 1
-    code, _, _ = call(url, "/api/v1/projects/", token(world.member), method="POST", body=b"x" * int(2.5 * MiB))
-    assert code == 413  # the rest of Corral keeps its own limit
+    assert _declared(url, "/api/v1/projects/", int(2.5 * MiB)).startswith(b"HTTP/1.1 413")  # the rest of Corral keeps 2 MiB
+
+
+def _declared(url, path, length):
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def test_a_dropped_client_does_not_pin_an_upstream_connection(setup):
@@ -212,3 +222,37 @@ def test_a_dropped_client_does_not_pin_an_upstream_connection(setup):
         sock.close()
     code, _, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/version", token(world.member))
     assert code == 200  # the server still answers at once
+
+
+def _session(url, user):
+    """A signed-in browser's cookies (session and CSRF) on the live server."""
+    from django.middleware.csrf import _get_new_csrf_string
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value, _get_new_csrf_string()  # the CSRF cookie a page would hold
+
+
+def test_portal_pages_use_the_proxy_with_their_session_and_csrf(setup, recorder):
+    world, url = setup
+    session, csrf = _session(url, world.member)
+    cookie = f"sessionid={session}; csrftoken={csrf}"
+    path = f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/pods/a"
+    assert call(url, path, headers={"Cookie": cookie})[0] == 200
+    assert call(url, path, method="PUT", body=b"{}", headers={"Cookie": cookie})[0] == 403  # no CSRF token
+    assert call(url, path, method="PUT", body=b"{}", headers={"Cookie": cookie, "X-CSRFToken": csrf, "Origin": "https://evil.example"})[0] == 403
+    assert call(url, path, method="PUT", body=b"{}", headers={"Cookie": cookie, "X-CSRFToken": csrf})[0] == 200
+    assert [s["method"] for s in recorder.seen] == ["GET", "PUT"]
+    assert recorder.seen[-1]["headers"]["Impersonate-User"] == "corral:user:member"
+    assert "Cookie" not in recorder.seen[-1]["headers"]  # the session never reaches the cluster
+    stranger_session, _ = _session(url, world.stranger)
+    assert call(url, path, headers={"Cookie": f"sessionid={stranger_session}"})[0] == 404
+
+
+def test_kubeconfig_tokens_work_only_on_the_proxy(setup, recorder):
+    world, url = setup
+    _, secret = ApiToken.issue(world.member, kind=ApiToken.Kind.KUBECONFIG)
+    assert call(url, f"/k8s/clusters/{world.cluster.pk}/version", secret)[0] == 200
+    code, body, _ = call(url, "/api/v1/me/", secret)
+    assert code == 401 and b"kubeconfig" in body

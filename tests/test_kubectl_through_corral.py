@@ -215,3 +215,41 @@ def test_admins_kubeconfig_lists_every_cluster_and_a_members_only_theirs(sandbox
     kc = Kubectl(sandbox, fetch_kubeconfig(corral["url"], admin), corral["tmp"], kubectl.namespace)
     assert "kube-system" in kc("--context", corral["cluster"].slug, "get", "namespaces", "-o", "name")
     assert os.path.exists(kc.path)
+
+
+def test_port_forward_and_top_pass_through(sandbox, kubectl, corral):
+    import socket
+    import threading
+
+    kc = Kubectl(sandbox, fetch_kubeconfig(corral["url"], corral["dev"]), corral["tmp"], kubectl.namespace)
+    kc("run", "web", "--image=nginx", "--restart=Never", "--port=80")
+    running_pods(kc, "run=web", 1)
+    # What listens where kwok forwards every pod port: an echo server.
+    listener = socket.create_server(("127.0.0.1", sandbox.port_forward_port))
+
+    def echo():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = conn.recv(100)
+                conn.sendall(b"echo:" + data)
+
+    threading.Thread(target=echo, daemon=True).start()
+    forward = kc.popen("port-forward", "pod/web", ":80")
+    try:
+        [line] = lines_until(forward, lambda line: "Forwarding from 127.0.0.1:" in line)[-1:]
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", local), timeout=20) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(100) == b"echo:ping"
+    finally:
+        forward.terminate()
+        forward.wait(10)
+        listener.close()
+
+    # `top` reads the metrics API (metrics-server; none in a sandbox): through Corral the answer is the cluster's own.
+    through, direct = kc.run("top", "pod"), kubectl.run("top", "pod")
+    assert (through.returncode, through.stderr) == (direct.returncode, direct.stderr)

@@ -279,6 +279,12 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-operation": Operation.objects.get(cluster=world.cluster),
         "portal-project": world.project,
         "account-token-revoke": token,
+        "portal-cluster-kubeconfig": world.cluster,
+        "portal-pod-logs": Pod.objects.get(uid="a-pod"),
+        "portal-pod-shell": Pod.objects.get(uid="a-pod"),
+        "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
+        "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
+        "portal-service-yaml": Service.objects.get(uid="a-svc"),
     }
     patterns = _portal_patterns()
     assert patterns

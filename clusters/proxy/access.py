@@ -48,19 +48,82 @@ def bearer(headers):
     return parts[1]
 
 
-def authorize(presented, cluster_id, method):
-    """The Target for a request with token ``presented`` to ``cluster_id``; raises Refusal."""
+def cookies(headers):
+    from http.cookies import SimpleCookie
+
+    jar = SimpleCookie()
+    try:
+        jar.load(headers.get(b"cookie", b"").decode("latin-1"))
+    except Exception:  # noqa: BLE001 - a malformed cookie header is no session
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def session_user(session_key):
+    """The active user signed in with ``session_key`` (the portal's own pages), or None; the same
+    checks as django.contrib.auth.get_user (backend, session hash)."""
+    from importlib import import_module
+
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+    from django.utils.crypto import constant_time_compare
+
+    if not session_key:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user_id, backend_path = session.get(SESSION_KEY), session.get(BACKEND_SESSION_KEY)
+    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not user.is_active:
+        return None
+    if not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+        return None
+    return user
+
+
+def csrf_ok(headers, jar):
+    """A page's write (session, not token): its X-CSRFToken must match the CSRF cookie, as
+    Django's CsrfViewMiddleware requires, and an Origin, when sent, must be this host."""
+    from django.middleware.csrf import InvalidTokenFormat, _check_token_format, _does_token_match
+
+    origin, host = headers.get(b"origin"), headers.get(b"host", b"")
+    if origin is not None and origin.split(b"://", 1)[-1] != host:
+        return False
+    sent, cookie = headers.get(b"x-csrftoken", b"").decode("latin-1"), jar.get(settings.CSRF_COOKIE_NAME, "")
+    try:
+        _check_token_format(sent)
+        _check_token_format(cookie)
+    except InvalidTokenFormat:
+        return False
+    return _does_token_match(sent, cookie)
+
+
+def authorize(presented, cluster_id, method, headers=None, websocket=False):
+    """The Target for a request to ``cluster_id``, by token ``presented`` or else by the portal's
+    session cookie (``headers``); raises Refusal."""
     from projects import identity
 
+    headers = headers or {}
     token = ApiToken.authenticate(presented) if presented else None
-    if token is None:
+    if presented and token is None:
         raise Refusal(401, "Unauthorized", "Corral: a valid, unexpired Corral token is required (Authorization: Bearer crl_...)")
-    if token.read_only and method not in SAFE_METHODS:
-        raise Refusal(403, "Forbidden", "Corral: this token is read-only")
-    now = timezone.now()
-    if token.last_used is None or (now - token.last_used).total_seconds() > 60:
-        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
-    user = token.user
+    if token is not None:
+        if token.read_only and method not in SAFE_METHODS:
+            raise Refusal(403, "Forbidden", "Corral: this token is read-only")
+        now = timezone.now()
+        if token.last_used is None or (now - token.last_used).total_seconds() > 60:
+            ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        user = token.user
+    else:
+        jar = cookies(headers)
+        user = session_user(jar.get(settings.SESSION_COOKIE_NAME))
+        if user is None:
+            raise Refusal(401, "Unauthorized", "Corral: a valid, unexpired Corral token is required (Authorization: Bearer crl_...)")
+        # Pages write with the CSRF token; a page's websocket (a shell) must come from this host.
+        if (websocket and headers.get(b"origin", b"").split(b"://", 1)[-1] != headers.get(b"host", b"")) or (
+            not websocket and method not in SAFE_METHODS and not csrf_ok(headers, jar)
+        ):
+            raise Refusal(403, "Forbidden", "Corral: CSRF check failed (a page's request must come from Corral's own pages)")
     # A cluster the caller may not see is answered exactly like a missing one, before anything is sent.
     cluster = Cluster.objects.restrict(user, "view").filter(pk=cluster_id).only("pk", "name", "state", "last_error", "credentials").first()
     if cluster is None:
@@ -74,7 +137,7 @@ def authorize(presented, cluster_id, method):
     if is_global_admin(user):
         groups.append(identity.administrators_group())
     return Target(
-        token_id=token.pk, user_id=user.pk, username=user.get_username(), cluster_id=cluster.pk, cluster_name=cluster.name,
+        token_id=token.pk if token is not None else None, user_id=user.pk, username=user.get_username(), cluster_id=cluster.pk, cluster_name=cluster.name,
         credentials=cluster.credentials, impersonate_user=identity.kubernetes_user(user),
         impersonate_groups=groups,
     )

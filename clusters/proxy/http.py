@@ -57,7 +57,7 @@ def upstream_headers(scope_headers, target, upstream):
     return headers
 
 
-async def decide(scope, method):
+async def decide(scope, method, websocket=False):
     """The Target of a request, or raises access.Refusal (401, 403, 404, 503)."""
     match = access.PATH.match(scope["path"])
     if match is None:
@@ -66,7 +66,8 @@ async def decide(scope, method):
     problem = refused_headers(scope["headers"])
     if problem:
         raise access.Refusal(403, "Forbidden", problem)
-    return await database_sync_to_async(access.authorize)(access.bearer(headers), int(match["id"]), method), match["rest"] or "/"
+    target = await database_sync_to_async(access.authorize)(access.bearer(headers), int(match["id"]), method, headers, websocket)
+    return target, match["rest"] or "/"
 
 
 async def read_body(receive):
@@ -123,7 +124,8 @@ async def relay(response, receive, send, target):
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     pump = asyncio.current_task()
-    streams.register(target.token_id, pump)
+    if target.token_id is not None:  # a page's stream (session) ends with the page
+        streams.register(target.token_id, pump)
     gone = asyncio.get_running_loop().create_task(_until_disconnect(receive))
 
     def client_left(task):

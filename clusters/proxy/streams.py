@@ -24,6 +24,8 @@ def register(token_id, task):
 
 
 def unregister(token_id, task):
+    if token_id is None:
+        return
     tasks = _open.get(token_id)
     if tasks is not None:
         tasks.discard(task)

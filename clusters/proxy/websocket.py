@@ -26,7 +26,7 @@ async def proxy_websocket(scope, receive, send):
     if message["type"] != "websocket.connect":
         return
     try:
-        target, rest = await decide(scope, "POST")  # exec/attach/port-forward create a subresource
+        target, rest = await decide(scope, "POST", websocket=True)  # exec/attach/port-forward create a subresource
     except access.Refusal as refusal:
         log.info("proxy websocket refused: %s", refusal.message)
         return await send(REFUSE)
@@ -50,7 +50,8 @@ async def proxy_websocket(scope, receive, send):
     await send({"type": "websocket.accept", "subprotocol": upstream_ws.protocol})
     await database_sync_to_async(access.audit)(target, "POST", rest, status, verb="create")
     task = asyncio.current_task()
-    streams.register(target.token_id, task)
+    if target.token_id is not None:
+        streams.register(target.token_id, task)
     up = asyncio.get_running_loop().create_task(_cluster_to_client(upstream_ws, send))
     try:
         while True:

@@ -247,7 +247,8 @@ class Sandbox:
 
         Every pod's logs (``kubectl logs``, ``-f`` follows) and attach read ``pod.log`` in the
         sandbox's directory.  ``exec_on_host`` makes ``kubectl exec`` run the command on this host
-        (kwok's ClusterExec): for tests and one's own machine only, never for sandboxes that others
+        (kwok's ClusterExec) and ``kubectl port-forward`` reach ``port_forward_port`` on it (kwok's
+        ClusterPortForward): for tests and one's own machine only, never for sandboxes that others
         can exec into, so Corral's sandbox driver leaves it off."""
         last = None
 
@@ -555,6 +556,12 @@ class Sandbox:
         """What kwok serves as every container's log (and attach output); append to it to follow."""
         return self.dir / "pod.log"
 
+    @property
+    def port_forward_port(self) -> int | None:
+        """With ``exec_on_host``: the port on 127.0.0.1 every pod port-forward reaches."""
+        path = self.dir / "port-forward-port"
+        return int(path.read_text()) if path.exists() else None
+
     def append_pod_log(self, text: str) -> None:
         """Add a line to every simulated container's log (``kubectl logs -f`` shows it)."""
         with open(self.pod_log_path, "a") as log:
@@ -606,6 +613,11 @@ class Sandbox:
             work.mkdir(exist_ok=True)
             simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "corral-exec"},
                               "spec": {"execs": [{"local": {"workDir": str(work)}}]}})
+            # Every pod's every port forwards to one port on this host (whatever listens there).
+            target = free_ports(1)[0]
+            (self.dir / "port-forward-port").write_text(str(target))
+            simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "corral-port-forward"},
+                              "spec": {"forwards": [{"target": {"port": target, "address": "127.0.0.1"}}]}})
         (self.dir / "kwok.yaml").write_text(
             yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text() + "---\n" + yaml.safe_dump_all(simulated)
         )
