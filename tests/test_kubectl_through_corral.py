@@ -253,3 +253,32 @@ def test_port_forward_and_top_pass_through(sandbox, kubectl, corral):
     # `top` reads the metrics API (metrics-server; none in a sandbox): through Corral the answer is the cluster's own.
     through, direct = kc.run("top", "pod"), kubectl.run("top", "pod")
     assert (through.returncode, through.stderr) == (direct.returncode, direct.stderr)
+
+
+def test_dropped_watch_clients_leave_no_connection_to_the_cluster(sandbox, kubectl, corral):
+    """Clients that open watches and vanish (killed kubectl, dropped network) free the proxy's
+    connections to the API server; nothing stays pinned."""
+    import psutil
+
+    config = fetch_kubeconfig(corral["url"], corral["dev"])
+    kc = Kubectl(sandbox, config, corral["tmp"], kubectl.namespace)
+    server = psutil.Process(corral["server"].pid)
+    api_port = int(sandbox.endpoint.rsplit(":", 1)[1])
+
+    def upstream_connections():
+        return sum(1 for c in server.net_connections(kind="tcp") if c.raddr and c.raddr.port == api_port and c.status == "ESTABLISHED")
+
+    kc("get", "pods")  # one kept-alive connection may stay in the pool: the baseline
+    baseline = upstream_connections()
+    watchers = [kc.popen("get", "pods", "-w") for _ in range(10)]
+    deadline = time.monotonic() + 30
+    while upstream_connections() < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert upstream_connections() >= 10, "the watches never opened"  # a watch may reuse the pooled one
+    for proc in watchers:
+        proc.kill()  # gone without a goodbye
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while upstream_connections() > baseline and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert upstream_connections() <= baseline
