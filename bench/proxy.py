@@ -156,7 +156,8 @@ async def watches(sandbox, namespace, corral_url, corral_ca, secret, cluster_id,
     deadline = time.monotonic() + 120
     while held < count and time.monotonic() < deadline and not any(t.done() for t in tasks):
         await asyncio.sleep(0.2)
-    print(f"watches held through one daphne process: {held} of {count}")
+    failed = [t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()]
+    print(f"watches held through one daphne process: {held} of {count}" + (f"; {len(failed)} failed, e.g. {failed[0]!r}" if failed else ""))
     api = sandbox.api()
     peak = process.memory_info().rss
     updates = int(seconds / 0.1)

@@ -256,3 +256,19 @@ def test_kubeconfig_tokens_work_only_on_the_proxy(setup, recorder):
     assert call(url, f"/k8s/clusters/{world.cluster.pk}/version", secret)[0] == 200
     code, body, _ = call(url, "/api/v1/me/", secret)
     assert code == 401 and b"kubeconfig" in body
+
+
+def test_paths_go_on_as_encoded_and_dot_segments_are_refused(setup, recorder):
+    world, url = setup
+    base = f"/k8s/clusters/{world.cluster.pk}"
+    assert call(url, f"{base}/api/v1/namespaces/web-prod/configmaps/a%3Fb?limit=1", token(world.member))[0] == 200
+    assert recorder.seen[-1]["path"] == "/api/v1/namespaces/web-prod/configmaps/a%3Fb?limit=1"
+    for sneaky in ("/api/../../other", "/api/%2e%2e/x", "/./api"):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"GET {base}{sneaky} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token(world.member)}\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), (sneaky, answer[:200])
+    assert len(recorder.seen) == 1

@@ -131,6 +131,10 @@ def test_walkthrough_with_kubectl_as_a_project_member(sandbox, kubectl, corral):
     assert replacement.startswith("nginx-") and replacement not in before
 
     kc("expose", "deployment", "nginx", "--port=80")
+    applied = subprocess.run(kc.argv("apply", "--server-side", "-f", "-"), input=json.dumps({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"mode": "server-side"}}),
+        capture_output=True, text=True, timeout=60)
+    assert applied.returncode == 0 and "serverside-applied" in applied.stdout, applied.stderr
     assert kc("get", "service", "nginx", "-o", "jsonpath={.spec.ports[0].port}") == "80"
 
     refused = kc.run("get", "pods", "-n", corral["other_ns"])
@@ -172,6 +176,15 @@ def test_logs_follow_and_exec_through_kwok(sandbox, kubectl, corral):
         follow.wait(10)
 
     assert kc("exec", "shell", "--", "echo", "hi", timeout=60).strip() == "hi"
+    attach = kc.popen("attach", "shell")
+    try:
+        time.sleep(2)
+        marker = f"attached-{uuid.uuid4().hex[:6]}"
+        sandbox.append_pod_log(marker)
+        lines_until(attach, lambda line: marker in line, timeout=30)
+    finally:
+        attach.terminate()
+        attach.wait(10)
     assert ("create", "kubernetes.pods/exec", 101) in audited_eventually(corral["dev"], {("create", "kubernetes.pods/exec", 101)})
 
 

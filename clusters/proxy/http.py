@@ -2,11 +2,14 @@
 cluster with impersonation, streaming the answer as it comes (watches, ``logs -f``)."""
 
 import asyncio
+import hashlib
 import json
 import logging
+import time
 
 import aiohttp
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from clusters.kube.outbound import ConnectionNotAllowed
 from clusters.proxy import access, streams
@@ -59,15 +62,39 @@ def upstream_headers(scope_headers, target, upstream):
 
 async def decide(scope, method, websocket=False):
     """The Target of a request, or raises access.Refusal (401, 403, 404, 503)."""
-    match = access.PATH.match(scope["path"])
+    # The path goes on as the client encoded it (raw_path): decoding and re-encoding could turn
+    # an escaped "?" or "/" into another request.  Dot segments could climb out of a server URL
+    # with a path prefix, so they are refused.
+    raw = scope.get("raw_path") or scope["path"].encode()
+    match = access.PATH.match(raw.decode("latin-1"))
     if match is None:
         raise access.Refusal(404, "NotFound", "Corral: the proxy serves /k8s/clusters/<id>/...")
+    if any(segment in (".", "..") for segment in scope["path"].split("/")):
+        raise access.Refusal(400, "BadRequest", "Corral: dot segments (. and ..) are not allowed in the path")
     headers = dict(scope["headers"])
     problem = refused_headers(scope["headers"])
     if problem:
         raise access.Refusal(403, "Forbidden", problem)
-    target = await database_sync_to_async(access.authorize)(access.bearer(headers), int(match["id"]), method, headers, websocket)
+    presented = access.bearer(headers)
+    key = (hashlib.sha256(presented.encode()).digest(), int(match["id"]), method in access.SAFE_METHODS) if presented else None
+    target = streams.decisions.get(key) if key else None
+    if target is None or target[0] < time.monotonic():
+        target = await database_sync_to_async(access.authorize)(presented, int(match["id"]), method, headers, websocket)
+        if key:
+            if len(streams.decisions) > 10000:
+                streams.decisions.clear()
+            streams.decisions[key] = (time.monotonic() + settings.PROXY_DECISION_CACHE_SECONDS, target)
+    else:
+        target = target[1]
     return target, match["rest"] or "/"
+
+
+
+def upstream_url(upstream, rest, scope):
+    from yarl import URL
+
+    query = scope.get("query_string") or b""
+    return URL(upstream.base + rest + (("?" + query.decode("latin-1")) if query else ""), encoded=True)
 
 
 async def read_body(receive):
@@ -94,7 +121,7 @@ async def proxy_http(scope, receive, send):
     if body is None:
         return
     upstream = await upstream_for(target.cluster_id, target.credentials)
-    url = upstream.base + rest + (("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else "")
+    url = upstream_url(upstream, rest, scope)
     headers = upstream_headers(scope["headers"], target, upstream)
     mutating = method not in access.SAFE_METHODS
     try:
@@ -123,6 +150,9 @@ async def relay(response, receive, send, target):
         await send({"type": "http.response.body", "body": body})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    # daphne sends the headers with the first body bytes: an empty chunk sends them now, so a
+    # watch is answered as soon as the API server answers, not at its first event.
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
     pump = asyncio.current_task()
     if target.token_id is not None:  # a page's stream (session) ends with the page
         streams.register(target.token_id, pump)

@@ -13,6 +13,11 @@ from clusters.proxy import access
 log = logging.getLogger("corral.proxy")
 
 _open = {}  # token id -> set of asyncio tasks serving its streams
+# Token decisions (who, which cluster, whom to impersonate) kept a moment: kubectl sends bursts of
+# calls, and the database need not answer the same question for each.  A revoked token, a role
+# removed or a cluster gone take effect within PROXY_DECISION_CACHE_SECONDS; a token found
+# unusable here is forgotten at once.  (sha256 of the token, cluster id, safe method) -> (until, Target)
+decisions = {}
 _checker = None
 
 
@@ -48,6 +53,9 @@ async def _check_forever():
         except Exception:  # noqa: BLE001 - a database hiccup must not close anyone's streams
             log.exception("could not recheck the tokens of open proxy streams")
             continue
-        for token_id in set(ids) - usable:
+        gone = set(ids) - usable
+        for key in [k for k, (_, target) in decisions.items() if target.token_id in gone]:
+            decisions.pop(key, None)
+        for token_id in gone:
             for task in list(_open.pop(token_id, ())):
                 task.cancel("token no longer usable")

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 
 from clusters.kube.outbound import ConnectionNotAllowed
 from clusters.proxy import access, streams
-from clusters.proxy.http import decide, upstream_headers
+from clusters.proxy.http import decide, upstream_headers, upstream_url
 from clusters.proxy.upstream import describe, upstream_for
 
 log = logging.getLogger("corral.proxy")
@@ -31,7 +31,7 @@ async def proxy_websocket(scope, receive, send):
         log.info("proxy websocket refused: %s", refusal.message)
         return await send(REFUSE)
     upstream = await upstream_for(target.cluster_id, target.credentials)
-    url = upstream.base + rest + (("?" + scope["query_string"].decode("latin-1")) if scope.get("query_string") else "")
+    url = upstream_url(upstream, rest, scope)
     headers = [(n, v) for n, v in upstream_headers(scope["headers"], target, upstream) if n.lower() != "origin"]
     status = 101
     try:
