@@ -48,8 +48,16 @@ def test_logs_shell_and_yaml_pages_through_the_proxy(sandbox, kubectl, browser, 
     command = browser.find_element(By.ID, "shell-command")
     command.clear()
     command.send_keys("echo hi-from-the-browser")
-    browser.find_element(By.CSS_SELECTOR, "#shell-options button[type=submit]").click()
-    WebDriverWait(browser, 30).until(lambda d: "hi-from-the-browser" in d.find_element(By.ID, "terminal").text)
+    # A command that exits at once can end before kwok's simulated exec has passed its output on
+    # (seen once in a few runs; cause not established): connect again, up to three times.
+    for attempt in range(3):
+        browser.find_element(By.CSS_SELECTOR, "#shell-options button[type=submit]").click()
+        try:
+            WebDriverWait(browser, 20).until(lambda d: "hi-from-the-browser" in d.find_element(By.ID, "terminal").text)
+            break
+        except Exception:
+            if attempt == 2:
+                raise AssertionError(f"shell: {browser.find_element(By.ID, 'shell-status').text!r}; console {browser.get_log('browser')}") from None
     assert not csp_violations(browser), "shell page"
 
     browser.get(f"{live_server_url}/pods/{pod.pk}/yaml/")
