@@ -295,3 +295,12 @@ def test_dropped_watch_clients_leave_no_connection_to_the_cluster(sandbox, kubec
     while upstream_connections() > baseline and time.monotonic() < deadline:
         time.sleep(0.2)
     assert upstream_connections() <= baseline
+
+
+def test_large_answers_arrive_whole(sandbox, kubectl, corral):
+    """Answers larger than what the proxy reads at once (the OpenAPI document, megabytes) are relayed
+    in pieces and arrive byte for byte as the API server sent them."""
+    kc = Kubectl(sandbox, fetch_kubeconfig(corral["url"], corral["dev"]), corral["tmp"], kubectl.namespace)
+    through, direct = kc("get", "--raw", "/openapi/v2"), kubectl("get", "--raw", "/openapi/v2")
+    assert len(direct) > 1024 * 1024
+    assert json.loads(through) == json.loads(direct)

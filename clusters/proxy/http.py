@@ -22,6 +22,7 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer", b"trailers",
     b"transfer-encoding", b"upgrade", b"host", b"content-length",
 })
+WHOLE_BODY_BYTES = 256 * 1024
 NOT_FORWARDED = HOP_BY_HOP | {b"authorization", b"cookie", b"x-csrftoken"}
 
 
@@ -142,12 +143,19 @@ async def relay(response, receive, send, target):
         (name.lower(), value) for name, value in response.raw_headers if name.lower() not in HOP_BY_HOP
     ]
     length = response.headers.get("Content-Length")
-    if length is not None:
+    if length is not None and length.isdigit():
         headers.append((b"content-length", length.encode()))
-        # A whole answer of known size: read it and send it at once (most GETs and all writes).
-        body = await response.read()
+        if int(length) <= WHOLE_BODY_BYTES:
+            # A small answer of known size: read it and send it at once (most GETs and writes).
+            body = await response.read()
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        # A large one (a big LIST) goes on in pieces: never held whole in memory.
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        async for chunk in response.content.iter_chunked(WHOLE_BODY_BYTES):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     # daphne sends the headers with the first body bytes: an empty chunk sends them now, so a
