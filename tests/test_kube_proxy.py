@@ -157,6 +157,10 @@ def test_unavailable_or_unreachable_cluster_is_503_with_the_reason(setup, record
     code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(world.owner))
     assert code == 503 and "cannot connect" in json.loads(body)["message"]
     assert time.monotonic() - started < 10  # refused at once, not after a hang (a bound, not a timing)
+    cluster.credentials = {"server": recorder.url, "ca_data": "-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n", "token": "x"}
+    cluster.save()
+    code, body, _ = call(url, f"/k8s/clusters/{world.cluster.pk}/api/v1/pods", token(world.owner))
+    assert code == 503 and "stored credentials cannot be used" in json.loads(body)["message"]
 
 
 def test_outbound_policy_applies_to_the_proxy(recorder, settings):

@@ -90,7 +90,6 @@ async def decide(scope, method, websocket=False):
     return target, match["rest"] or "/"
 
 
-
 def upstream_url(upstream, rest, scope):
     from yarl import URL
 
@@ -121,7 +120,10 @@ async def proxy_http(scope, receive, send):
     body = await read_body(receive)
     if body is None:
         return
-    upstream = await upstream_for(target.cluster_id, target.credentials)
+    try:
+        upstream = await upstream_for(target.cluster_id, target.credentials)
+    except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError: a CA or key that does not load
+        return await answer(send, 503, "ServiceUnavailable", f"Corral: cluster {target.cluster_name!r}'s stored credentials cannot be used: {exc}")
     url = upstream_url(upstream, rest, scope)
     headers = upstream_headers(scope["headers"], target, upstream)
     mutating = method not in access.SAFE_METHODS

@@ -30,7 +30,11 @@ async def proxy_websocket(scope, receive, send):
     except access.Refusal as refusal:
         log.info("proxy websocket refused: %s", refusal.message)
         return await send(REFUSE)
-    upstream = await upstream_for(target.cluster_id, target.credentials)
+    try:
+        upstream = await upstream_for(target.cluster_id, target.credentials)
+    except (ValueError, OSError) as exc:
+        log.info("cluster %s credentials unusable: %s", target.cluster_id, exc)
+        return await send(REFUSE)
     url = upstream_url(upstream, rest, scope)
     headers = [(n, v) for n, v in upstream_headers(scope["headers"], target, upstream) if n.lower() != "origin"]
     status = 101
