@@ -28,13 +28,25 @@ class Recorder(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self):
-        self.seen = []
+        self.seen, self.hung_up = [], 0
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _answer(handler):
                 length = int(handler.headers.get("Content-Length") or 0)
                 body = handler.rfile.read(length) if length else b""
                 self.seen.append({"method": handler.command, "path": handler.path, "headers": handler.headers, "body_length": len(body)})
+                if "watch=1" in handler.path:  # a watch: events until the proxy hangs up (HTTP/1.0, no length)
+                    handler.send_response(200)
+                    handler.send_header("Content-Type", "application/json")
+                    handler.end_headers()
+                    try:
+                        for i in range(300):
+                            handler.wfile.write(b'{"type":"ADDED","object":{"n":%d}}\n' % i)
+                            handler.wfile.flush()
+                            time.sleep(0.1)
+                    except OSError:
+                        self.hung_up += 1
+                    return
                 status = 201 if handler.command == "POST" else 200
                 out = json.dumps({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "x"}}).encode()
                 handler.send_response(status)
@@ -276,3 +288,47 @@ def test_paths_go_on_as_encoded_and_dot_segments_are_refused(setup, recorder):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 400"), (sneaky, answer[:200])
     assert len(recorder.seen) == 1
+
+
+def _open_stream(url, path, headers):
+    port = int(url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n".encode())
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200"), first[:300]
+    return sock
+
+
+def _until_closed(sock, timeout=20):
+    """Read until the server ends the stream (the last chunk, or closing); fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+        if data.endswith(b"0\r\n\r\n"):
+            return
+    raise AssertionError("the stream was never closed")
+
+
+def test_streams_close_when_their_token_is_revoked_or_their_session_ends(setup, recorder):
+    from django.contrib.sessions.models import Session
+
+    world, url = setup
+    path = f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/pods?watch=1"
+    row, secret = ApiToken.issue(world.member)
+    by_token = _open_stream(url, path, f"Authorization: Bearer {secret}\r\n")
+    session, _ = _session(url, world.member)
+    by_session = _open_stream(url, path, f"Cookie: sessionid={session}\r\n")
+    ApiToken.objects.filter(pk=row.pk).update(revoked=timezone.now())
+    _until_closed(by_token)  # within PORTAL_PROXY_TOKEN_RECHECK_SECONDS (1 s here)
+    Session.objects.filter(session_key=session).delete()  # signed out
+    _until_closed(by_session)
+    by_token.close()
+    by_session.close()
+    deadline = time.monotonic() + 10
+    while recorder.hung_up < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert recorder.hung_up == 2  # and the proxy let go of the cluster's side too

@@ -27,7 +27,7 @@ class Refusal(Exception):
 
 @dataclass
 class Target:
-    token_id: int
+    token_id: int | None
     user_id: int
     username: str
     cluster_id: int
@@ -35,6 +35,8 @@ class Target:
     credentials: dict
     impersonate_user: str
     impersonate_groups: list = field(default_factory=list)
+    # What an open stream's right to go on hangs on: ("token", id) or ("session", key).
+    stream_key: tuple = ()
 
 
 def bearer(headers):
@@ -114,9 +116,11 @@ def authorize(presented, cluster_id, method, headers=None, websocket=False):
         if token.last_used is None or (now - token.last_used).total_seconds() > 60:
             ApiToken.objects.filter(pk=token.pk).update(last_used=now)
         user = token.user
+        stream_key = ("token", token.pk)
     else:
         jar = cookies(headers)
         user = session_user(jar.get(settings.SESSION_COOKIE_NAME))
+        stream_key = ("session", jar.get(settings.SESSION_COOKIE_NAME))
         if user is None:
             raise Refusal(401, "Unauthorized", "Corral: a valid, unexpired Corral token is required (Authorization: Bearer crl_...)")
         # Pages write with the CSRF token; a page's websocket (a shell) must come from this host.
@@ -139,13 +143,17 @@ def authorize(presented, cluster_id, method, headers=None, websocket=False):
     return Target(
         token_id=token.pk if token is not None else None, user_id=user.pk, username=user.get_username(), cluster_id=cluster.pk, cluster_name=cluster.name,
         credentials=cluster.credentials, impersonate_user=identity.kubernetes_user(user),
-        impersonate_groups=groups,
+        impersonate_groups=groups, stream_key=stream_key,
     )
 
 
-def still_usable(token_ids):
-    """Of ``token_ids``, those still usable (not revoked or expired, their user active)."""
-    return set(ApiToken.objects.usable().filter(pk__in=token_ids).values_list("pk", flat=True))
+def still_usable(keys):
+    """Of the streams' ``keys``, those still usable: tokens not revoked or expired, sessions not
+    signed out or expired, their users active."""
+    token_ids = [value for kind, value in keys if kind == "token"]
+    usable = {("token", pk) for pk in ApiToken.objects.usable().filter(pk__in=token_ids).values_list("pk", flat=True)}
+    usable |= {("session", key) for kind, key in keys if kind == "session" and session_user(key) is not None}
+    return usable
 
 
 # --- audit ------------------------------------------------------------------------------------

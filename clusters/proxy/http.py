@@ -164,8 +164,7 @@ async def relay(response, receive, send, target):
     # watch is answered as soon as the API server answers, not at its first event.
     await send({"type": "http.response.body", "body": b"", "more_body": True})
     pump = asyncio.current_task()
-    if target.token_id is not None:  # a page's stream (session) ends with the page
-        streams.register(target.token_id, pump)
+    streams.register(target.stream_key, pump)
     gone = asyncio.get_running_loop().create_task(_until_disconnect(receive))
 
     def client_left(task):
@@ -188,7 +187,7 @@ async def relay(response, receive, send, target):
         await send({"type": "http.response.body", "body": b""})
     finally:
         gone.cancel()
-        streams.unregister(target.token_id, pump)
+        streams.unregister(target.stream_key, pump)
 
 
 async def _until_disconnect(receive):

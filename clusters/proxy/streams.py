@@ -1,6 +1,7 @@
-"""Open streams (watches, logs -f, exec sessions) by the token that opened them, so a token that is
-revoked or expires, or whose user is deactivated, has its streams closed within
-``PROXY_TOKEN_RECHECK_SECONDS``: one query for all of a process's open streams, not one each."""
+"""Open streams (watches, logs -f, exec sessions) by the token or portal session that opened them,
+so a token that is revoked or expires, a session signed out, or a user deactivated, has its streams
+closed within ``PROXY_TOKEN_RECHECK_SECONDS``: one query for all of a process's open token
+streams (and one per open page session), not one each."""
 
 import asyncio
 import logging
@@ -12,7 +13,7 @@ from clusters.proxy import access
 
 log = logging.getLogger("corral.proxy")
 
-_open = {}  # token id -> set of asyncio tasks serving its streams
+_open = {}  # ("token", id) or ("session", key) -> set of asyncio tasks serving its streams
 # Token decisions (who, which cluster, whom to impersonate) kept a moment: kubectl sends bursts of
 # calls, and the database need not answer the same question for each.  A revoked token, a role
 # removed or a cluster gone take effect within PROXY_DECISION_CACHE_SECONDS; a token found
@@ -21,21 +22,19 @@ decisions = {}
 _checker = None
 
 
-def register(token_id, task):
+def register(key, task):
     global _checker
-    _open.setdefault(token_id, set()).add(task)
+    _open.setdefault(key, set()).add(task)
     if _checker is None or _checker.done():
         _checker = asyncio.get_running_loop().create_task(_check_forever())
 
 
-def unregister(token_id, task):
-    if token_id is None:
-        return
-    tasks = _open.get(token_id)
+def unregister(key, task):
+    tasks = _open.get(key)
     if tasks is not None:
         tasks.discard(task)
         if not tasks:
-            _open.pop(token_id, None)
+            _open.pop(key, None)
 
 
 def open_count():
@@ -54,8 +53,8 @@ async def _check_forever():
             log.exception("could not recheck the tokens of open proxy streams")
             continue
         gone = set(ids) - usable
-        for key in [k for k, (_, target) in decisions.items() if target.token_id in gone]:
+        for key in [k for k, (_, target) in decisions.items() if target.stream_key in gone]:
             decisions.pop(key, None)
-        for token_id in gone:
-            for task in list(_open.pop(token_id, ())):
-                task.cancel("token no longer usable")
+        for key in gone:
+            for task in list(_open.pop(key, ())):
+                task.cancel("token or session no longer usable")

@@ -54,8 +54,7 @@ async def proxy_websocket(scope, receive, send):
     await send({"type": "websocket.accept", "subprotocol": upstream_ws.protocol})
     await database_sync_to_async(access.audit)(target, "POST", rest, status, verb="create")
     task = asyncio.current_task()
-    if target.token_id is not None:
-        streams.register(target.token_id, task)
+    streams.register(target.stream_key, task)
     up = asyncio.get_running_loop().create_task(_cluster_to_client(upstream_ws, send))
     try:
         while True:
@@ -73,9 +72,9 @@ async def proxy_websocket(scope, receive, send):
                 await upstream_ws.send_str(message["text"])
     except asyncio.CancelledError:
         task.uncancel()  # the token stopped being usable: close both sides below
-        await send({"type": "websocket.close", "code": 4401, "reason": "token no longer usable"})
+        await send({"type": "websocket.close", "code": 4401, "reason": "token or session no longer usable"})
     finally:
-        streams.unregister(target.token_id, task)
+        streams.unregister(target.stream_key, task)
         up.cancel()
         await upstream_ws.close()
 
