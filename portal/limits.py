@@ -14,13 +14,21 @@ import json
 
 from django.conf import settings
 
+PROXY_PREFIX = "/k8s/"
 
-def max_body_bytes():
+
+def max_body_bytes(path=""):
+    """The body limit of a request to ``path``: the Kubernetes API proxy takes what an API server
+    takes (``PORTAL_PROXY_MAX_REQUEST_BYTES``, 3 MiB), everything else ``PORTAL_MAX_REQUEST_BYTES``."""
+    if isinstance(path, bytes):
+        path = path.decode("latin-1")
+    if path.startswith(PROXY_PREFIX):
+        return settings.PROXY_MAX_REQUEST_BYTES
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
-def too_large_body():
-    return json.dumps({"detail": f"request body too large (the limit is {max_body_bytes()} bytes)"}).encode()
+def too_large_body(path=""):
+    return json.dumps({"detail": f"request body too large (the limit is {max_body_bytes(path)} bytes)"}).encode()
 
 
 class BodyLimitMiddleware:
@@ -32,10 +40,11 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = max_body_bytes()
+        path = scope.get("path", "")
+        limit = max_body_bytes(path)
         length = _content_length(scope)
         if length is not None and length > limit:
-            return await _refuse(send)
+            return await _refuse(send, path)
         received = 0
         refused = False
 
@@ -62,7 +71,7 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, tracking_send)
         if refused and not response_started:
-            await _refuse(send)
+            await _refuse(send, path)
 
 
 def _content_length(scope):
@@ -75,8 +84,8 @@ def _content_length(scope):
     return None
 
 
-async def _refuse(send):
-    body = too_large_body()
+async def _refuse(send, path=""):
+    body = too_large_body(path)
     await send({
         "type": "http.response.start",
         "status": 413,
@@ -106,8 +115,12 @@ def _limited_web_request(web_request):
         _refused = False
         _received = 0
 
+        def _limit(self):
+            # The request line is parsed before the headers: the channel holds its target.
+            return max_body_bytes(getattr(self.channel, "_path", b"") or b"")
+
         def gotLength(self, length):
-            if length is not None and length > max_body_bytes():
+            if length is not None and length > self._limit():
                 self.content = io.BytesIO()
                 self._refuse()
                 return
@@ -117,7 +130,7 @@ def _limited_web_request(web_request):
             if self._refused:
                 return
             self._received += len(data)
-            if self._received > max_body_bytes():
+            if self._received > self._limit():
                 self._refuse()
                 return
             super().handleContentChunk(data)
@@ -129,7 +142,7 @@ def _limited_web_request(web_request):
 
         def _refuse(self):
             self._refused = True
-            body = too_large_body()
+            body = too_large_body(getattr(self.channel, "_path", b"") or b"")
             head = (
                 b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)

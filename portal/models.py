@@ -196,8 +196,16 @@ class ApiTokenQuerySet(RestrictedQuerySet):
         return self.filter(revoked__isnull=True, expires__gt=timezone.now(), user__is_active=True)
 
 
+class TokenKind(models.TextChoices):
+    API = "api", "API (and kubectl)"
+    KUBECONFIG = "kubeconfig", "kubeconfig (kubectl through Corral only)"
+
+
 class ApiToken(TimestampedModel):
-    """A bearer token.  Only a hash is stored; the token itself is shown once, when made."""
+    """A bearer token.  Only a hash is stored; the token itself is shown once, when made.
+    A kubeconfig's token works only on the Kubernetes API proxy (``/k8s/``), not on Corral's API."""
+
+    Kind = TokenKind
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     key_id = models.CharField(max_length=12, unique=True, editable=False, help_text="Public part, used to find the token")
@@ -205,6 +213,7 @@ class ApiToken(TimestampedModel):
     description = models.CharField(max_length=200, blank=True)
     expires = models.DateTimeField()
     read_only = models.BooleanField(default=False, help_text="Allows only reading (GET, HEAD, OPTIONS)")
+    kind = models.CharField(max_length=16, choices=TokenKind.choices, default=TokenKind.API, editable=False)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
 
@@ -217,7 +226,7 @@ class ApiToken(TimestampedModel):
         return f"{TOKEN_PREFIX}{self.key_id}… ({self.user})"
 
     @classmethod
-    def issue(cls, user, *, days=None, description="", read_only=False):
+    def issue(cls, user, *, days=None, description="", read_only=False, kind=TokenKind.API):
         """Make a token; returns (token row, the secret string to show once)."""
         days = settings.API_TOKEN_DEFAULT_DAYS if days is None else days
         if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
@@ -230,6 +239,7 @@ class ApiToken(TimestampedModel):
             key_hash=hash_token_secret(secret),
             description=description,
             read_only=read_only,
+            kind=kind,
             expires=timezone.now() + timedelta(days=days),
         )
         return token, f"{TOKEN_PREFIX}{key_id}.{secret}"

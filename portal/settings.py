@@ -258,6 +258,8 @@ STORAGES = {
 
 # Largest request body accepted (bytes); larger ones get a 413 naming the limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("PORTAL_MAX_REQUEST_BYTES", 2 * 1024 * 1024)
+# The Kubernetes API proxy (/k8s/) takes what a kube-apiserver takes: 3 MiB.
+PROXY_MAX_REQUEST_BYTES = env_int("PORTAL_PROXY_MAX_REQUEST_BYTES", 3 * 1024 * 1024)
 
 # --- REST API ---------------------------------------------------------------------------------
 
@@ -379,6 +381,13 @@ OPERATION_QUEUE_TIMEOUT_SECONDS = env_int("PORTAL_OPERATION_QUEUE_TIMEOUT_SECOND
 KUBE_REQUEST_TIMEOUT = env_int("PORTAL_KUBE_TIMEOUT_SECONDS", 10)
 # Kubernetes user "<prefix>user:<username>" and groups "<prefix>group:<group>" that RBAC names.
 KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
+# The Kubernetes API proxy and the kubeconfigs that point at it.
+PROXY_AUDIT_BODIES = env_bool("PORTAL_PROXY_AUDIT_BODIES", False)  # request bodies of writes (never secrets')
+PROXY_TOKEN_RECHECK_SECONDS = env_int("PORTAL_PROXY_TOKEN_RECHECK_SECONDS", 5)
+PROXY_DECISION_CACHE_SECONDS = env_int("PORTAL_PROXY_DECISION_CACHE_SECONDS", 2)
+EXTERNAL_URL = env("PORTAL_EXTERNAL_URL", "").rstrip("/")  # the URL kubeconfigs name; default: the request's
+TLS_CA_FILE = env("PORTAL_TLS_CA_FILE", "")  # CA of Corral's own certificate, put in kubeconfigs
+KUBECONFIG_TOKEN_DAYS = env_int("PORTAL_KUBECONFIG_TOKEN_DAYS", 30)
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
 # The largest sandbox anyone may provision through Corral (they run on Corral's own host).
 SANDBOX_MAX_NODES = env_int("PORTAL_SANDBOX_MAX_NODES", 100)

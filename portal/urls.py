@@ -14,6 +14,7 @@ urlpatterns = [
     path("clusters/import/", views.cluster_import, name="cluster-import"),
     path("clusters/<int:pk>/", views.cluster_detail, name="portal-cluster"),
     path("search/", views.search, name="search"),
+    path("", include("clusters.urls")),
     path("projects/", include("projects.urls")),
     path("operations/<int:pk>/", views.operation_detail, name="portal-operation"),
     path("login/", account_views.LoginView.as_view(), name="login"),

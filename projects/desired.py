@@ -24,6 +24,8 @@ RBAC = "rbac.authorization.k8s.io"
 # Project roles onto Kubernetes' built-in ClusterRoles, one RoleBinding per (namespace, role).
 PROJECT_ROLE_CLUSTERROLES = {PROJECT_OWNER: "admin", PROJECT_MEMBER: "edit", PROJECT_READ_ONLY: "view"}
 CLUSTER_OWNER_BINDING = "corral-cluster-owners"
+# Corral's global administrators (everything, everywhere): the proxy impersonates them with this group.
+ADMINISTRATORS_BINDING = "corral-administrators"
 CLUSTER_MEMBER_ROLE = "corral-cluster-member"
 CLUSTER_MEMBER_BINDING = "corral-cluster-members"
 CLUSTER_MEMBER_RULES = [{"apiGroups": [""], "resources": ["namespaces", "nodes"], "verbs": ["get", "list", "watch"]}]
@@ -120,6 +122,11 @@ def desired_state(cluster):
             body = rolebinding_body(project.pk, ns.name, role, _subjects(bindings))
             want.namespaced[("rolebindings", ns.name, binding_name(role))] = (project.pk, body)
 
+    want.cluster_scoped[("clusterrolebindings", ADMINISTRATORS_BINDING)] = {
+        "apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": _meta(ADMINISTRATORS_BINDING),
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "Group", "apiGroup": RBAC, "name": identity.administrators_group()}],
+    }
     cluster_bindings = {}
     for m in ClusterMembership.objects.filter(cluster=cluster).select_related("user", "group"):
         cluster_bindings.setdefault(m.role, []).append(m)

@@ -16,6 +16,12 @@ def group_name(name):
     return f"{prefix()}group:{name}"
 
 
+def administrators_group():
+    """The group Corral's global administrators act in (bound to cluster-admin in every cluster);
+    no Corral group can be named so (those are ``<prefix>group:<name>``)."""
+    return f"{prefix()}administrators"
+
+
 def kubernetes_user(user):
     return user_name(user.get_username())
 

@@ -91,7 +91,7 @@ def sandbox():
     _teardown_on_sigterm()
     cluster = Sandbox(_session_sandbox_name())
     try:
-        cluster.up(nodes=3)
+        cluster.up(nodes=3, exec_on_host=True)  # kubectl exec through kwok, tested for real
     except SandboxError as exc:
         pytest.fail(f"could not start the test sandbox: {exc}", pytrace=False)
     yield cluster

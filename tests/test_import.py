@@ -213,3 +213,21 @@ def test_portal_and_admin_import_forms(world, sandbox, admin_token):
     assert "not a kubeconfig" in page.content.decode()
     response = admin.post("/admin/clusters/cluster/import/", {"name": "from-admin", "kubeconfig": upload})
     assert response.status_code == 302 and Cluster.objects.filter(name="from-admin", state="active").exists()
+
+
+def test_missing_impersonate_permission_is_named(world, sandbox, kubectl):
+    """kubectl through Corral impersonates each user: credentials that may read everything but
+    not impersonate are refused on import, naming what is missing."""
+    reader = f"{kubectl.namespace}-reader"
+    kubectl("create", "serviceaccount", "reader")
+    kubectl("create", "clusterrole", reader, "--verb=get,list,watch", "--resource=nodes,namespaces,pods,services,events,deployments,statefulsets,daemonsets,jobs,cronjobs")
+    kubectl("create", "clusterrolebinding", reader, f"--clusterrole={reader}", f"--serviceaccount={kubectl.namespace}:reader")
+    try:
+        token = kubectl("create", "token", "reader").strip()
+        response = world.client(world.owner).post(
+            URL, {"name": "imported", "server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "token": token}, format="json"
+        )
+        assert_refused(response, "token", '"impersonate users", "impersonate groups"')
+    finally:
+        kubectl("delete", "clusterrolebinding", reader)
+        kubectl("delete", "clusterrole", reader)

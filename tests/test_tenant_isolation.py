@@ -96,6 +96,74 @@ def test_another_tenant_gets_not_found_on_every_path_and_method_of_the_schema(te
     assert len(probed) >= 40
 
 
+def _proxy(path, token, method="GET", headers=()):
+    """One request to the Kubernetes API proxy through the real ASGI application."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import HttpCommunicator
+
+    from portal.asgi import application
+
+    communicator = HttpCommunicator(application, method, path, body=b"{}" if method != "GET" else b"",
+                                    headers=[(b"authorization", f"Bearer {token}".encode()), *headers])
+    response = async_to_sync(communicator.get_response)(timeout=10)
+    return response["status"], response["body"]
+
+
+def _proxy_websocket(path, token):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from portal.asgi import application
+
+    async def attempt():
+        communicator = WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {token}".encode())],
+                                             subprotocols=["v5.channel.k8s.io"])
+        connected, code = await communicator.connect(timeout=10)
+        await communicator.disconnect()
+        return connected, code
+
+    return async_to_sync(attempt)()
+
+
+@pytest.mark.parametrize("prober", ["stranger", "nobody", "member_of_b"])
+def test_another_tenant_gets_not_found_from_the_kubernetes_proxy_before_anything_is_forwarded(tenant_a, prober):
+    """/k8s/ is outside the OpenAPI schema: probed here on its own, every method, HTTP and
+    websocket (exec).  Tenant A's cluster has an API server address nobody could reach, so a
+    request that got forwarded would answer 503, not 404."""
+    world = tenant_a
+    if prober == "member_of_b":
+        user = make_user("member-of-b", is_staff=True)
+        ProjectMembership.objects.create(project=world.other_project, user=user, role="project-owner")
+    else:
+        user = getattr(world, prober)
+    world.cluster.credentials = {"server": "https://192.0.2.1:6443", "token": "a-cluster-secret"}
+    world.cluster.save()
+    _, secret = ApiToken.issue(user)
+    audit_before = AuditEvent.objects.count()
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        for rest in ("/api", "/api/v1/namespaces/web-prod/pods", "/apis/apps/v1/namespaces/web-prod/deployments/a-web", "/version"):
+            theirs = _proxy(f"/k8s/clusters/{world.cluster.pk}{rest}", secret, method)
+            missing = _proxy(f"/k8s/clusters/{MISSING}{rest}", secret, method)
+            assert theirs[0] == 404, (method, rest, theirs)
+            assert theirs[1].replace(f"id {world.cluster.pk}".encode(), b"ID") == missing[1].replace(f"id {MISSING}".encode(), b"ID")
+    connected, _ = _proxy_websocket(f"/k8s/clusters/{world.cluster.pk}/api/v1/namespaces/web-prod/pods/a-web-1/exec?command=id&stdout=1", secret)
+    assert not connected
+    assert AuditEvent.objects.count() == audit_before, "nothing was forwarded, so nothing was audited"
+    # The same user's own cluster (tenant B) is reached: their token works, the door is not just shut.
+    if prober == "stranger":
+        assert _proxy(f"/k8s/clusters/{world.other_cluster.pk}/version", secret)[0] == 503  # no credentials stored: not forwarded, said so
+
+
+def test_a_kubeconfig_names_only_the_clusters_one_may_see(tenant_a):
+    world = tenant_a
+    for user, expected in ((world.admin, {world.cluster.slug, world.other_cluster.slug}), (world.member, {world.cluster.slug}),
+                           (world.stranger, {world.other_cluster.slug}), (world.nobody, set())):
+        response = world.client(user).get("/api/v1/kubeconfig/")
+        assert response.status_code == 200
+        assert {c["name"] for c in response.json()["clusters"]} == expected
+    assert world.client(world.stranger).get(f"/api/v1/clusters/{world.cluster.pk}/kubeconfig/").status_code == 404
+
+
 def _same_error(first, second, replace):
     """Two error answers that differ only in the id named."""
     assert first.status_code == second.status_code == 400, (first.content, second.content)
@@ -211,6 +279,12 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-operation": Operation.objects.get(cluster=world.cluster),
         "portal-project": world.project,
         "account-token-revoke": token,
+        "portal-cluster-kubeconfig": world.cluster,
+        "portal-pod-logs": Pod.objects.get(uid="a-pod"),
+        "portal-pod-shell": Pod.objects.get(uid="a-pod"),
+        "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
+        "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
+        "portal-service-yaml": Service.objects.get(uid="a-svc"),
     }
     patterns = _portal_patterns()
     assert patterns

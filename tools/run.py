@@ -21,9 +21,29 @@ BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 STABLE_SECONDS = 60  # a process that ran this long before dying is restarted at once again
 
 
-def commands(host, port):
+def local_tls(host):
+    """HTTPS beside HTTP: kubectl sends a kubeconfig's token only over TLS.  A private CA and a
+    certificate for the loopback names are made once under var/tls/; kubeconfigs name this URL
+    and embed the CA unless PORTAL_EXTERNAL_URL / PORTAL_TLS_CA_FILE say otherwise."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from portal.tls import daphne_endpoint, ensure_local_tls
+
+    var = Path(os.environ.get("CORRAL_VAR_DIR", Path(__file__).resolve().parents[1] / "var"))
+    tls_port = int(os.environ.get("PORTAL_TLS_PORT", "8443"))
+    names = ("127.0.0.1", "localhost", "::1") if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else (host, "127.0.0.1", "localhost")
+    ca, cert, key = ensure_local_tls(var / "tls", hosts=names)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    os.environ.setdefault("PORTAL_EXTERNAL_URL", f"https://{shown}:{tls_port}")
+    if os.environ["PORTAL_EXTERNAL_URL"] == f"https://{shown}:{tls_port}":
+        os.environ.setdefault("PORTAL_TLS_CA_FILE", str(ca))
+    return ["-e", daphne_endpoint(host, tls_port, cert, key)], tls_port
+
+
+def commands(host, port, tls_args=()):
     return {
-        "web": [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), "portal.asgi:application"],
+        "web": [PYTHON, "-m", "daphne", "-b", host, "-p", str(port), *tls_args, "portal.asgi:application"],
         "worker": [PYTHON, "-m", "celery", "-A", "portal", "worker", "--loglevel=INFO", "--concurrency=2"],
         "beat": [PYTHON, "-m", "celery", "-A", "portal", "beat", "--loglevel=INFO"],
         "watch": [PYTHON, "manage.py", "watch_clusters"],
@@ -128,7 +148,8 @@ def main(argv=None):
     names = (sys.argv[1:] if argv is None else argv)
     host = os.environ.get("PORTAL_HOST", "127.0.0.1")
     port = int(os.environ.get("PORTAL_PORT", "8000"))
-    everything = commands(host, port)
+    tls_args, tls_port = local_tls(host) if not names or "web" in names else ((), None)
+    everything = commands(host, port, tls_args)
     unknown = set(names) - set(everything)
     if unknown:
         say(f"unknown process(es): {', '.join(sorted(unknown))}; choose from {', '.join(everything)}")
@@ -136,7 +157,8 @@ def main(argv=None):
     chosen = {name: cmd for name, cmd in everything.items() if not names or name in names}
     if os.environ.get("PORTAL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
         say("PORTAL_DEBUG is on: every error page shows settings and local variables; keep it off on a shared host")
-    return supervise(chosen, banner=f"Corral is starting on http://{host}:{port}/  (Ctrl-C stops "
+    https = f" and https://{host}:{tls_port}/ (kubectl)" if tls_port else ""
+    return supervise(chosen, banner=f"Corral is starting on http://{host}:{port}/{https}  (Ctrl-C stops "
                                     f"{', '.join(chosen)}; any of them that dies is started again)")
 
 

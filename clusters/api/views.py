@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from clusters import filters, tasks
 from clusters.api import serializers as s
+from clusters.api.kubeconfig import ClusterKubeconfigMixin
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
 from clusters.drivers import refuse_new_cluster
 from clusters.events import cluster_changed
@@ -34,7 +35,7 @@ from portal.permissions import CHANGE
 from projects.api.views import NamespaceChangeMixin
 
 
-class ClusterViewSet(ModelViewSet):
+class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
     queryset = Cluster.objects.select_related("created_by")
     serializer_class = s.ClusterSerializer
     filterset_class = filters.ClusterFilter

@@ -17,6 +17,8 @@ REQUIRED_ACCESS = [
     ("list", "", "services"), ("list", "", "events"),
     ("list", "apps", "deployments"), ("list", "apps", "statefulsets"), ("list", "apps", "daemonsets"),
     ("list", "batch", "jobs"), ("list", "batch", "cronjobs"),
+    # kubectl through Corral's proxy acts as each user, so the cluster's own RBAC decides.
+    ("impersonate", "", "users"), ("impersonate", "", "groups"),
 ]
 MAX_KUBECONFIG_BYTES = 512 * 1024
 

@@ -14,6 +14,7 @@ upstream binaries built by `make kube-tools`, with state under <root>/<name>/:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import json
@@ -46,6 +47,12 @@ PROGRESS_EVERY = 10  # seconds between "still waiting" lines
 LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
 
 Progress = Callable[[int, str], None]
+
+
+def _cri_log_line(text: str) -> str:
+    """A line in the CRI log format kwok reads: time, stream, full-line tag, text."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{now} stdout F {text}\n"
 
 
 def sandbox_name(text: str) -> str:
@@ -234,8 +241,15 @@ class Sandbox:
         progress: Progress | None = None,
         api_port: int | None = None,
         timeout: float = 120,
+        exec_on_host: bool = False,
     ) -> None:
-        """Start the control plane and `nodes` Ready kwok nodes; blocks until they are."""
+        """Start the control plane and `nodes` Ready kwok nodes; blocks until they are.
+
+        Every pod's logs (``kubectl logs``, ``-f`` follows) and attach read ``pod.log`` in the
+        sandbox's directory.  ``exec_on_host`` makes ``kubectl exec`` run the command on this host
+        (kwok's ClusterExec) and ``kubectl port-forward`` reach ``port_forward_port`` on it (kwok's
+        ClusterPortForward): for tests and one's own machine only, never for sandboxes that others
+        can exec into, so Corral's sandbox driver leaves it off."""
         last = None
 
         def report(percent: int, message: str) -> None:
@@ -245,9 +259,9 @@ class Sandbox:
                 progress(percent, message)
 
         with self._exclusive():
-            self._up(nodes, report, api_port, timeout)
+            self._up(nodes, report, api_port, timeout, exec_on_host)
 
-    def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float) -> None:
+    def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float, exec_on_host: bool = False) -> None:
         if nodes < 0:
             raise SandboxError("the number of nodes cannot be negative")
         if self.is_running():
@@ -276,7 +290,7 @@ class Sandbox:
             if api_port is not None:
                 ports["kube-apiserver"] = api_port
             state["ports"] = ports
-            self._write_configs(ports)
+            self._write_configs(ports, exec_on_host)
             try:
                 self._start_all(state, command_lines(self, bin_dir, ports), nodes, report, timeout)
                 break
@@ -537,7 +551,23 @@ class Sandbox:
             "current-context": context,
         }
 
-    def _write_configs(self, ports: dict) -> None:
+    @property
+    def pod_log_path(self) -> Path:
+        """What kwok serves as every container's log (and attach output); append to it to follow."""
+        return self.dir / "pod.log"
+
+    @property
+    def port_forward_port(self) -> int | None:
+        """With ``exec_on_host``: the port on 127.0.0.1 every pod port-forward reaches."""
+        path = self.dir / "port-forward-port"
+        return int(path.read_text()) if path.exists() else None
+
+    def append_pod_log(self, text: str) -> None:
+        """Add a line to every simulated container's log (``kubectl logs -f`` shows it)."""
+        with open(self.pod_log_path, "a") as log:
+            log.write(_cri_log_line(text))
+
+    def _write_configs(self, ports: dict, exec_on_host: bool = False) -> None:
         port = ports["kube-apiserver"]
         self.kubeconfig_path.write_text(yaml.safe_dump(self._kubeconfig("admin", port, embed=True)))
         self.kubeconfig_path.chmod(0o600)
@@ -567,8 +597,27 @@ class Sandbox:
                 "nodeLeaseParallelism": 16,
                 "podPlayStageParallelism": 16,
                 "nodePlayStageParallelism": 8,
+                # The kubelet API kwok serves: logs, attach, exec, port-forward (see _simulated).
+                "enableDebuggingHandlers": True,
             },
         }
+        self.pod_log_path.write_text(_cri_log_line("corral sandbox: simulated container log"))
+        simulated = [
+            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "corral-logs"},
+             "spec": {"logs": [{"logsFile": str(self.pod_log_path), "follow": True}]}},
+            {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterAttach", "metadata": {"name": "corral-attach"},
+             "spec": {"attaches": [{"logsFile": str(self.pod_log_path)}]}},
+        ]
+        if exec_on_host:
+            work = self.dir / "exec"
+            work.mkdir(exist_ok=True)
+            simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "corral-exec"},
+                              "spec": {"execs": [{"local": {"workDir": str(work)}}]}})
+            # Every pod's every port forwards to one port on this host (whatever listens there).
+            target = free_ports(1)[0]
+            (self.dir / "port-forward-port").write_text(str(target))
+            simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "corral-port-forward"},
+                              "spec": {"forwards": [{"target": {"port": target, "address": "127.0.0.1"}}]}})
         (self.dir / "kwok.yaml").write_text(
-            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text()
+            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text() + "---\n" + yaml.safe_dump_all(simulated)
         )

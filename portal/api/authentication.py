@@ -18,6 +18,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.authenticate(header[1])
         if token is None:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+        if token.kind == ApiToken.Kind.KUBECONFIG:
+            raise exceptions.AuthenticationFailed("this is a kubeconfig's token: it works only for kubectl through /k8s/")
         now = timezone.now()
         # Write last use at most once a minute: a busy token must not cost a write per request.
         if token.last_used is None or (now - token.last_used).total_seconds() > 60:

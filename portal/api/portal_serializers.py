@@ -92,7 +92,7 @@ class GlobalRoleBindingSerializer(SubjectMixin, ModelSerializer):
 class ApiTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
-        fields = ["id", "key_id", "description", "created", "expires", "read_only", "last_used", "revoked"]
+        fields = ["id", "key_id", "kind", "description", "created", "expires", "read_only", "last_used", "revoked"]
         read_only_fields = fields
 
 

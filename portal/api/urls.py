@@ -1,6 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from clusters.api.kubeconfig import KubeconfigView
 from clusters.api.urls import router as clusters_router
 from monitoring.api.urls import router as monitoring_router
 from portal.api import views
@@ -16,5 +17,6 @@ for other in (clusters_router, projects_router, monitoring_router):
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="me"),
+    path("kubeconfig/", KubeconfigView.as_view(), name="kubeconfig"),
     path("", include(router.urls)),
 ]

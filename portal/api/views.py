@@ -75,7 +75,8 @@ class MeView(APIView):
                 "roles": roles,
                 # Who the user is to the clusters' RBAC (the subjects Corral's bindings name).
                 "kubernetes_user": identity.kubernetes_user(user),
-                "kubernetes_groups": [identity.group_name(g.name) for g in sorted(groups, key=lambda g: g.name)],
+                "kubernetes_groups": [identity.group_name(g.name) for g in sorted(groups, key=lambda g: g.name)]
+                + ([identity.administrators_group()] if is_global_admin(user) else []),
             }
         )
 

@@ -1,0 +1,117 @@
+"""Async connections to clusters' API servers for the proxy: one aiohttp session per cluster and
+credentials, TLS from the stored credentials, and the outbound network policy checked on every
+address connected to (the same ``clusters.kube.outbound.refusal`` the synchronous clients use)."""
+
+import hashlib
+import json
+import os
+import ssl
+import tempfile
+
+import aiohttp
+from django.conf import settings
+
+from clusters.kube import outbound
+from clusters.kube.outbound import ConnectionNotAllowed
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """A connector that connects only to addresses the outbound policy allows.  aiohttp connects
+    to exactly the addresses resolved here (IP literals included), so nothing is looked up twice."""
+
+    async def _resolve_host(self, host, port, traces=None):
+        hosts = await super()._resolve_host(host, port, traces=traces)
+        allowed, refused = [], None
+        for entry in hosts:
+            reason = outbound.refusal(entry["host"])
+            if reason is None:
+                allowed.append(entry)
+            elif refused is None:
+                refused = ConnectionNotAllowed(host, entry["host"], reason)
+        if not allowed:
+            raise refused or OSError(f"{host} resolves to no address")
+        return allowed
+
+
+def ssl_context(credentials):
+    context = ssl.create_default_context()
+    if credentials.get("ca_data"):
+        context = ssl.create_default_context(cadata=credentials["ca_data"])
+    if credentials.get("insecure_skip_tls_verify"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if credentials.get("client_cert") and credentials.get("client_key"):
+        # The ssl module loads a key pair only from files: write them privately, load, remove.
+        with tempfile.TemporaryDirectory(prefix="corral-proxy-") as directory:
+            paths = []
+            for name in ("client.crt", "client.key"):
+                path = os.path.join(directory, name)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(credentials["client_cert" if name == "client.crt" else "client_key"])
+                paths.append(path)
+            context.load_cert_chain(*paths)
+    return context
+
+
+class Upstream:
+    """What the proxy needs to talk to one cluster: base URL, session, and auth headers."""
+
+    def __init__(self, credentials):
+        self.base = credentials["server"].rstrip("/")
+        self.headers = {}
+        if credentials.get("token"):
+            self.headers["Authorization"] = "Bearer " + credentials["token"]
+        connector = GuardedConnector(ssl=ssl_context(credentials), limit=0, limit_per_host=0, keepalive_timeout=60)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # bytes pass through as the API server encoded them
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, connect=settings.KUBE_REQUEST_TIMEOUT, sock_read=None),
+        )
+
+    async def close(self):
+        await self.session.close()
+
+
+_upstreams = {}
+
+
+def _fingerprint(credentials):
+    return hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()
+
+
+async def upstream_for(cluster_id, credentials):
+    """The cached Upstream of a cluster; a new one when its credentials changed."""
+    key = (cluster_id, _fingerprint(credentials))
+    found = _upstreams.get(cluster_id)
+    if found is not None and found[0] == key:
+        return found[1]
+    upstream = Upstream(credentials)
+    _upstreams[cluster_id] = (key, upstream)
+    if found is not None:
+        await found[1].close()
+    return upstream
+
+
+async def close_all():
+    while _upstreams:
+        _, (_, upstream) = _upstreams.popitem()
+        await upstream.close()
+
+
+def describe(exc, server=""):
+    """Words for why the API server could not be reached."""
+    where = f" at {server}" if server else ""
+    if isinstance(exc, ConnectionNotAllowed):
+        return str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError) or isinstance(exc, ssl.SSLError):
+        return f"the API server's TLS certificate{where} is not trusted"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionNotAllowed):
+            return str(cause)
+        return f"cannot connect to the API server{where} ({cause.strerror or cause})"
+    if isinstance(exc, TimeoutError):
+        return f"the API server{where} did not answer in time"
+    return f"error talking to the API server{where}: {exc}"
