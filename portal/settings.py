@@ -359,6 +359,10 @@ PERIODIC_TASKS = {
         "task": "projects.tasks.reconcile_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_PROJECT_RECONCILE_SECONDS", 15)),
     },
+    "monitoring: evaluate alert rules, send due notifications": {
+        "task": "monitoring.tasks.evaluate_all_clusters",
+        "every": timedelta(seconds=env_int("PORTAL_ALERT_EVALUATION_SECONDS", 30)),
+    },
     "portal: fail lost operations": {
         "task": "portal.tasks.fail_lost_operations",
         "every": timedelta(seconds=60),
@@ -373,6 +377,16 @@ OPERATION_RETENTION_DAYS = env_int("PORTAL_OPERATION_RETENTION_DAYS", 30)
 # without progress; a pending one no worker took within PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS too.
 OPERATION_LOST_GRACE_SECONDS = env_int("PORTAL_OPERATION_LOST_GRACE_SECONDS", 120)
 OPERATION_QUEUE_TIMEOUT_SECONDS = env_int("PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS", 3600)
+
+# --- Alerts and notifications -------------------------------------------------------------------
+
+# Where people open Corral: the links in notifications.
+PUBLIC_URL = env("PORTAL_PUBLIC_URL", "http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = env("PORTAL_ALERT_EMAIL_FROM", "corral@localhost")
+# A failed delivery is tried again after base, 2x base, 4x base... seconds (capped), this many times in all.
+NOTIFY_MAX_ATTEMPTS = env_int("PORTAL_NOTIFY_MAX_ATTEMPTS", 5)
+NOTIFY_RETRY_BASE_SECONDS = env_int("PORTAL_NOTIFY_RETRY_BASE_SECONDS", 5)
+NOTIFY_RETRY_MAX_SECONDS = env_int("PORTAL_NOTIFY_RETRY_MAX_SECONDS", 300)
 
 # --- Kubernetes -------------------------------------------------------------------------------
 

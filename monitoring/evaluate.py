@@ -1,0 +1,312 @@
+"""Evaluating alert rules against what Corral knows of a cluster.
+
+Each condition is one query over the inventory (kept live by the watcher), giving the targets that
+match now: ``{target: Match}``.  ``evaluate_rule`` compares them with the rule's open alerts: a new
+match is *pending* until it has held ``for_seconds`` (at once *firing* with 0), a firing alert that
+no longer matches is *resolved*, a pending one that no longer matches is dropped.  Every change is
+pushed live (``alert.updated``) and makes the alert's group due for a notification.
+
+Evaluation runs after the watcher's changes (``clusters.signals.inventory_changed``: only the
+conditions the changed resources affect) and in a periodic pass over every cluster.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterEvent, ClusterState, Node, Pod, Workload
+from monitoring import delivery
+from monitoring.models import OPEN_STATES, Alert, AlertCondition, AlertRule, AlertState
+from portal.events import emit, group_name
+
+log = logging.getLogger(__name__)
+
+FEED_ALERTS = "alerts"
+EVENT_WINDOW = timedelta(minutes=10)  # a Warning event keeps its alert firing this long after it was last seen
+
+# Which conditions a change of each watched resource may affect.
+AFFECTED = {
+    "cluster": {AlertCondition.CLUSTER_UNAVAILABLE},
+    "nodes": {AlertCondition.NODE_NOT_READY, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
+    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS,
+             AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
+    "deployments": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "daemonsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "events": {AlertCondition.WARNING_EVENT},
+}
+
+
+@dataclass
+class Match:
+    message: str
+    value: float | None = None
+    labels: dict = field(default_factory=dict)
+    project_id: int | None = None
+
+
+def affected_conditions(resources):
+    return set().union(*(AFFECTED.get(r, set()) for r in resources)) if resources else set()
+
+
+# --- conditions ---------------------------------------------------------------------------------
+
+
+def _namespaced(rule, queryset):
+    selector = rule.selector or {}
+    if rule.project_id:
+        queryset = queryset.filter(namespace__project_id=rule.project_id)
+    if selector.get("namespace"):
+        queryset = queryset.filter(namespace__name=selector["namespace"])
+    if selector.get("labels"):
+        queryset = queryset.filter(labels__contains=selector["labels"])
+    return queryset
+
+
+def _nodes(rule, queryset):
+    selector = rule.selector or {}
+    if selector.get("node"):
+        queryset = queryset.filter(name=selector["node"])
+    if selector.get("labels"):
+        queryset = queryset.filter(labels__contains=selector["labels"])
+    return queryset
+
+
+def cluster_unavailable(rule, cluster):
+    if cluster.state != ClusterState.UNAVAILABLE:
+        return {}
+    return {f"cluster/{cluster.name}": Match(f"cluster {cluster.name} is unavailable: {cluster.last_error or 'no answer'}"[:1000],
+                                             labels={"cluster": cluster.name})}
+
+
+def node_not_ready(rule, cluster):
+    rows = _nodes(rule, Node.objects.filter(cluster=cluster, ready=False)).values_list("name", "conditions")
+    matches = {}
+    for name, conditions in rows:
+        ready = next((c for c in conditions or [] if c.get("type") == "Ready"), None)
+        why = f"{ready.get('reason') or ready.get('status')}: {ready.get('message') or ''}".strip(": ") if ready else "no Ready condition"
+        matches[f"node/{name}"] = Match(f"node {name} is not ready ({why})"[:1000], labels={"node": name})
+    return matches
+
+
+def _pod_matches(rule, queryset, describe, value=None):
+    queryset = _namespaced(rule, queryset)
+    selector = rule.selector or {}
+    if selector.get("node"):
+        queryset = queryset.filter(node_name=selector["node"])
+    matches = {}
+    for name, namespace, project_id, phase, restarts, node_name in queryset.values_list(
+        "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name"
+    ):
+        matches[f"pod/{namespace}/{name}"] = Match(
+            describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
+            labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
+            project_id=rule.project_id or project_id,
+        )
+    return matches
+
+
+def pod_not_running(rule, cluster):
+    queryset = Pod.objects.filter(cluster=cluster).exclude(phase__in=["Running", "Succeeded"])
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is {phase or 'in no phase'}")
+
+
+def pod_not_scheduled(rule, cluster):
+    queryset = Pod.objects.filter(cluster=cluster, phase="Pending", node_name="")
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is not scheduled to any node")
+
+
+def pod_restarts(rule, cluster):
+    queryset = Pod.objects.filter(cluster=cluster, restarts__gte=rule.threshold or 0)
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} restarted {restarts} times",
+                        value="restarts")
+
+
+def workload_unavailable(rule, cluster):
+    percent = 100 if rule.threshold is None else rule.threshold
+    queryset = _namespaced(rule, Workload.objects.filter(cluster=cluster, kind__in=["deployment", "statefulset", "daemonset"],
+                                                          desired_replicas__gt=0))
+    queryset = queryset.filter(available_replicas__lt=F("desired_replicas") * percent / 100.0)
+    matches = {}
+    for name, namespace, project_id, kind, desired, available in queryset.values_list(
+        "name", "namespace__name", "namespace__project_id", "kind", "desired_replicas", "available_replicas"
+    ):
+        matches[f"{kind}/{namespace}/{name}"] = Match(
+            f"{kind} {namespace}/{name} has {available} of {desired} replicas available", value=available,
+            labels={"namespace": namespace, kind: name}, project_id=rule.project_id or project_id,
+        )
+    return matches
+
+
+def warning_event(rule, cluster):
+    selector = rule.selector or {}
+    queryset = ClusterEvent.objects.filter(cluster=cluster, type="Warning", last_seen__gte=timezone.now() - EVENT_WINDOW)
+    if rule.project_id:
+        queryset = queryset.filter(namespace__project_id=rule.project_id)
+    if selector.get("namespace"):
+        queryset = queryset.filter(namespace__name=selector["namespace"])
+    if selector.get("kind"):
+        queryset = queryset.filter(involved_kind=selector["kind"])
+    if selector.get("reason"):
+        queryset = queryset.filter(reason=selector["reason"])
+    matches = {}
+    for namespace, project_id, kind, name, reason, message, count in queryset.values_list(
+        "namespace__name", "namespace__project_id", "involved_kind", "involved_name", "reason", "message", "count"
+    ).order_by("last_seen"):
+        target = f"event/{namespace or '-'}/{kind}/{name}/{reason}"
+        matches[target] = Match(f"{kind} {namespace + '/' if namespace else ''}{name}: {reason}: {message}"[:1000], value=count,
+                                labels={"namespace": namespace or "", "kind": kind, "name": name, "reason": reason},
+                                project_id=rule.project_id or project_id)
+    return matches
+
+
+def _requested(resource):
+    request_field, allocatable_field = (("cpu_request_m", "cpu_allocatable_m") if resource == "cpu"
+                                        else ("memory_request_bytes", "memory_allocatable_bytes"))
+
+    def condition(rule, cluster):
+        requested = Subquery(
+            Pod.objects.filter(node=OuterRef("pk")).exclude(phase__in=["Succeeded", "Failed"]).values("node")
+            .annotate(total=Sum(request_field)).values("total")[:1]
+        )
+        rows = _nodes(rule, Node.objects.filter(cluster=cluster, **{f"{allocatable_field}__gt": 0})).annotate(
+            requested=Coalesce(requested, 0)).values_list("name", "requested", allocatable_field)
+        matches = {}
+        for name, used, allocatable in rows:
+            percent = 100.0 * used / allocatable
+            if percent >= rule.threshold:
+                matches[f"node/{name}"] = Match(f"{resource} requested on node {name} is {percent:.0f}% of allocatable",
+                                                value=round(percent, 1), labels={"node": name})
+        return matches
+
+    return condition
+
+
+CONDITIONS = {
+    AlertCondition.CLUSTER_UNAVAILABLE: cluster_unavailable,
+    AlertCondition.NODE_NOT_READY: node_not_ready,
+    AlertCondition.POD_NOT_RUNNING: pod_not_running,
+    AlertCondition.POD_NOT_SCHEDULED: pod_not_scheduled,
+    AlertCondition.POD_RESTARTS: pod_restarts,
+    AlertCondition.WORKLOAD_UNAVAILABLE: workload_unavailable,
+    AlertCondition.WARNING_EVENT: warning_event,
+    AlertCondition.CPU_REQUESTED: _requested("cpu"),
+    AlertCondition.MEMORY_REQUESTED: _requested("memory"),
+}
+
+
+# --- state changes ------------------------------------------------------------------------------
+
+
+def alert_payload(alert):
+    return {
+        "id": alert.pk, "rule": alert.rule_id, "cluster": alert.cluster_id, "project": alert.project_id, "target": alert.target,
+        "state": alert.state, "severity": alert.severity, "message": alert.message, "value": alert.value,
+        "started": alert.started.isoformat() if alert.started else None,
+        "resolved": alert.resolved.isoformat() if alert.resolved else None,
+        "acknowledged": alert.acknowledged.isoformat() if alert.acknowledged else None,
+        "silenced_until": alert.silenced_until.isoformat() if alert.silenced_until else None,
+    }
+
+
+def announce(alert, event="alert.updated"):
+    """Push the alert's change to whoever may see it (after commit)."""
+    emit(event, alert_payload(alert), alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
+
+
+def evaluate_rule(rule, cluster, now=None):
+    """Bring the rule's alerts on ``cluster`` in line with what matches now.  Returns the earliest
+    time a pending alert will be due to fire (or None)."""
+    now = now or timezone.now()
+    matches = CONDITIONS[rule.condition](rule, cluster)
+    hold = timedelta(seconds=rule.for_seconds)
+    notify, next_due = False, None
+    with transaction.atomic():
+        open_alerts = {a.target: a for a in Alert.objects.select_for_update().filter(rule=rule, cluster=cluster, state__in=OPEN_STATES)}
+        for target, match in matches.items():
+            alert = open_alerts.get(target)
+            if alert is None:
+                firing = hold.total_seconds() == 0
+                alert = Alert(rule=rule, cluster=cluster, target=target[:300], project_id=match.project_id, severity=rule.severity,
+                              state=AlertState.FIRING if firing else AlertState.PENDING, message=match.message, value=match.value,
+                              labels=match.labels, started=now, fired=now if firing else None)
+                try:
+                    with transaction.atomic():
+                        alert.save()
+                except IntegrityError:  # another pass opened it meanwhile
+                    continue
+                notify |= firing
+                announce(alert)
+                if not firing:
+                    next_due = min(filter(None, [next_due, now + hold]))
+                continue
+            changed = (alert.message, alert.value, alert.labels) != (match.message, match.value, match.labels)
+            alert.message, alert.value, alert.labels = match.message, match.value, match.labels
+            if alert.state == AlertState.PENDING:
+                if now - alert.started >= hold:
+                    alert.state, alert.fired, changed, notify = AlertState.FIRING, now, True, True
+                else:
+                    next_due = min(filter(None, [next_due, alert.started + hold]))
+            if changed:
+                alert.save(update_fields=["message", "value", "labels", "state", "fired", "modified"])
+                announce(alert)
+        for target, alert in open_alerts.items():
+            if target in matches:
+                continue
+            if alert.state == AlertState.PENDING:
+                announce_dropped(alert)
+                alert.delete()  # it never fired: nobody was told, nothing to resolve
+                continue
+            alert.state, alert.resolved = AlertState.RESOLVED, now
+            alert.save(update_fields=["state", "resolved", "modified"])
+            announce(alert)
+            notify = True
+        if notify:
+            delivery.group_changed(rule, cluster.pk, now)
+    return next_due
+
+
+def announce_dropped(alert):
+    emit("alert.deleted", {"id": alert.pk, "cluster": alert.cluster_id}, alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
+
+
+def rules_for(cluster_id, conditions=None):
+    rules = AlertRule.objects.filter(enabled=True).filter(Q(cluster_id=cluster_id) | Q(cluster__isnull=True))
+    if conditions is not None:
+        rules = rules.filter(condition__in=list(conditions))
+    return rules.select_related("project")
+
+
+def evaluate_cluster(cluster_id, conditions=None, now=None):
+    """Evaluate the cluster's enabled rules (only those of ``conditions`` when given).  Returns the
+    earliest time a pending alert is due, or None."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        return None
+    next_due = None
+    for rule in rules_for(cluster_id, conditions):
+        try:
+            due = evaluate_rule(rule, cluster, now)
+        except Exception:
+            log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
+            continue
+        next_due = min(filter(None, [next_due, due]))
+    return next_due
+
+
+def evaluate_all(now=None):
+    """The periodic pass: every monitored cluster that has rules.  Returns how many were evaluated."""
+    monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+    if not AlertRule.objects.filter(enabled=True, cluster__isnull=True).exists():
+        monitored = monitored.filter(alert_rules__enabled=True).distinct()
+    count = 0
+    for cluster_id in monitored.values_list("pk", flat=True):
+        evaluate_cluster(cluster_id, now=now)
+        count += 1
+    # Alerts of clusters no longer monitored (removed rules resolve by cascade) stay as they were.
+    return count
