@@ -50,6 +50,11 @@ class Match:
     project_id: int | None = None
 
 
+def _earliest(*times):
+    given = [t for t in times if t is not None]
+    return min(given) if given else None
+
+
 def affected_conditions(resources):
     return set().union(*(AFFECTED.get(r, set()) for r in resources)) if resources else set()
 
@@ -243,7 +248,7 @@ def evaluate_rule(rule, cluster, now=None):
                 notify |= firing
                 announce(alert)
                 if not firing:
-                    next_due = min(filter(None, [next_due, now + hold]))
+                    next_due = _earliest(next_due, now + hold)
                 continue
             changed = (alert.message, alert.value, alert.labels) != (match.message, match.value, match.labels)
             alert.message, alert.value, alert.labels = match.message, match.value, match.labels
@@ -251,7 +256,7 @@ def evaluate_rule(rule, cluster, now=None):
                 if now - alert.started >= hold:
                     alert.state, alert.fired, changed, notify = AlertState.FIRING, now, True, True
                 else:
-                    next_due = min(filter(None, [next_due, alert.started + hold]))
+                    next_due = _earliest(next_due, alert.started + hold)
             if changed:
                 alert.save(update_fields=["message", "value", "labels", "state", "fired", "modified"])
                 announce(alert)
@@ -295,7 +300,7 @@ def evaluate_cluster(cluster_id, conditions=None, now=None):
         except Exception:
             log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
             continue
-        next_due = min(filter(None, [next_due, due]))
+        next_due = _earliest(next_due, due)
     return next_due
 
 

@@ -12,6 +12,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -95,7 +96,12 @@ def _post(url, payload, conf, headers=None):
 
 
 def _without_url(exc, url):
-    return str(exc).replace(url, "<url>")[:300]
+    """The error without the URL's path and query, which may carry a token (Slack, Teams)."""
+    text, parts = str(exc), urlsplit(url)
+    hidden = [url, f"{parts.path}?{parts.query}" if parts.query else "", parts.path if len(parts.path) > 1 else "", parts.query]
+    for secret in sorted(filter(None, hidden), key=len, reverse=True):
+        text = text.replace(secret, "<hidden>")
+    return text[:300]
 
 
 def sign(secret, timestamp, body):
