@@ -48,6 +48,7 @@ class Match:
     value: float | None = None
     labels: dict = field(default_factory=dict)
     project_id: int | None = None
+    namespaced: bool = False  # about something in a namespace (not the cluster or a node)
 
 
 def _earliest(*times):
@@ -111,7 +112,7 @@ def _pod_matches(rule, queryset, describe, value=None):
         matches[f"pod/{namespace}/{name}"] = Match(
             describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
             labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
-            project_id=rule.project_id or project_id,
+            project_id=rule.project_id or project_id, namespaced=True,
         )
     return matches
 
@@ -143,7 +144,7 @@ def workload_unavailable(rule, cluster):
     ):
         matches[f"{kind}/{namespace}/{name}"] = Match(
             f"{kind} {namespace}/{name} has {available} of {desired} replicas available", value=available,
-            labels={"namespace": namespace, kind: name}, project_id=rule.project_id or project_id,
+            labels={"namespace": namespace, kind: name}, project_id=rule.project_id or project_id, namespaced=True,
         )
     return matches
 
@@ -166,7 +167,7 @@ def warning_event(rule, cluster):
         target = f"event/{namespace or '-'}/{kind}/{name}/{reason}"
         matches[target] = Match(f"{kind} {namespace + '/' if namespace else ''}{name}: {reason}: {message}"[:1000], value=count,
                                 labels={"namespace": namespace or "", "kind": kind, "name": name, "reason": reason},
-                                project_id=rule.project_id or project_id)
+                                project_id=rule.project_id or project_id, namespaced=bool(namespace))
     return matches
 
 
@@ -238,6 +239,7 @@ def evaluate_rule(rule, cluster, now=None):
             if alert is None:
                 firing = hold.total_seconds() == 0
                 alert = Alert(rule=rule, cluster=cluster, target=target[:300], project_id=match.project_id, severity=rule.severity,
+                              cluster_wide=None if match.namespaced else cluster,
                               state=AlertState.FIRING if firing else AlertState.PENDING, message=match.message, value=match.value,
                               labels=match.labels, started=now, fired=now if firing else None)
                 try:

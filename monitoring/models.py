@@ -261,6 +261,10 @@ class Alert(TimestampedModel):
     cluster = models.ForeignKey("clusters.Cluster", on_delete=models.CASCADE, related_name="alerts")
     # The project the alert is about (the rule's, or the namespace's of its target): its people see it.
     project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    # Set when the alert is about the cluster itself (the cluster, a node), not about something in
+    # a namespace: then the cluster's members see it, as they see its nodes.  Pods and workloads
+    # are only for the cluster's owners and their project's people.
+    cluster_wide = models.ForeignKey("clusters.Cluster", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     target = models.CharField(max_length=300, help_text="What the alert is about, e.g. node/worker-1")
     state = models.CharField(max_length=16, choices=AlertState.choices, default=AlertState.FIRING, db_index=True)
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
