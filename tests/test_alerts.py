@@ -199,3 +199,21 @@ def test_project_owners_manage_their_projects_rules_only(world):
     response = client.post("/api/v1/alert-rules/", {"name": "x", "project": world.project.pk, "condition": "pod-not-running",
                                                     "selector": {"color": "red"}}, format="json")
     assert response.status_code == 400 and "color" in response.json()["selector"][0]
+
+
+def test_alerts_page_shows_each_reader_their_alerts_and_buttons_only_where_allowed(two_projects, client):
+    world, api, web_owner, api_owner, alerts = two_projects
+    client.force_login(web_owner)
+    page = client.get("/alerts/").content.decode()
+    assert "pod/web-prod/web-1" in page and "pod/api-prod/api-1" not in page and "node/worker-1" not in page
+    assert f"/api/v1/alerts/{alerts['pod/web-prod/web-1'].pk}/acknowledge/" in page
+    client.force_login(world.viewer)  # read-only on web: sees, may not handle
+    page = client.get("/alerts/").content.decode()
+    assert "pod/web-prod/web-1" in page and "node/worker-1" in page and "/acknowledge/" not in page
+    client.force_login(world.stranger)
+    page = client.get("/alerts/", {"cluster": str(world.cluster.pk), "state": "all"}).content.decode()
+    assert "worker-1" not in page and "web-1" not in page and "No alerts" in page
+    client.force_login(world.owner)
+    page = client.get("/alerts/", {"severity": "critical"}).content.decode()
+    assert "No alerts" in page
+    assert client.get("/alerts/", {"cluster": "x" * 50, "state": "nonsense"}).status_code == 200
