@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from clusters.models import Cluster, ClusterMembership, Node
+from clusters.models import Cluster, Node
 from clusters.sandbox.components import KWOK_NODE_ANNOTATION
 from clusters.watcher import ClusterWatch
 from monitoring.models import Alert, AlertRule, Notifier
