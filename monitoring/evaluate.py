@@ -10,7 +10,9 @@ Evaluation runs after the watcher's changes (``clusters.signals.inventory_change
 conditions the changed resources affect) and in a periodic pass over every cluster.
 """
 
+import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -61,6 +63,17 @@ def affected_conditions(resources):
 
 
 # --- conditions ---------------------------------------------------------------------------------
+#
+# Each condition takes a rule (its threshold, selector, project) and the ids of the clusters to
+# look at, and answers {cluster id: {target: Match}} in one query: the periodic pass asks once for
+# every cluster whose rules share a condition, threshold, selector and project.
+
+
+def _by_cluster(rows):
+    matches = defaultdict(dict)
+    for cluster_id, target, match in rows:
+        matches[cluster_id][target] = match
+    return matches
 
 
 def _namespaced(rule, queryset):
@@ -83,21 +96,23 @@ def _nodes(rule, queryset):
     return queryset
 
 
-def cluster_unavailable(rule, cluster):
-    if cluster.state != ClusterState.UNAVAILABLE:
-        return {}
-    return {f"cluster/{cluster.name}": Match(f"cluster {cluster.name} is unavailable: {cluster.last_error or 'no answer'}"[:1000],
-                                             labels={"cluster": cluster.name})}
+def cluster_unavailable(rule, cluster_ids):
+    rows = Cluster.objects.filter(pk__in=cluster_ids, state=ClusterState.UNAVAILABLE).values_list("pk", "name", "last_error")
+    return _by_cluster(
+        (pk, f"cluster/{name}", Match(f"cluster {name} is unavailable: {error or 'no answer'}"[:1000], labels={"cluster": name}))
+        for pk, name, error in rows
+    )
 
 
-def node_not_ready(rule, cluster):
-    rows = _nodes(rule, Node.objects.filter(cluster=cluster, ready=False)).values_list("name", "conditions")
-    matches = {}
-    for name, conditions in rows:
+def node_not_ready(rule, cluster_ids):
+    rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, ready=False)).values_list("cluster_id", "name", "conditions")
+
+    def match(name, conditions):
         ready = next((c for c in conditions or [] if c.get("type") == "Ready"), None)
         why = f"{ready.get('reason') or ready.get('status')}: {ready.get('message') or ''}".strip(": ") if ready else "no Ready condition"
-        matches[f"node/{name}"] = Match(f"node {name} is not ready ({why})"[:1000], labels={"node": name})
-    return matches
+        return Match(f"node {name} is not ready ({why})"[:1000], labels={"node": name})
+
+    return _by_cluster((cluster_id, f"node/{name}", match(name, conditions)) for cluster_id, name, conditions in rows)
 
 
 def _pod_matches(rule, queryset, describe, value=None):
@@ -105,53 +120,52 @@ def _pod_matches(rule, queryset, describe, value=None):
     selector = rule.selector or {}
     if selector.get("node"):
         queryset = queryset.filter(node_name=selector["node"])
-    matches = {}
-    for name, namespace, project_id, phase, restarts, node_name in queryset.values_list(
-        "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name"
-    ):
-        matches[f"pod/{namespace}/{name}"] = Match(
+    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
+    return _by_cluster(
+        (cluster_id, f"pod/{namespace}/{name}", Match(
             describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
             labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
             project_id=rule.project_id or project_id, namespaced=True,
-        )
-    return matches
+        ))
+        for cluster_id, name, namespace, project_id, phase, restarts, node_name in rows
+    )
 
 
-def pod_not_running(rule, cluster):
-    queryset = Pod.objects.filter(cluster=cluster).exclude(phase__in=["Running", "Succeeded"])
+def pod_not_running(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids).exclude(phase__in=["Running", "Succeeded"])
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is {phase or 'in no phase'}")
 
 
-def pod_not_scheduled(rule, cluster):
-    queryset = Pod.objects.filter(cluster=cluster, phase="Pending", node_name="")
+def pod_not_scheduled(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, phase="Pending", node_name="")
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is not scheduled to any node")
 
 
-def pod_restarts(rule, cluster):
-    queryset = Pod.objects.filter(cluster=cluster, restarts__gte=rule.threshold or 0)
+def pod_restarts(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, restarts__gte=rule.threshold or 0)
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} restarted {restarts} times",
                         value="restarts")
 
 
-def workload_unavailable(rule, cluster):
+def workload_unavailable(rule, cluster_ids):
     percent = 100 if rule.threshold is None else rule.threshold
-    queryset = _namespaced(rule, Workload.objects.filter(cluster=cluster, kind__in=["deployment", "statefulset", "daemonset"],
+    queryset = _namespaced(rule, Workload.objects.filter(cluster_id__in=cluster_ids, kind__in=["deployment", "statefulset", "daemonset"],
                                                           desired_replicas__gt=0))
     queryset = queryset.filter(available_replicas__lt=F("desired_replicas") * percent / 100.0)
-    matches = {}
-    for name, namespace, project_id, kind, desired, available in queryset.values_list(
-        "name", "namespace__name", "namespace__project_id", "kind", "desired_replicas", "available_replicas"
-    ):
-        matches[f"{kind}/{namespace}/{name}"] = Match(
+    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "kind", "desired_replicas",
+                                "available_replicas")
+    return _by_cluster(
+        (cluster_id, f"{kind}/{namespace}/{name}", Match(
             f"{kind} {namespace}/{name} has {available} of {desired} replicas available", value=available,
             labels={"namespace": namespace, kind: name}, project_id=rule.project_id or project_id, namespaced=True,
-        )
-    return matches
+        ))
+        for cluster_id, name, namespace, project_id, kind, desired, available in rows
+    )
 
 
-def warning_event(rule, cluster):
+def warning_event(rule, cluster_ids):
     selector = rule.selector or {}
-    queryset = ClusterEvent.objects.filter(cluster=cluster, type="Warning", last_seen__gte=timezone.now() - EVENT_WINDOW)
+    queryset = ClusterEvent.objects.filter(cluster_id__in=cluster_ids, type="Warning", last_seen__gte=timezone.now() - EVENT_WINDOW)
     if rule.project_id:
         queryset = queryset.filter(namespace__project_id=rule.project_id)
     if selector.get("namespace"):
@@ -160,35 +174,36 @@ def warning_event(rule, cluster):
         queryset = queryset.filter(involved_kind=selector["kind"])
     if selector.get("reason"):
         queryset = queryset.filter(reason=selector["reason"])
-    matches = {}
-    for namespace, project_id, kind, name, reason, message, count in queryset.values_list(
-        "namespace__name", "namespace__project_id", "involved_kind", "involved_name", "reason", "message", "count"
-    ).order_by("last_seen"):
-        target = f"event/{namespace or '-'}/{kind}/{name}/{reason}"
-        matches[target] = Match(f"{kind} {namespace + '/' if namespace else ''}{name}: {reason}: {message}"[:1000], value=count,
-                                labels={"namespace": namespace or "", "kind": kind, "name": name, "reason": reason},
-                                project_id=rule.project_id or project_id, namespaced=bool(namespace))
-    return matches
+    rows = queryset.values_list("cluster_id", "namespace__name", "namespace__project_id", "involved_kind", "involved_name", "reason",
+                                "message", "count").order_by("last_seen")
+    return _by_cluster(
+        (cluster_id, f"event/{namespace or '-'}/{kind}/{name}/{reason}", Match(
+            f"{kind} {namespace + '/' if namespace else ''}{name}: {reason}: {message}"[:1000], value=count,
+            labels={"namespace": namespace or "", "kind": kind, "name": name, "reason": reason},
+            project_id=rule.project_id or project_id, namespaced=bool(namespace),
+        ))
+        for cluster_id, namespace, project_id, kind, name, reason, message, count in rows
+    )
 
 
 def _requested(resource):
     request_field, allocatable_field = (("cpu_request_m", "cpu_allocatable_m") if resource == "cpu"
                                         else ("memory_request_bytes", "memory_allocatable_bytes"))
 
-    def condition(rule, cluster):
+    def condition(rule, cluster_ids):
         requested = Subquery(
             Pod.objects.filter(node=OuterRef("pk")).exclude(phase__in=["Succeeded", "Failed"]).values("node")
             .annotate(total=Sum(request_field)).values("total")[:1]
         )
-        rows = _nodes(rule, Node.objects.filter(cluster=cluster, **{f"{allocatable_field}__gt": 0})).annotate(
-            requested=Coalesce(requested, 0)).values_list("name", "requested", allocatable_field)
-        matches = {}
-        for name, used, allocatable in rows:
-            percent = 100.0 * used / allocatable
-            if percent >= rule.threshold:
-                matches[f"node/{name}"] = Match(f"{resource} requested on node {name} is {percent:.0f}% of allocatable",
-                                                value=round(percent, 1), labels={"node": name})
-        return matches
+        # Only nodes at or above the threshold come back from the database.
+        rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, **{f"{allocatable_field}__gt": 0})).annotate(
+            requested=Coalesce(requested, 0)).filter(requested__gte=F(allocatable_field) * (rule.threshold or 0) / 100.0).values_list(
+            "cluster_id", "name", "requested", allocatable_field)
+        return _by_cluster(
+            (cluster_id, f"node/{name}", Match(f"{resource} requested on node {name} is {100.0 * used / allocatable:.0f}% of allocatable",
+                                               value=round(100.0 * used / allocatable, 1), labels={"node": name}))
+            for cluster_id, name, used, allocatable in rows
+        )
 
     return condition
 
@@ -204,6 +219,10 @@ CONDITIONS = {
     AlertCondition.CPU_REQUESTED: _requested("cpu"),
     AlertCondition.MEMORY_REQUESTED: _requested("memory"),
 }
+
+
+def matches_for(rule, cluster):
+    return CONDITIONS[rule.condition](rule, [cluster.pk]).get(cluster.pk, {})
 
 
 # --- state changes ------------------------------------------------------------------------------
@@ -225,11 +244,11 @@ def announce(alert, event="alert.updated"):
     emit(event, alert_payload(alert), alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
 
 
-def evaluate_rule(rule, cluster, now=None):
-    """Bring the rule's alerts on ``cluster`` in line with what matches now.  Returns the earliest
-    time a pending alert will be due to fire (or None)."""
+def evaluate_rule(rule, cluster, now=None, matches=None):
+    """Bring the rule's alerts on ``cluster`` in line with what matches now (``matches``, when the
+    caller already asked).  Returns the earliest time a pending alert will be due to fire (or None)."""
     now = now or timezone.now()
-    matches = CONDITIONS[rule.condition](rule, cluster)
+    matches = matches_for(rule, cluster) if matches is None else matches
     hold = timedelta(seconds=rule.for_seconds)
     notify, next_due = False, None
     with transaction.atomic():
@@ -306,14 +325,54 @@ def evaluate_cluster(cluster_id, conditions=None, now=None):
     return next_due
 
 
+def _same(matches, open_alerts, hold, now):
+    """Would evaluating change nothing?  Same targets, same messages and values, no pending alert due."""
+    if matches.keys() != open_alerts.keys():
+        return False
+    for target, (state, started, message, value, labels) in open_alerts.items():
+        match = matches[target]
+        if (message, value, labels) != (match.message, match.value, match.labels):
+            return False
+        if state == AlertState.PENDING and now - started >= hold:
+            return False
+    return True
+
+
 def evaluate_all(now=None):
-    """The periodic pass: every monitored cluster that has rules.  Returns how many were evaluated."""
-    monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
-    if not AlertRule.objects.filter(enabled=True, cluster__isnull=True).exists():
-        monitored = monitored.filter(alert_rules__enabled=True).distinct()
-    count = 0
-    for cluster_id in monitored.values_list("pk", flat=True):
-        evaluate_cluster(cluster_id, now=now)
-        count += 1
-    # Alerts of clusters no longer monitored (removed rules resolve by cascade) stay as they were.
-    return count
+    """The periodic pass over every monitored cluster's rules.  Rules that share a condition,
+    threshold, selector and project are asked in one query for all their clusters; the open
+    alerts are read in one query; only the rules whose alerts would change are evaluated one by
+    one (under their row locks, as the event-driven evaluation does).  Returns
+    (rules looked at, rules that changed)."""
+    now = now or timezone.now()
+    monitored = dict(Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+                     .values_list("pk", "name"))
+    rules = list(AlertRule.objects.filter(enabled=True).filter(Q(cluster_id__in=list(monitored)) | Q(cluster__isnull=True)))
+    pairs = [(rule, cluster_id) for rule in rules for cluster_id in ([rule.cluster_id] if rule.cluster_id else monitored)]
+    groups = defaultdict(list)
+    for rule, cluster_id in pairs:
+        key = (rule.condition, rule.threshold, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
+        groups[key].append((rule, cluster_id))
+    found = {}
+    for members in groups.values():
+        answer = CONDITIONS[members[0][0].condition](members[0][0], sorted({cluster_id for _, cluster_id in members}))
+        for rule, cluster_id in members:
+            found[rule.pk, cluster_id] = answer.get(cluster_id, {})
+    open_alerts = defaultdict(dict)
+    for rule_id, cluster_id, target, state, started, message, value, labels in Alert.objects.filter(
+        state__in=OPEN_STATES, rule__enabled=True
+    ).values_list("rule_id", "cluster_id", "target", "state", "started", "message", "value", "labels"):
+        open_alerts[rule_id, cluster_id][target] = (state, started, message, value, labels)
+    changed = 0
+    clusters = {}
+    for rule, cluster_id in pairs:
+        matches = found[rule.pk, cluster_id]
+        if _same(matches, open_alerts.get((rule.pk, cluster_id), {}), timedelta(seconds=rule.for_seconds), now):
+            continue
+        cluster = clusters.get(cluster_id) or clusters.setdefault(cluster_id, Cluster.objects.get(pk=cluster_id))
+        try:
+            evaluate_rule(rule, cluster, now, matches)
+            changed += 1
+        except Exception:
+            log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
+    return len(pairs), changed

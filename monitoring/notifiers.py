@@ -214,10 +214,11 @@ def send_alertmanager(conf, message):
         if a.state == "resolved" and a.resolved:
             item["endsAt"] = a.resolved
         items.append(item)
-    if not items:  # a test: one alert that ends at once
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        items = [{"labels": {"alertname": "CorralTestNotification", "severity": "info"},
-                  "annotations": {"summary": message.title}, "startsAt": now}]
+    if not items:  # a test: one alert that ends by itself in five minutes
+        now = time.time()
+        items = [{"labels": {"alertname": "CorralTestNotification", "severity": "info"}, "annotations": {"summary": message.title},
+                  "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                  "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 300))}]
     base = conf["url"].rstrip("/")
     auth = (conf["username"], conf.get("password", "")) if conf.get("username") else None
     try:
