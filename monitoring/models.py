@@ -99,15 +99,17 @@ class Notifier(ChangeLoggedModel):
     def clean(self):
         if not isinstance(self.config, dict):
             raise ValidationError({"config": "must be an object"})
+        if any(isinstance(value, str) and "\x00" in value for value in self.config.values()):
+            raise ValidationError({"config": "values must not contain NUL characters"})
         if self.kind not in CONFIG_KEYS:
             return  # the field's own choices validation names it
         unknown = sorted(set(self.config) - CONFIG_KEYS[self.kind])
         if unknown:
             raise ValidationError({"config": f"unknown key(s) for a {self.kind} notifier: {', '.join(unknown)}"})
         merged = {**(self.secrets or {}), **{k: v for k, v in self.config.items() if v not in ("", None)}}
-        for key in ("port", "timeout"):
-            if key in merged and (not isinstance(merged[key], int) or isinstance(merged[key], bool) or not 0 < merged[key] < 65536):
-                raise ValidationError({"config": f'"{key}" must be a whole number between 1 and 65535'})
+        for key, most in (("port", 65535), ("timeout", 60)):
+            if key in merged and (not isinstance(merged[key], int) or isinstance(merged[key], bool) or not 0 < merged[key] <= most):
+                raise ValidationError({"config": f'"{key}" must be a whole number between 1 and {most}'})
         if "starttls" in merged and not isinstance(merged["starttls"], bool):
             raise ValidationError({"config": '"starttls" must be true or false'})
         for key in ("host", "username", "password", "sender", "ca_cert", "secret", "routing_key"):
@@ -118,6 +120,8 @@ class Notifier(ChangeLoggedModel):
             if not isinstance(recipients, list) or not recipients:
                 raise ValidationError({"config": 'an e-mail notifier needs "recipients": a list of addresses'})
             for address in recipients:
+                if not isinstance(address, str):
+                    raise ValidationError({"config": '"recipients" must be e-mail addresses (strings)'})
                 try:
                     validate_email(address)
                 except ValidationError:

@@ -55,8 +55,8 @@ class AlertRuleSerializer(ModelSerializer):
 
 class AlertSerializer(serializers.ModelSerializer):
     rule_name = serializers.CharField(source="rule.name", read_only=True)
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    silenced_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    silenced_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     silenced = serializers.SerializerMethodField()
 
     class Meta:
