@@ -41,6 +41,7 @@ AFFECTED = {
     "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "daemonsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "events": {AlertCondition.WARNING_EVENT},
+    "usage": {AlertCondition.CPU_USAGE, AlertCondition.MEMORY_USAGE},
 }
 
 
@@ -208,7 +209,32 @@ def _requested(resource):
     return condition
 
 
+def _usage(resource):
+    """Node usage from the newest collected point (metrics.k8s.io), against allocatable."""
+
+    def condition(rule, cluster_ids):
+        from monitoring.usage import latest_node_usage
+
+        latest = latest_node_usage(cluster_ids)
+        field = "cpu_allocatable_m" if resource == "cpu" else "memory_allocatable_bytes"
+        rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, **{f"{field}__gt": 0})).values_list("cluster_id", "name", field)
+        found = []
+        for cluster_id, name, allocatable in rows:
+            used = latest.get((cluster_id, name))
+            if used is None:
+                continue
+            percent = 100.0 * (used[0] if resource == "cpu" else used[1]) / allocatable
+            if percent >= (rule.threshold or 0):
+                found.append((cluster_id, f"node/{name}", Match(f"{resource} in use on node {name} is {percent:.0f}% of allocatable",
+                                                                value=round(percent, 1), labels={"node": name})))
+        return _by_cluster(found)
+
+    return condition
+
+
 CONDITIONS = {
+    AlertCondition.CPU_USAGE: _usage("cpu"),
+    AlertCondition.MEMORY_USAGE: _usage("memory"),
     AlertCondition.CLUSTER_UNAVAILABLE: cluster_unavailable,
     AlertCondition.NODE_NOT_READY: node_not_ready,
     AlertCondition.POD_NOT_RUNNING: pod_not_running,

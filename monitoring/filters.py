@@ -34,3 +34,21 @@ class NotificationFilter(django_filters.FilterSet):
     class Meta:
         model = Notification
         fields = ["notifier", "rule", "cluster", "kind", "status"]
+
+
+class UsageFilter(django_filters.FilterSet):
+    """``range`` picks the resolution: 1h raw points, 24h 5-minute, 7d and 30d hourly averages."""
+
+    range = django_filters.ChoiceFilter(choices=[(r, r) for r in ("1h", "24h", "7d", "30d")], method="filter_range", required=True)
+
+    class Meta:
+        from monitoring.models import UsageSample
+
+        model = UsageSample
+        fields = ["cluster", "kind", "name", "range"]
+
+    def filter_range(self, queryset, name, value):
+        from monitoring.usage import RANGES
+
+        span, resolution = RANGES[value]
+        return queryset.filter(resolution=resolution, at__gte=timezone.now() - span)

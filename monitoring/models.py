@@ -150,17 +150,22 @@ class AlertCondition(models.TextChoices):
     POD_RESTARTS = "pod-restarts", "Pod restarts at or above threshold"
     WORKLOAD_UNAVAILABLE = "workload-unavailable", "Workload has fewer available replicas than threshold % of desired"
     WARNING_EVENT = "warning-event", "Warning events (selector: kind, reason, namespace)"
+    CPU_USAGE = "cpu-usage-percent", "Node CPU in use at or above threshold (% of allocatable, from metrics)"
+    MEMORY_USAGE = "memory-usage-percent", "Node memory in use at or above threshold (% of allocatable, from metrics)"
     CPU_REQUESTED = "cpu-requested-percent", "CPU requested at or above threshold (% of allocatable)"
     MEMORY_REQUESTED = "memory-requested-percent", "Memory requested at or above threshold (% of allocatable)"
 
 
-THRESHOLD_REQUIRED = {AlertCondition.POD_RESTARTS, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED}
+THRESHOLD_REQUIRED = {AlertCondition.POD_RESTARTS, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED,
+                      AlertCondition.CPU_USAGE, AlertCondition.MEMORY_USAGE}
 # Selector keys each condition understands.
 SELECTOR_KEYS = {
     AlertCondition.CLUSTER_UNAVAILABLE: set(),
     AlertCondition.NODE_NOT_READY: {"node", "labels"},
     AlertCondition.CPU_REQUESTED: {"node", "labels"},
     AlertCondition.MEMORY_REQUESTED: {"node", "labels"},
+    AlertCondition.CPU_USAGE: {"node", "labels"},
+    AlertCondition.MEMORY_USAGE: {"node", "labels"},
     AlertCondition.POD_NOT_RUNNING: {"namespace", "labels", "node"},
     AlertCondition.POD_NOT_SCHEDULED: {"namespace", "labels"},
     AlertCondition.POD_RESTARTS: {"namespace", "labels", "node"},
@@ -223,8 +228,8 @@ class AlertRule(ChangeLoggedModel):
                 self.cluster_id = self.project.cluster_id
             elif self.project.cluster_id != self.cluster_id:
                 raise ValidationError({"project": "must be a project of the rule's cluster"})
-            if self.condition in (AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.NODE_NOT_READY,
-                                  AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED):
+            if self.condition in (AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.NODE_NOT_READY, AlertCondition.CPU_USAGE,
+                                  AlertCondition.MEMORY_USAGE, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED):
                 raise ValidationError({"condition": f"{self.condition} is about the whole cluster: make it a cluster rule"})
         if not isinstance(self.selector, dict):
             raise ValidationError({"selector": "must be an object"})
@@ -372,3 +377,47 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self):
         return f"attempt {self.number}: {'ok' if self.ok else self.error or self.response_code}"
+
+
+class UsageKind(models.TextChoices):
+    CLUSTER = "cluster", "Cluster"
+    NODE = "node", "Node"
+    NAMESPACE = "namespace", "Namespace"
+    WORKLOAD = "workload", "Workload"
+    PROJECT = "project", "Project"
+
+
+class UsageSample(models.Model):
+    """CPU and memory in use, from the cluster's metrics.k8s.io: per cluster, node, namespace,
+    workload and project (pods are summed up, never kept one by one).  ``resolution`` 0 is a raw
+    collection (every 30 s, kept a day); 300 and 3600 are 5-minute and hourly averages (kept 30
+    days and a year).  ``cluster_wide`` and ``project`` decide who sees it, as for alerts."""
+
+    Kind = UsageKind
+
+    cluster = models.ForeignKey("clusters.Cluster", on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=UsageKind.choices)
+    name = models.CharField(max_length=320, help_text="node name, namespace, namespace/workload, project id; empty for the cluster")
+    resolution = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField()
+    cpu_m = models.FloatField()
+    memory_bytes = models.FloatField()
+    samples = models.PositiveIntegerField(default=1)
+    cluster_wide = models.ForeignKey("clusters.Cluster", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "kind", "name", "resolution", "at"], name="usage_one_point")]
+        indexes = [models.Index(fields=["resolution", "at"], name="usage_resolution_at")]
+
+
+class ClusterUsageStatus(models.Model):
+    """Whether the cluster serves metrics.k8s.io (no: "no usage metrics"), as of the last collection."""
+
+    cluster = models.OneToOneField("clusters.Cluster", on_delete=models.CASCADE, related_name="usage_status")
+    available = models.BooleanField(default=False)
+    checked = models.DateTimeField(default=timezone.now)
+    error = models.CharField(max_length=500, blank=True)

@@ -22,7 +22,7 @@ ALERT_HANDLING = {p.VIEW: ALL_ROLES, p.CHANGE: frozenset({PROJECT_OWNER, PROJECT
 
 def register():
     from monitoring.evaluate import FEED_ALERTS
-    from monitoring.models import Alert, AlertRule
+    from monitoring.models import Alert, AlertRule, UsageSample
 
     p.register(AlertRule, p.Grant("cluster", "cluster", BASICS), p.Grant("project", "project", ADMINISTRATION))
     p.register(
@@ -30,5 +30,13 @@ def register():
         p.Grant("cluster", "cluster", OWNER_ONLY),
         p.Grant("cluster", "cluster_wide", {p.VIEW: BASICS[p.VIEW]}),
         p.Grant("project", "project", ALERT_HANDLING),
+    )
+    # Usage: the cluster's and its nodes' for its members; a namespace's, workload's or project's
+    # for the project's people; all of it for the owners.
+    p.register(
+        UsageSample,
+        p.Grant("cluster", "cluster", OWNER_ONLY),
+        p.Grant("cluster", "cluster_wide", {p.VIEW: BASICS[p.VIEW]}),
+        p.Grant("project", "project", {p.VIEW: ALL_ROLES}),
     )
     events.register_feed(FEED_ALERTS)

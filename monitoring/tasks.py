@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import delivery, evaluate
+from monitoring import delivery, evaluate, usage
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +33,25 @@ def flush_group(group_id):
 @shared_task(ignore_result=True, acks_late=True)
 def deliver(notification_id):
     delivery.attempt(notification_id)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def collect_all_usage():
+    """Queue one collection per active cluster (each its own task: one slow cluster holds up no other)."""
+    from clusters.models import Cluster, ClusterState
+
+    for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
+        collect_usage.delay(cluster_id)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def collect_usage(cluster_id):
+    if usage.collect(cluster_id):
+        # Usage rules are evaluated on each collection (periodic, as the data is).
+        evaluate.evaluate_cluster(cluster_id, evaluate.affected_conditions({"usage"}))
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def rollup_and_prune_usage():
+    usage.rollup()
+    usage.prune()

@@ -363,6 +363,14 @@ PERIODIC_TASKS = {
         "task": "monitoring.tasks.evaluate_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_ALERT_EVALUATION_SECONDS", 30)),
     },
+    "monitoring: collect usage metrics": {
+        "task": "monitoring.tasks.collect_all_usage",
+        "every": timedelta(seconds=env_int("PORTAL_METRICS_SECONDS", 30)),
+    },
+    "monitoring: roll up and prune usage metrics": {
+        "task": "monitoring.tasks.rollup_and_prune_usage",
+        "every": timedelta(minutes=5),
+    },
     "portal: fail lost operations": {
         "task": "portal.tasks.fail_lost_operations",
         "every": timedelta(seconds=60),
@@ -387,6 +395,10 @@ DEFAULT_FROM_EMAIL = env("PORTAL_ALERT_EMAIL_FROM", "corral@localhost")
 NOTIFY_MAX_ATTEMPTS = env_int("PORTAL_NOTIFY_MAX_ATTEMPTS", 5)
 NOTIFY_RETRY_BASE_SECONDS = env_int("PORTAL_NOTIFY_RETRY_BASE_SECONDS", 5)
 NOTIFY_RETRY_MAX_SECONDS = env_int("PORTAL_NOTIFY_RETRY_MAX_SECONDS", 300)
+# Usage history: raw points, 5-minute and hourly averages are kept this many days.
+METRICS_RAW_DAYS = env_int("PORTAL_METRICS_RAW_DAYS", 1)
+METRICS_5M_DAYS = env_int("PORTAL_METRICS_5M_DAYS", 30)
+METRICS_1H_DAYS = env_int("PORTAL_METRICS_1H_DAYS", 365)
 
 # --- Kubernetes -------------------------------------------------------------------------------
 

@@ -110,3 +110,12 @@ class NotificationSerializer(serializers.ModelSerializer):
         fields = ["id", "notifier", "rule", "cluster", "alerts", "kind", "status", "subject", "attempts", "next_attempt", "sent",
                   "response_code", "error", "created", "attempt_log"]
         read_only_fields = fields
+
+
+class UsageSampleSerializer(serializers.ModelSerializer):
+    class Meta:
+        from monitoring.models import UsageSample
+
+        model = UsageSample
+        fields = ["cluster", "kind", "name", "resolution", "at", "cpu_m", "memory_bytes", "samples"]
+        read_only_fields = fields

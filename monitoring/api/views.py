@@ -3,14 +3,15 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from monitoring import delivery, filters
 from monitoring.api import serializers as s
 from monitoring.evaluate import announce
-from monitoring.models import Alert, AlertRule, Notification, Notifier
-from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
+from monitoring.models import Alert, AlertRule, Notification, Notifier, UsageSample
+from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet, RestrictedViewSetMixin
 from portal.audit import record
 from portal.permissions import CHANGE
 
@@ -95,3 +96,13 @@ class NotificationViewSet(ReadOnlyModelViewSet):
     serializer_class = s.NotificationSerializer
     filterset_class = filters.NotificationFilter
     search_fields = ["subject", "error"]
+
+
+class UsageViewSet(RestrictedViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """CPU and memory in use over time (``range`` 1h, 24h, 7d or 30d), per cluster, node, namespace,
+    workload or project, for what the caller may see; the charts read it."""
+
+    queryset = UsageSample.objects.all()
+    serializer_class = s.UsageSampleSerializer
+    filterset_class = filters.UsageFilter
+    ordering_fields = ["at"]
