@@ -110,3 +110,22 @@ def test_a_pod_using_much_cpu_through_kwoks_annotation_fires_the_cpu_usage_rule(
     evaluate.evaluate_cluster(cluster.pk)
     alert = Alert.objects.get(rule=rule, target=f"node/{node}")
     assert alert.state == "firing" and alert.value >= 78 and "cpu in use" in alert.message
+
+
+def test_cluster_and_project_pages_chart_usage_or_say_there_is_none(world, client):
+    client.force_login(world.owner)
+    page = client.get(f"/clusters/{world.cluster.pk}/").content.decode()
+    assert "No usage metrics" in page and "vendor/uplot/uPlot.iife.min.js" in page
+    ClusterUsageStatus.objects.create(cluster=world.cluster, available=True)
+    world.project.resource_quota = {"limits.cpu": "8", "requests.memory": "4Gi"}
+    world.project.save()
+    page = client.get(f"/clusters/{world.cluster.pk}/").content.decode()
+    assert f'data-usage-cluster="{world.cluster.pk}" data-kind="cluster"' in page and "No usage metrics" not in page
+    client.force_login(world.member)
+    page = client.get(f"/projects/{world.project.pk}/").content.decode()
+    assert f'data-kind="project" data-name="{world.project.pk}"' in page
+    assert 'data-cpu-limit="8000"' in page and f'data-memory-requested="{4 * 2**30}"' in page
+    # The vendored library is one of Corral's own static files (no CDN).
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("vendor/uplot/uPlot.iife.min.js") and "https://" not in page.split("<main")[0]
