@@ -3,6 +3,7 @@ over many clusters costs.
 
     python bench/alerts.py latency --trials 20     # a sandbox, the watcher, a real Celery worker, a local webhook
     python bench/alerts.py scale --clusters 2000   # 10 rules per cluster, 50 pods and 10 nodes each, in the database
+    python bench/alerts.py ingest --clusters 2000  # usage points written as collections write them; size per cluster per day
 
 latency: the node's kwok heartbeat is stopped and its Ready condition set to False; the time is from
 that kubectl patch returning to the webhook receiving the firing notification (rule: for 0 s, group
@@ -152,6 +153,48 @@ def scale(args):
               f"{Alert.objects.filter(state='firing').count():,} alerts firing")
 
 
+def ingest(args):
+    """Usage points as ``monitoring.usage.collect`` writes them (the metrics.k8s.io reads left out):
+    per collection and cluster 10 nodes, 5 namespaces, 5 workloads, 2 projects and the cluster."""
+    benchdb.setup("corral_bench_usage")
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from clusters.models import Cluster
+    from monitoring import usage
+    from monitoring.models import UsageSample
+
+    clusters = Cluster.objects.bulk_create([Cluster(name=f"u-{i:05d}", slug=f"u-{i:05d}", driver="imported", state="active")
+                                            for i in range(args.clusters)])
+    names = [("node", f"node-{j}") for j in range(10)] + [("namespace", f"ns-{j}") for j in range(5)] + \
+            [("workload", f"ns-{j}/web") for j in range(5)] + [("project", str(j)) for j in range(2)] + [("cluster", "")]
+    start = timezone.now().replace(second=0, microsecond=0) - timedelta(hours=2)
+    written, seconds = 0, 0.0
+    for step in range(args.collections):
+        at = start + timedelta(seconds=30 * step)
+        rows = [UsageSample(cluster=c, kind=kind, name=name, at=at, cpu_m=100.0 + step, memory_bytes=2.0**28,
+                            cluster_wide=c if kind in ("node", "cluster") else None) for c in clusters for kind, name in names]
+        t = time.perf_counter()
+        UsageSample.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+        seconds += time.perf_counter() - t
+        written += len(rows)
+    print(f"{args.clusters:,} clusters x {len(names)} series, {args.collections} collections: {written:,} points in {seconds:.1f} s "
+          f"({written / seconds:,.0f} points/s written)")
+    t = time.perf_counter()
+    rolled = usage.rollup(now=start + timedelta(seconds=30 * args.collections))
+    print(f"  rollup of them: {rolled:,} 5-minute and hourly points in {time.perf_counter() - t:.1f} s")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_total_relation_size(%s)", [UsageSample._meta.db_table])
+        size = cursor.fetchone()[0]
+    per_point = size / UsageSample.objects.count()
+    per_day = len(names) * (2880 + 288 + 24) * per_point  # raw every 30 s, 5-minute and hourly points
+    print(f"  table with indexes: {size / 2**20:,.0f} MiB, {per_point:.0f} bytes a point; one cluster's day: "
+          f"{per_day / 2**20:.1f} MiB ({len(names) * 2880:,} raw points); kept: a day raw, 30 days 5-minute, a year hourly -> "
+          f"{len(names) * per_point * (2880 + 288 * 30 + 24 * 365) / 2**20:.0f} MiB a cluster")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -160,8 +203,11 @@ def main():
     p = sub.add_parser("scale")
     p.add_argument("--clusters", type=int, default=2000)
     p.add_argument("--pods", type=int, default=100000)
+    p = sub.add_parser("ingest")
+    p.add_argument("--clusters", type=int, default=2000)
+    p.add_argument("--collections", type=int, default=20)
     args = parser.parse_args()
-    {"latency": latency, "scale": scale}[args.what](args)
+    {"latency": latency, "scale": scale, "ingest": ingest}[args.what](args)
 
 
 if __name__ == "__main__":
