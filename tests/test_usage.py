@@ -95,14 +95,19 @@ def test_a_pod_using_much_cpu_through_kwoks_annotation_fires_the_cpu_usage_rule(
     kubectl("annotate", "pods", "-l", "app=hot", "kwok.x-k8s.io/usage-cpu=3500m")
     node = kubectl("get", "pods", "-l", "app=hot", "-o", "jsonpath={.items[0].spec.nodeName}")
     sync.sync(cluster.pk)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 150
     while True:  # metrics-server scrapes every 10 s and needs two scrapes for a CPU rate
         usage.collect(cluster.pk)
         hot = UsageSample.objects.filter(cluster=cluster, kind="node", name=node, cpu_m__gte=3000).exists()
         # Pod metrics can come a scrape after the node's (they need the container's start time too).
         if hot and UsageSample.objects.filter(cluster=cluster, kind="workload", name=f"{ns}/hot").exists():
             break
-        assert time.monotonic() < deadline, sorted(set(UsageSample.objects.filter(cluster=cluster).values_list("kind", "name", "cpu_m")))
+        if time.monotonic() > deadline:
+            log = sandbox.log_path("metrics-server")
+            pytest.fail(f"no usage of the hot pod: {sorted(set(UsageSample.objects.filter(cluster=cluster).values_list('kind', 'name')))}; "
+                        f"kubectl top nodes: {sandbox.kubectl('top', 'nodes', check=False).stdout}"
+                        f"{sandbox.kubectl('top', 'nodes', check=False).stderr}; metrics-server log: "
+                        f"{log.read_text()[-2000:] if log.exists() else 'none'}")
         time.sleep(3)
     assert ClusterUsageStatus.objects.get(cluster=cluster).available
     workload = UsageSample.objects.filter(cluster=cluster, kind="workload", name=f"{ns}/hot").latest("at")
