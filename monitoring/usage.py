@@ -21,6 +21,7 @@ from clusters.kube.quantity import bytes_ as parse_memory_bytes
 from clusters.kube.quantity import millicores as parse_cpu_m
 from clusters.models import Cluster, ClusterState, Namespace, Pod
 from monitoring.models import ClusterUsageStatus, UsageKind, UsageSample
+from portal.events import emit, group_name
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def collect(cluster_id, now=None):
     with transaction.atomic():
         UsageSample.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
         ClusterUsageStatus.objects.update_or_create(cluster=cluster, defaults={"available": True, "checked": now, "error": ""})
+        # Open charts redraw: the cluster's page hears it if its reader may see the cluster's figures.
+        cluster_point = next(r for r in rows if r.kind == UsageKind.CLUSTER)
+        emit("usage.collected", {"cluster": cluster.pk, "at": now.isoformat()}, cluster_point, group_name("cluster", cluster.pk))
     return len(rows)
 
 

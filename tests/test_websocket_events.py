@@ -237,3 +237,25 @@ class TestAlertAboutANode(LiveEventTests):
         name = marker("node")
         watch_event(cluster, "nodes", "ADDED", name)  # no Ready condition: not ready
         return _alert_about(cluster, "node-not-ready", f"node/{name}")
+
+
+class TestUsageCollected(LiveEventTests):
+    """A new usage collection: heard on a cluster's page by those who see its figures (members), not
+    by project members (they see their project's usage only, through the API)."""
+
+    event = "usage.collected"
+    heard_by = {"ours": {"admin", "owner", "viewer"}, "theirs": {"admin", "stranger"}}
+
+    def cause(self, world, case):
+        from django.utils import timezone
+
+        from monitoring.models import UsageSample
+        from portal.events import emit, group_name
+
+        cluster = world.places[case][0]
+        point = UsageSample.objects.create(cluster=cluster, kind="cluster", name="", at=timezone.now(), cpu_m=1, memory_bytes=1,
+                                           cluster_wide=cluster)
+        marker_at = point.at.isoformat()
+        # What monitoring.usage.collect emits after writing a collection (reading metrics.k8s.io aside).
+        emit("usage.collected", {"cluster": cluster.pk, "at": marker_at}, point, group_name("cluster", cluster.pk))
+        return point, lambda data: data.get("cluster") == cluster.pk and data.get("at") == marker_at

@@ -1,6 +1,7 @@
 // Usage charts (uPlot, vendored under static/vendor/uplot/): CPU and memory in use over 1 h / 24 h /
 // 7 d / 30 d against what is requested and allocatable (or a project's quota), read from
-// /api/v1/usage/ (only what the reader may see) and redrawn after every collection (30 s).
+// /api/v1/usage/ (only what the reader may see) and redrawn when the websocket tells of a new
+// collection of the cluster (live.js re-dispatches its events), or every 5 minutes without it.
 (function () {
   "use strict";
   var root = document.querySelector("[data-usage-cluster]");
@@ -51,6 +52,10 @@
       load();
     });
   });
+  document.addEventListener("corral:event", function (e) {
+    var msg = e.detail;
+    if (msg.event === "usage.collected" && String(msg.data.cluster) === root.dataset.usageCluster) load();
+  });
   load();
-  setInterval(load, 30000);
+  setInterval(load, 300000);
 })();
