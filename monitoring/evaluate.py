@@ -33,7 +33,7 @@ EVENT_WINDOW = timedelta(minutes=10)  # a Warning event keeps its alert firing t
 
 # Which conditions a change of each watched resource may affect.
 AFFECTED = {
-    "cluster": {AlertCondition.CLUSTER_UNAVAILABLE},
+    "cluster": {AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.KUBERNETES_EOL},
     "nodes": {AlertCondition.NODE_NOT_READY, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
     "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS,
              AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
@@ -232,7 +232,59 @@ def _usage(resource):
     return condition
 
 
+def project_quota(rule, cluster_ids):
+    """Each project's ResourceQuota use (reconciled into ``quota_status``) against its pool."""
+    from projects.models import Project
+    from projects.quantities import parse_quantity
+
+    projects = Project.objects.filter(cluster_id__in=cluster_ids)
+    if rule.project_id:
+        projects = projects.filter(pk=rule.project_id)
+    wanted = (rule.selector or {}).get("resource")
+    found = []
+    for cluster_id, pk, name, pool, status in projects.values_list("cluster_id", "pk", "name", "resource_quota", "quota_status"):
+        used = (status or {}).get("used") or {}
+        for key, limit in (pool or {}).items():
+            if (wanted and key != wanted) or key not in used:
+                continue
+            try:
+                percent = 100.0 * float(parse_quantity(used[key])) / float(parse_quantity(limit))
+            except (ValueError, TypeError, ZeroDivisionError, ArithmeticError):
+                continue
+            if percent >= (rule.threshold or 0):
+                found.append((cluster_id, f"project/{name}/{key}", Match(
+                    f"project {name} uses {used[key]} of its {key} quota {limit} ({percent:.0f}%)", value=round(percent, 1),
+                    labels={"project": name, "resource": key}, project_id=pk, namespaced=True)))
+    return _by_cluster(found)
+
+
+def kubernetes_eol(rule, cluster_ids):
+    """Clusters whose Kubernetes minor version is past its end of life (``PORTAL_KUBERNETES_EOL``)."""
+    import re
+
+    from django.conf import settings
+
+    today = timezone.now().date()
+    found = []
+    for pk, name, version in Cluster.objects.filter(pk__in=cluster_ids).exclude(kubernetes_version="").values_list(
+            "pk", "name", "kubernetes_version"):
+        minor = re.match(r"^v?(\d+)\.(\d+)", version)
+        if not minor:
+            continue
+        key = f"{minor.group(1)}.{minor.group(2)}"
+        ended = settings.KUBERNETES_EOL.get(key)
+        oldest_known = min(settings.KUBERNETES_EOL, key=lambda v: tuple(map(int, v.split("."))))
+        if ended is None and tuple(map(int, key.split("."))) < tuple(map(int, oldest_known.split("."))):
+            ended = settings.KUBERNETES_EOL[oldest_known]  # older than every listed release: ended before it
+        if ended is not None and ended <= today:
+            found.append((pk, f"cluster/{name}", Match(f"cluster {name} runs Kubernetes {version}, whose {key} releases ended {ended}",
+                                                       labels={"cluster": name, "version": version})))
+    return _by_cluster(found)
+
+
 CONDITIONS = {
+    AlertCondition.PROJECT_QUOTA: project_quota,
+    AlertCondition.KUBERNETES_EOL: kubernetes_eol,
     AlertCondition.CPU_USAGE: _usage("cpu"),
     AlertCondition.MEMORY_USAGE: _usage("memory"),
     AlertCondition.CLUSTER_UNAVAILABLE: cluster_unavailable,

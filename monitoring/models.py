@@ -152,11 +152,13 @@ class AlertCondition(models.TextChoices):
     WARNING_EVENT = "warning-event", "Warning events (selector: kind, reason, namespace)"
     CPU_USAGE = "cpu-usage-percent", "Node CPU in use at or above threshold (% of allocatable, from metrics)"
     MEMORY_USAGE = "memory-usage-percent", "Node memory in use at or above threshold (% of allocatable, from metrics)"
+    PROJECT_QUOTA = "project-quota-percent", "Project quota used at or above threshold (% of the pool, per resource)"
+    KUBERNETES_EOL = "kubernetes-version-eol", "Cluster's Kubernetes version past its end of life"
     CPU_REQUESTED = "cpu-requested-percent", "CPU requested at or above threshold (% of allocatable)"
     MEMORY_REQUESTED = "memory-requested-percent", "Memory requested at or above threshold (% of allocatable)"
 
 
-THRESHOLD_REQUIRED = {AlertCondition.POD_RESTARTS, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED,
+THRESHOLD_REQUIRED = {AlertCondition.POD_RESTARTS, AlertCondition.PROJECT_QUOTA, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED,
                       AlertCondition.CPU_USAGE, AlertCondition.MEMORY_USAGE}
 # Selector keys each condition understands.
 SELECTOR_KEYS = {
@@ -164,6 +166,8 @@ SELECTOR_KEYS = {
     AlertCondition.NODE_NOT_READY: {"node", "labels"},
     AlertCondition.CPU_REQUESTED: {"node", "labels"},
     AlertCondition.MEMORY_REQUESTED: {"node", "labels"},
+    AlertCondition.PROJECT_QUOTA: {"resource"},
+    AlertCondition.KUBERNETES_EOL: set(),
     AlertCondition.CPU_USAGE: {"node", "labels"},
     AlertCondition.MEMORY_USAGE: {"node", "labels"},
     AlertCondition.POD_NOT_RUNNING: {"namespace", "labels", "node"},
@@ -229,6 +233,7 @@ class AlertRule(ChangeLoggedModel):
             elif self.project.cluster_id != self.cluster_id:
                 raise ValidationError({"project": "must be a project of the rule's cluster"})
             if self.condition in (AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.NODE_NOT_READY, AlertCondition.CPU_USAGE,
+                                  AlertCondition.KUBERNETES_EOL,
                                   AlertCondition.MEMORY_USAGE, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED):
                 raise ValidationError({"condition": f"{self.condition} is about the whole cluster: make it a cluster rule"})
         if not isinstance(self.selector, dict):

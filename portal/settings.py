@@ -8,7 +8,7 @@ localhost, no debug pages, keys generated under ``var/``.  With ``PORTAL_DEBUG=f
 
 import ipaddress
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -395,6 +395,13 @@ DEFAULT_FROM_EMAIL = env("PORTAL_ALERT_EMAIL_FROM", "corral@localhost")
 NOTIFY_MAX_ATTEMPTS = env_int("PORTAL_NOTIFY_MAX_ATTEMPTS", 5)
 NOTIFY_RETRY_BASE_SECONDS = env_int("PORTAL_NOTIFY_RETRY_BASE_SECONDS", 5)
 NOTIFY_RETRY_MAX_SECONDS = env_int("PORTAL_NOTIFY_RETRY_MAX_SECONDS", 300)
+# End of life of Kubernetes minor releases (the upstream release calendar's end of patch support),
+# for the kubernetes-version-eol rule; "1.33=2026-06-28,..." in the environment adds or replaces.
+KUBERNETES_EOL = {
+    "1.25": date(2023, 10, 28), "1.26": date(2024, 2, 28), "1.27": date(2024, 6, 28), "1.28": date(2024, 10, 28),
+    "1.29": date(2025, 2, 28), "1.30": date(2025, 6, 28), "1.31": date(2025, 10, 28), "1.32": date(2026, 2, 28),
+    **{k.strip(): date.fromisoformat(v.strip()) for k, v in (item.split("=", 1) for item in env("PORTAL_KUBERNETES_EOL", "").split(",") if "=" in item)},
+}
 # Usage history: raw points, 5-minute and hourly averages are kept this many days.
 METRICS_RAW_DAYS = env_int("PORTAL_METRICS_RAW_DAYS", 1)
 METRICS_5M_DAYS = env_int("PORTAL_METRICS_5M_DAYS", 30)

@@ -1,7 +1,7 @@
 """Alert rules evaluated against the inventory: each condition, pending to firing, resolving,
 project rules, and who sees and handles which alert (the one permission engine)."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.utils import timezone
@@ -217,3 +217,26 @@ def test_alerts_page_shows_each_reader_their_alerts_and_buttons_only_where_allow
     page = client.get("/alerts/", {"severity": "critical"}).content.decode()
     assert "No alerts" in page
     assert client.get("/alerts/", {"cluster": "x" * 50, "state": "nonsense"}).status_code == 200
+
+
+def test_project_quota_and_kubernetes_end_of_life(world, settings):
+    world.project.resource_quota = {"limits.cpu": "4", "pods": "10"}
+    world.project.quota_status = {"used": {"limits.cpu": "3500m", "pods": "2"}}
+    world.project.save()
+    quota = rule(world, "project-quota-percent", threshold=80)
+    evaluate.evaluate_cluster(world.cluster.pk)
+    alert = Alert.objects.get(rule=quota)
+    assert alert.target == "project/web/limits.cpu" and alert.value == 87.5 and alert.project_id == world.project.pk
+    assert alert.cluster_wide_id is None  # the project's people and the cluster's owners see it
+
+    eol = rule(world, "kubernetes-version-eol")
+    settings.KUBERNETES_EOL = {"1.29": date(2025, 2, 28), "1.36": date(2999, 1, 1)}
+    world.cluster.kubernetes_version = "v1.36.3"
+    world.cluster.save()
+    evaluate.evaluate_cluster(world.cluster.pk)
+    assert targets(eol) == []
+    for version in ("v1.29.4", "v1.21.0"):  # listed and past; older than every listed release
+        world.cluster.kubernetes_version = version
+        world.cluster.save()
+        evaluate.evaluate_cluster(world.cluster.pk)
+        assert targets(eol) == ["cluster/alpha"] and version in Alert.objects.get(rule=eol, state="firing").message
