@@ -12,6 +12,9 @@ the same thread with capped backoff, so nothing piles up while it is down.
 Relists write through the cluster's writer too, a page at a time, in order with its watch events;
 the writes are guarded (``clusters.kube.store``) so nothing older replaces anything newer.  Writer
 queues are bounded: when the database falls behind, watch threads wait instead of piling up changes.
+When the database cannot be reached (a restart, a failover), a writer holds its change and tries it
+again until the database answers (up to DATABASE_OUTAGE_SECONDS), so nothing seen meanwhile is lost
+and order is kept; the watch threads wait behind the full queues.
 """
 
 import json
@@ -20,7 +23,7 @@ import queue
 import threading
 import time
 
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -41,6 +44,7 @@ SUMMARY_INTERVAL = 1.0
 CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
 WRITERS = 4
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, watch threads wait (back-pressure)
+DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the database is unreachable
 # Full relists at once: each reads a whole cluster (a page at a time) and writes through the writers.
 RELISTS = threading.BoundedSemaphore(4)
 
@@ -93,13 +97,40 @@ class Writers:
         while True:
             work = q.get()
             try:
-                close_old_connections()
-                work()
+                _until_the_database_answers(work)
             except Exception:
                 log.exception("watcher: could not apply a change (the next resync will)")
             finally:
                 if q.empty():
-                    connection.close()  # idle writers hold no database connection
+                    _close_quietly()  # idle writers hold no database connection
+
+
+def _close_quietly():
+    try:
+        connection.close()
+    except (OperationalError, InterfaceError):
+        pass  # a connection the database dropped is closed already
+
+
+def _until_the_database_answers(work, outage_seconds=None):
+    """Run ``work``; while the database cannot be reached, wait (1 s, doubling to 10 s) and run it
+    again, for up to ``outage_seconds``: a restart of the database does not lose the change."""
+    outage_seconds = DATABASE_OUTAGE_SECONDS if outage_seconds is None else outage_seconds
+    started, delay = None, 1.0
+    while True:
+        close_old_connections()
+        try:
+            return work()
+        except (OperationalError, InterfaceError) as exc:
+            _close_quietly()
+            now = time.monotonic()
+            if started is None:
+                started = now
+                log.warning("watcher: the database cannot be reached (%s); holding changes until it answers", exc)
+            if now - started >= outage_seconds:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 _writers = None

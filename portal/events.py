@@ -17,6 +17,8 @@ When someone's access may have changed (a role binding, a group membership, a de
 import hashlib
 import logging
 import re
+import threading
+import time
 import uuid
 
 from asgiref.sync import async_to_sync
@@ -70,10 +72,22 @@ def audience_groups(topic, tokens):
     return groups
 
 
+# While Redis cannot be reached, live events are dropped at once instead of each waiting for the
+# client's retries: the change itself is already committed, and pages catch up when they reconnect.
+# One send is tried again every OUTAGE_RETRY_SECONDS to notice that Redis is back.
+OUTAGE_RETRY_SECONDS = 2.0
+_outage = {"until": 0.0, "dropped": 0}
+_outage_lock = threading.Lock()
+
+
 def _send(groups, message):
     layer = get_channel_layer()
     if layer is None or not groups:
         return
+    with _outage_lock:
+        if time.monotonic() < _outage["until"]:
+            _outage["dropped"] += 1
+            return
 
     async def send_all():
         for group in groups:
@@ -81,8 +95,18 @@ def _send(groups, message):
 
     try:
         async_to_sync(send_all)()
-    except Exception:  # a broken Redis must not fail the change that was already committed
-        log.exception("could not send live event %s", message.get("event") or message.get("type"))
+    except Exception as exc:  # a broken Redis must not fail the change that was already committed
+        with _outage_lock:
+            first = _outage["until"] == 0.0
+            _outage["until"] = time.monotonic() + OUTAGE_RETRY_SECONDS
+        if first:
+            log.warning("could not send live event %s (%s); live events are dropped until the channel layer answers",
+                        message.get("event") or message.get("type"), exc)
+        return
+    with _outage_lock:
+        if _outage["until"]:
+            log.warning("live events flow again; %d were dropped while the channel layer could not be reached", _outage["dropped"])
+            _outage.update(until=0.0, dropped=0)
 
 
 def emit(event, data, about, *topics):

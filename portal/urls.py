@@ -30,3 +30,4 @@ urlpatterns = [
 ]
 
 handler404 = "portal.api.exceptions.not_found"  # JSON under /api/, the page elsewhere
+handler500 = "portal.outage.server_error"  # a database or Redis outage is a 503 naming it

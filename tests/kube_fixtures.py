@@ -55,14 +55,15 @@ def require_kube_addon(name):
     pytest.skip(problem)
 
 
-def _session_sandbox_name() -> str:
+def _session_sandbox_name(purpose: str = "") -> str:
     # The run's pid and start time: pids are recycled (pid_max may be 32768), so a pid alone could
-    # keep a dead run's sandbox looking owned forever.
-    return f"pytest-{os.getpid()}-{processes.start_ticks(os.getpid())}"
+    # keep a dead run's sandbox looking owned forever.  A ``purpose`` names a second one of the run.
+    name = f"pytest-{os.getpid()}-{processes.start_ticks(os.getpid())}"
+    return f"{name}-{purpose}" if purpose else name
 
 
 def _owner_alive(name: str) -> bool:
-    owner = re.fullmatch(r"pytest-(\d+)(?:-(\d+))?", name)
+    owner = re.fullmatch(r"pytest-(\d+)(?:-(\d+))?(?:-[a-z]+)?", name)
     if not owner:
         return True  # not a test sandbox: leave it alone
     pid, ticks = int(owner.group(1)), owner.group(2)

@@ -104,12 +104,16 @@ def person(username):
 
 
 def log_in(browser, url, user):
+    log_in_as(browser, url, user.username, f"{user.username}-password-1")
+
+
+def log_in_as(browser, url, username, password):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{url}/login/")
-    browser.find_element(By.ID, "id_username").send_keys(user.username)
-    browser.find_element(By.ID, "id_password").send_keys(f"{user.username}-password-1")
+    browser.find_element(By.ID, "id_username").send_keys(username)
+    browser.find_element(By.ID, "id_password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     try:
         WebDriverWait(browser, 10).until(lambda d: "Clusters" in d.title)

@@ -5,7 +5,9 @@ postprocessing hook) instead of by hand on each view.  They are the ones the API
 - 404 when the object in the path does not exist or may not be seen;
 - 400 when a query parameter, the body, or the object's state refuses the request;
 - 409 when a change conflicts with an existing object; 413 for a body over the size limit;
-  415 for a body in a media type the API does not parse.
+  415 for a body in a media type the API does not parse;
+- 503 while the database or Redis (the task queue) cannot be reached (portal/outage.py), with a
+  Retry-After header.
 """
 
 ERROR = {
@@ -23,13 +25,14 @@ MESSAGES = {
     "409": "Conflicts with an existing object.",
     "413": "The request body is over the size limit (PORTAL_MAX_REQUEST_BYTES).",
     "415": "The request body is in a media type the API does not accept.",
+    "503": "The database or the task queue (Redis) is briefly unreachable; retry after the Retry-After seconds.",
 }
 
 WRITES = {"post", "put", "patch", "delete"}
 
 
 def error_codes(path, method, operation):
-    codes = {"401", "403"}
+    codes = {"401", "403", "503"}
     has_body = "requestBody" in operation
     has_query = any(p.get("in") == "query" for p in operation.get("parameters", []))
     if "{" in path:

@@ -4,65 +4,15 @@ real check proves a SIGKILLed cluster watcher comes back."""
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.faults.portal_harness import REPO, Supervisor
+
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"]
 CRASHER = [sys.executable, "-c", "raise SystemExit(3)"]
-
-
-class Supervisor:
-    def __init__(self, argv, env=None):
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=env or os.environ.copy())
-        self.lines = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, predicate, timeout=30, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; output:\n" + "\n".join(self.lines[-40:]))
-
-    def child(self, marker):
-        for child in psutil.Process(self.proc.pid).children():
-            try:
-                if marker in " ".join(child.cmdline()):
-                    return child
-            except psutil.NoSuchProcess:
-                continue
-        return None
-
-    def said(self, text):
-        return [line for line in self.lines if text in line]
-
-    def interrupt(self):
-        children = psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.send_signal(signal.SIGINT)
-        code = self.proc.wait(timeout=30)
-        gone, alive = psutil.wait_procs(children, timeout=10)
-        return code, alive
-
-    def kill(self):
-        if self.proc.poll() is None:
-            for child in psutil.Process(self.proc.pid).children(recursive=True):
-                child.kill()
-            self.proc.kill()
-            self.proc.wait()
 
 
 def dummy(commands):

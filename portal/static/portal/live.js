@@ -153,13 +153,15 @@
 
   function connect() {
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/");
+    var unanswered = groups.length;  // "on" once every subscription is answered: no event is missed after it
     ws.onopen = function () {
       delay = 1000;
-      if (status) status.textContent = "Live updates on";
+      if (status) status.textContent = "Live updates starting…";
       groups.forEach(function (g) { ws.send(JSON.stringify({ action: "subscribe", group: g })); });
     };
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
+      if ((msg.type === "subscribed" || (msg.type === "error" && msg.group)) && --unanswered === 0 && status) status.textContent = "Live updates on";
       if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
       if (msg.type === "closed") stopped = msg.reason;
       if (msg.type === "unsubscribed" && msg.reason && status) status.textContent = "Live updates stopped: " + msg.reason;
