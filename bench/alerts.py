@@ -44,7 +44,7 @@ def latency(args):
     from clusters.watcher import ClusterWatch
     from monitoring.models import AlertRule, Notifier
     from tests.receivers import HTTPReceiver
-    from tests.test_alerts_sandbox import make_not_ready, make_ready
+    from tests.test_alerts_sandbox import make_not_ready, make_ready, own_node
 
     receiver = HTTPReceiver()
     env = {**os.environ, "PORTAL_DATABASE_URL": url, "PORTAL_LOG_LEVEL": "WARNING"}
@@ -63,7 +63,7 @@ def latency(args):
             rule = AlertRule.objects.create(name="node down", cluster=cluster, condition="node-not-ready", for_seconds=0,
                                             group_wait_seconds=0, group_interval_seconds=0)
             rule.notifiers.add(notifier)
-            node = sandbox.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+            node = own_node(sandbox, "kwok-alerts-bench")
             watch = ClusterWatch(cluster.pk, None)
             watch.start()
             deadline = time.monotonic() + 60

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from clusters.models import Cluster, Node
-from clusters.sandbox.components import KWOK_NODE_ANNOTATION
+from clusters.sandbox.components import KWOK_NODE_ANNOTATION, node_manifest
 from clusters.watcher import ClusterWatch
 from monitoring.models import Alert, AlertRule, Notifier
 from tests.receivers import HTTPReceiver
@@ -38,6 +38,18 @@ def make_ready(sandbox, node):
     sandbox.kubectl("annotate", "--overwrite", "node", node, f"{KWOK_NODE_ANNOTATION}=fake")
 
 
+def own_node(sandbox, name):
+    """A node of the test's own, tainted so no other test's pod lands on it (its status is played with)."""
+    manifest = node_manifest(name)
+    manifest["spec"]["taints"] = [{"key": "corral.test/alerts", "value": "only", "effect": "NoSchedule"}]
+    sandbox.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    deadline = time.monotonic() + 60
+    while sandbox.kubectl("get", "node", name, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}').stdout != "True":
+        assert time.monotonic() < deadline, f"node {name} never became Ready"
+        time.sleep(0.2)
+    return name
+
+
 def test_node_not_ready_fires_reaches_the_webhook_and_resolves(sandbox):
     receiver = HTTPReceiver()
     cluster = Cluster.objects.create(
@@ -49,7 +61,7 @@ def test_node_not_ready_fires_reaches_the_webhook_and_resolves(sandbox):
     rule = AlertRule.objects.create(name="node down", cluster=cluster, condition="node-not-ready", for_seconds=0, severity="critical",
                                     group_wait_seconds=0, group_interval_seconds=0)
     rule.notifiers.add(notifier)
-    node = sandbox.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    node = own_node(sandbox, f"kwok-alerts-{int(time.time() * 1000) % 10**8}")
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
@@ -72,6 +84,6 @@ def test_node_not_ready_fires_reaches_the_webhook_and_resolves(sandbox):
         assert alert.state == "resolved"
         print(f"node NotReady to webhook: {took:.2f}s")
     finally:
-        make_ready(sandbox, node)
+        sandbox.kubectl("delete", "node", node, "--wait=false", check=False)
         watch.stop(wait=10)
         receiver.close()
