@@ -59,6 +59,7 @@ test: dev-deps
 # Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built).
 kube-tools:
 	bash tools/kube/build.sh
+	bash tools/kube/addons.sh
 
 services: deps
 	$(PY) -m tools.services up postgres redis

@@ -10,6 +10,7 @@ from clusters.events import cluster_changed
 from clusters.kube.client import ClusterConnectionError, api_client, server_version
 from clusters.kube.outbound import ConnectionNotAllowed
 from clusters.models import Cluster, ClusterState
+from clusters.signals import inventory_changed
 
 # A cluster is only declared unavailable when it has not answered for this long.
 GRACE = timedelta(seconds=20)
@@ -51,4 +52,6 @@ def check(cluster_id):
                 fields += ["state", "state_since"]
         cluster.save(update_fields=[*fields, "modified"])
         cluster_changed(cluster)
+        if "state" in fields:
+            transaction.on_commit(lambda: inventory_changed.send(sender=Cluster, cluster_id=cluster_id, resources=frozenset({"cluster"})))
     return cluster.state

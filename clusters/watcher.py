@@ -32,6 +32,7 @@ from clusters.events import FEED_CLUSTERS, cluster_payload
 from clusters.kube.client import api_client
 from clusters.kube.inventory import MODELS, RESOURCES, apply_change
 from clusters.models import Cluster, ClusterState, Node, Pod
+from clusters.signals import inventory_changed
 from portal.events import emit, group_name
 from portal.permissions import aggregate_audience
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"]
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
+CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
 WRITERS = 4
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, watch threads wait (back-pressure)
 DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the database is unreachable
@@ -166,6 +168,7 @@ class ClusterWatch:
         self.relist_lock = threading.Lock()
         self.threads = []
         self.summary_pending = False
+        self.changed = set()
         self.responses = set()
         self.credentials = None
 
@@ -196,6 +199,7 @@ class ClusterWatch:
                 versions = {}
                 sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work))
                 self.versions.update(versions)
+                self.changed.update(WATCHED + ["events"])
             finally:
                 connection.close()  # a watch thread keeps no database connection between relists
 
@@ -217,9 +221,13 @@ class ClusterWatch:
             thread = threading.Thread(target=self._watch_forever, args=(resource,), name=f"watch-{self.cluster_id}-{resource}", daemon=True)
             thread.start()
             self.threads.append(thread)
-        while not self.stop_event.wait(SUMMARY_INTERVAL):
-            if self.summary_pending:
-                self.summary_pending = False
+        last_summary = 0.0
+        while not self.stop_event.wait(CHANGES_INTERVAL):
+            if self.changed:
+                resources, self.changed = self.changed, set()
+                self.pool.submit(self.cluster_id, lambda resources=resources: self._announce_changes(resources))
+            if self.summary_pending and time.monotonic() - last_summary >= SUMMARY_INTERVAL:
+                self.summary_pending, last_summary = False, time.monotonic()
                 self.pool.submit(self.cluster_id, self._flush_summary)
 
     # --- watching ---------------------------------------------------------------------------
@@ -284,6 +292,7 @@ class ClusterWatch:
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind != "BOOKMARK":
             self.pool.submit(self.cluster_id, lambda: self._apply(resource, kind, obj))
+            self.changed.add(resource)
             if resource in ("pods", "nodes"):
                 self.summary_pending = True
         if version:
@@ -302,6 +311,11 @@ class ClusterWatch:
                 emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, gone, topic)
             elif instance is not None:
                 emit(f"{singular}.updated", object_payload(resource, instance), instance, topic)
+
+    def _announce_changes(self, resources):
+        """Tell whoever follows (alert evaluation) which resources changed; runs on the cluster's
+        writer, so everything changed before is committed."""
+        inventory_changed.send(sender=Cluster, cluster_id=self.cluster_id, resources=frozenset(resources))
 
     def _flush_summary(self):
         """Tell the dashboard the cluster's figures changed (at most once a second)."""

@@ -6,6 +6,6 @@ class MonitoringConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from monitoring import permissions
+        from monitoring import permissions, signals  # noqa: F401 - connects the receivers
 
         permissions.register()

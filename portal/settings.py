@@ -8,7 +8,7 @@ localhost, no debug pages, keys generated under ``var/``.  With ``PORTAL_DEBUG=f
 
 import ipaddress
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -361,6 +361,18 @@ PERIODIC_TASKS = {
         "task": "projects.tasks.reconcile_all_clusters",
         "every": timedelta(seconds=env_int("PORTAL_PROJECT_RECONCILE_SECONDS", 15)),
     },
+    "monitoring: evaluate alert rules, send due notifications": {
+        "task": "monitoring.tasks.evaluate_all_clusters",
+        "every": timedelta(seconds=env_int("PORTAL_ALERT_EVALUATION_SECONDS", 30)),
+    },
+    "monitoring: collect usage metrics": {
+        "task": "monitoring.tasks.collect_all_usage",
+        "every": timedelta(seconds=env_int("PORTAL_METRICS_SECONDS", 30)),
+    },
+    "monitoring: roll up and prune usage metrics": {
+        "task": "monitoring.tasks.rollup_and_prune_usage",
+        "every": timedelta(minutes=5),
+    },
     "portal: fail lost operations": {
         "task": "portal.tasks.fail_lost_operations",
         "every": timedelta(seconds=60),
@@ -375,6 +387,27 @@ OPERATION_RETENTION_DAYS = env_int("PORTAL_OPERATION_RETENTION_DAYS", 30)
 # without progress; a pending one no worker took within PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS too.
 OPERATION_LOST_GRACE_SECONDS = env_int("PORTAL_OPERATION_LOST_GRACE_SECONDS", 120)
 OPERATION_QUEUE_TIMEOUT_SECONDS = env_int("PORTAL_OPERATION_QUEUE_TIMEOUT_SECONDS", 3600)
+
+# --- Alerts and notifications -------------------------------------------------------------------
+
+# Where people open Corral: the links in notifications.
+PUBLIC_URL = env("PORTAL_PUBLIC_URL", "http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = env("PORTAL_ALERT_EMAIL_FROM", "corral@localhost")
+# A failed delivery is tried again after base, 2x base, 4x base... seconds (capped), this many times in all.
+NOTIFY_MAX_ATTEMPTS = env_int("PORTAL_NOTIFY_MAX_ATTEMPTS", 5)
+NOTIFY_RETRY_BASE_SECONDS = env_int("PORTAL_NOTIFY_RETRY_BASE_SECONDS", 5)
+NOTIFY_RETRY_MAX_SECONDS = env_int("PORTAL_NOTIFY_RETRY_MAX_SECONDS", 300)
+# End of life of Kubernetes minor releases (the upstream release calendar's end of patch support),
+# for the kubernetes-version-eol rule; "1.33=2026-06-28,..." in the environment adds or replaces.
+KUBERNETES_EOL = {
+    "1.25": date(2023, 10, 28), "1.26": date(2024, 2, 28), "1.27": date(2024, 6, 28), "1.28": date(2024, 10, 28),
+    "1.29": date(2025, 2, 28), "1.30": date(2025, 6, 28), "1.31": date(2025, 10, 28), "1.32": date(2026, 2, 28),
+    **{k.strip(): date.fromisoformat(v.strip()) for k, v in (item.split("=", 1) for item in env("PORTAL_KUBERNETES_EOL", "").split(",") if "=" in item)},
+}
+# Usage history: raw points, 5-minute and hourly averages are kept this many days.
+METRICS_RAW_DAYS = env_int("PORTAL_METRICS_RAW_DAYS", 1)
+METRICS_5M_DAYS = env_int("PORTAL_METRICS_5M_DAYS", 30)
+METRICS_1H_DAYS = env_int("PORTAL_METRICS_1H_DAYS", 365)
 
 # --- Kubernetes -------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from monitoring import views as monitoring_views
 from portal import views
 from portal.accounts import views as account_views
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("search/", views.search, name="search"),
     path("", include("clusters.urls")),
     path("projects/", include("projects.urls")),
+    path("alerts/", monitoring_views.alert_list, name="portal-alerts"),
     path("operations/<int:pk>/", views.operation_detail, name="portal-operation"),
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),

@@ -61,8 +61,15 @@ def cluster_detail(request, pk):
         "events": events[:50],
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
+        **usage_status(cluster),
     }
     return render(request, "portal/cluster_detail.html", context)
+
+
+def usage_status(cluster):
+    """Whether the cluster serves usage metrics (monitoring's last collection says), for the charts."""
+    status = getattr(cluster, "usage_status", None) if hasattr(cluster, "usage_status") else None
+    return {"usage_available": bool(status and status.available), "usage_error": status.error if status else ""}
 
 
 @login_required

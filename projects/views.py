@@ -44,5 +44,23 @@ def project_detail(request, pk):
         "may_add_member": can_add(request.user, ProjectMembership, project=project),
         "unassigned": Namespace.objects.restrict(request.user, CHANGE).filter(cluster=project.cluster_id, project__isnull=True),
         "roles": ProjectMembership.Role.choices,
+        **_usage_lines(project),
     }
     return render(request, "projects/project_detail.html", context)
+
+
+def _usage_lines(project):
+    """The project's quota as the usage charts' reference lines, and whether its cluster has metrics."""
+    from clusters.kube.quantity import bytes_, millicores
+    from portal.views import usage_status
+
+    quota = project.resource_quota or {}
+
+    def line(key, parse):
+        return parse(quota[key]) if key in quota else None
+
+    return {
+        **usage_status(project.cluster),
+        "cpu_requested": line("requests.cpu", millicores), "cpu_limit": line("limits.cpu", millicores),
+        "memory_requested": line("requests.memory", bytes_), "memory_limit": line("limits.memory", bytes_),
+    }

@@ -16,7 +16,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from clusters.models import ClusterEvent, ClusterMembership, Node, Pod, Service, Workload
-from monitoring.models import Alert, AlertRule, Notifier
+from monitoring.models import Alert, AlertRule, Notification, Notifier
 from portal.admin_base import RestrictedAdmin
 from portal.models import ApiToken, GlobalRoleBinding, Operation
 from projects.models import ProjectMembership
@@ -57,9 +57,16 @@ TENANT_A = {
     ),
     "projects.project": lambda world: world.project,
     "projects.projectmembership": lambda world: ProjectMembership.objects.get(project=world.project, user=world.member),
-    "monitoring.notifier": lambda world: Notifier.objects.create(name="alpha-pager", kind="webhook", config={"url": "https://alpha.example.com/"}),
+    # An e-mail notifier: what it needs is not secret, so the admin form copies it whole.
+    "monitoring.notifier": lambda world: Notifier.objects.create(
+        name="alpha-pager", kind="email", config={"recipients": ["oncall@alpha.example.com"], "host": "smtp.alpha.example.com"}),
     "monitoring.alertrule": _alert_rule,
     "monitoring.alert": lambda world: Alert.objects.create(rule=_alert_rule(world), cluster=world.cluster, target="node/alpha-node-1"),
+    # Notifications name notifiers and what was sent: administrators only, like notifiers.
+    "monitoring.notification": lambda world: Notification.objects.create(
+        notifier=Notifier.objects.create(name="alpha-hook", kind="webhook", config={"url": "https://alpha.example.com/h"}),
+        rule=_alert_rule(world), cluster=world.cluster, kind="firing", subject="[FIRING:1] alpha-rule on alpha",
+    ),
 }
 
 

@@ -42,6 +42,19 @@ def require_kube_binaries():
     pytest.skip(problem)
 
 
+def require_kube_addon(name):
+    """The add-on's binary (metrics-server, alertmanager); skip locally or fail in CI without it."""
+    from clusters.sandbox.binaries import require_addon
+
+    try:
+        return require_addon(name)
+    except MissingBinaries as exc:
+        problem = str(exc)
+    if _in_ci():
+        pytest.fail(f"CI must run the real {name}: {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
 def _session_sandbox_name(purpose: str = "") -> str:
     # The run's pid and start time: pids are recycled (pid_max may be 32768), so a pid alone could
     # keep a dead run's sandbox looking owned forever.  A ``purpose`` names a second one of the run.

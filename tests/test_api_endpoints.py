@@ -184,4 +184,4 @@ class TestAlerts(APIViewTests):
 
     def make(self, world, cluster, project, namespace, i):
         rule = AlertRule.objects.create(name=f"r-{cluster.pk}-{i}", cluster=cluster, condition="node-not-ready")
-        return Alert.objects.create(rule=rule, cluster=cluster, target=f"node/worker-{i}")
+        return Alert.objects.create(rule=rule, cluster=cluster, cluster_wide=cluster, target=f"node/worker-{i}")

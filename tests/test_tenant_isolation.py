@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
-from monitoring.models import Alert, AlertRule, Notifier
+from monitoring.models import Alert, AlertRule, Notification, Notifier
 from portal.models import ApiToken, AuditEvent, Operation
 from projects.models import Project, ProjectMembership
 from tests.conftest import make_user
@@ -36,7 +36,11 @@ def tenant_a(world):
     Operation.objects.create(kind="sync", cluster=cluster, created_by=world.owner, log=[{"message": "secret log line"}])
     rule = AlertRule.objects.create(name="a-rule", cluster=cluster, condition="node-not-ready")
     Alert.objects.create(rule=rule, cluster=cluster, target="node/a-worker")
-    Notifier.objects.create(name="a-pager", kind="webhook", config={"url": "https://hooks.example.com/a"})
+    # A project rule and an alert about the project: its people see them, no other tenant does.
+    project_rule = AlertRule.objects.create(name="a-pods", cluster=cluster, project=world.project, condition="pod-not-running")
+    Alert.objects.create(rule=project_rule, cluster=cluster, project=world.project, target=f"pod/{ns.name}/a-web-1")
+    notifier = Notifier.objects.create(name="a-pager", kind="webhook", config={"url": "https://hooks.example.com/a"})
+    Notification.objects.create(notifier=notifier, rule=rule, cluster=cluster, kind="firing", subject="[FIRING:1] a-rule on alpha")
     ApiToken.issue(world.owner, description="a's token")
     AuditEvent.objects.create(action="create", object_type="clusters.cluster", object_id=str(cluster.pk), object_repr="alpha")
     return world

@@ -197,3 +197,65 @@ class TestProjectUpdated(LiveEventTests):
         reconciler.reconcile(cluster.pk)  # no credentials: every project of the cluster shows why
         project.refresh_from_db()
         return project, lambda data: data.get("id") == project.pk and data.get("sync_state") == "error"
+
+
+def _alert_about(cluster, condition, target):
+    from monitoring import evaluate
+    from monitoring.models import Alert, AlertRule
+
+    AlertRule.objects.get_or_create(name=condition, cluster=cluster, condition=condition, defaults={"for_seconds": 0})
+    evaluate.evaluate_cluster(cluster.pk)
+    alert = Alert.objects.get(cluster=cluster, target=target)
+    return alert, lambda data: data.get("id") == alert.pk and data.get("state") == "firing"
+
+
+class TestAlertAboutAPod(LiveEventTests):
+    """An alert about a pod: those who may see the pod (its project's people, the cluster's owners)."""
+
+    event = "alert.updated"
+    heard_by = {
+        "ours": {"admin", "owner", "viewer", "member"},
+        "second": {"admin", "owner", "second"},
+        "theirs": {"admin", "stranger"},
+    }
+
+    def cause(self, world, case):
+        cluster, _, namespace = world.places[case]
+        name = marker("pod")
+        watch_event(cluster, "pods", "ADDED", name, namespace)  # no phase: not running
+        return _alert_about(cluster, "pod-not-running", f"pod/{namespace.name}/{name}")
+
+
+class TestAlertAboutANode(LiveEventTests):
+    """An alert about a node: the cluster's members too, as they see its nodes; no project member."""
+
+    event = "alert.updated"
+    heard_by = {"ours": {"admin", "owner", "viewer"}, "theirs": {"admin", "stranger"}}
+
+    def cause(self, world, case):
+        cluster = world.places[case][0]
+        name = marker("node")
+        watch_event(cluster, "nodes", "ADDED", name)  # no Ready condition: not ready
+        return _alert_about(cluster, "node-not-ready", f"node/{name}")
+
+
+class TestUsageCollected(LiveEventTests):
+    """A new usage collection: heard on a cluster's page by those who see its figures (members), not
+    by project members (they see their project's usage only, through the API)."""
+
+    event = "usage.collected"
+    heard_by = {"ours": {"admin", "owner", "viewer"}, "theirs": {"admin", "stranger"}}
+
+    def cause(self, world, case):
+        from django.utils import timezone
+
+        from monitoring.models import UsageSample
+        from portal.events import emit, group_name
+
+        cluster = world.places[case][0]
+        point = UsageSample.objects.create(cluster=cluster, kind="cluster", name="", at=timezone.now(), cpu_m=1, memory_bytes=1,
+                                           cluster_wide=cluster)
+        marker_at = point.at.isoformat()
+        # What monitoring.usage.collect emits after writing a collection (reading metrics.k8s.io aside).
+        emit("usage.collected", {"cluster": cluster.pk, "at": marker_at}, point, group_name("cluster", cluster.pk))
+        return point, lambda data: data.get("cluster") == cluster.pk and data.get("at") == marker_at

@@ -46,3 +46,31 @@ def require_binaries(bin_dir: Path | None = None) -> Path:
             f"build them with `{BUILD_COMMAND}`"
         )
     return bin_dir
+
+
+# Add-ons (metrics-server, Alertmanager): each pinned in its own module under tools/kube/<name>/
+# with its own cache key, so they never change the control plane's key (tools/kube/addons.sh).
+ADDONS_SCRIPT = REPO_ROOT / "tools" / "kube" / "addons.sh"
+ADDONS = ("metrics-server", "alertmanager")
+
+
+@functools.cache
+def addon_path(name: str) -> Path:
+    """Where the add-on's binary is (or would be) for the current pins; the key is computed by
+    tools/kube/addons.sh itself, as for the control plane.  $CORRAL_<NAME>_BIN overrides it."""
+    override = os.environ.get(f"CORRAL_{name.upper().replace('-', '_')}_BIN")
+    if override:
+        return Path(override)
+    try:
+        out = subprocess.run(["bash", str(ADDONS_SCRIPT), "--print-bin", name], check=True, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise MissingBinaries(f"cannot locate {name} ({detail.strip()}); build it with `{BUILD_COMMAND}`") from exc
+    return Path(out.stdout.strip())
+
+
+def require_addon(name: str) -> Path:
+    path = addon_path(name)
+    if not os.access(path, os.X_OK):
+        raise MissingBinaries(f"{name} is not built ({path}); build it with `{BUILD_COMMAND}`")
+    return path

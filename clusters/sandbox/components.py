@@ -11,6 +11,9 @@ POD_CIDR = "10.0.0.0/16"  # kwok hands out pod IPs from here; room for 65k pods
 NODE_CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 NODE_ALLOCATABLE = {"cpu": "3800m", "memory": "15Gi", "pods": "110", "ephemeral-storage": "95Gi"}
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# kwok serves every node's kubelet metrics on its one port, a path per node; metrics-server (0.7+)
+# reads the path from this annotation.
+METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 
 
 def _has_default_route() -> bool:
@@ -136,7 +139,8 @@ def node_manifest(name: str) -> dict:
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0",
+                            METRICS_PATH_ANNOTATION: f"/metrics/nodes/{name}/metrics/resource"},
             "labels": {
                 "type": "kwok",
                 "kubernetes.io/hostname": name,
@@ -164,3 +168,26 @@ def node_manifest(name: str) -> dict:
             },
         },
     }
+
+
+def metrics_server_line(sandbox, binary: Path, ports: dict) -> list[str]:
+    """metrics-server outside the cluster: it scrapes kwok's simulated kubelets and serves
+    metrics.k8s.io, which the API server's aggregator proxies to (an APIService on loopback)."""
+    d, pki = sandbox.dir, sandbox.pki
+    return [
+        str(binary),
+        f"--kubeconfig={sandbox.kubeconfig_path}",
+        f"--authentication-kubeconfig={sandbox.kubeconfig_path}",
+        f"--authorization-kubeconfig={sandbox.kubeconfig_path}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports['metrics-server']}",
+        f"--cert-dir={d / 'metrics-server'}",
+        f"--requestheader-client-ca-file={pki.ca.cert}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--kubelet-insecure-tls",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--kubelet-use-node-status-port",
+        "--metric-resolution=10s",
+        "--kubelet-request-timeout=5s",
+        "--v=1",
+    ]

@@ -32,7 +32,7 @@ import yaml
 from . import processes
 from .api import APIError, KubeAPI, client_context
 from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
-from .components import POD_CIDR, command_lines, node_manifest
+from .components import POD_CIDR, command_lines, metrics_server_line, node_manifest
 from .errors import SandboxError
 from .pki import PKI
 from .ports import free_ports, port_in_use, port_taken
@@ -41,7 +41,10 @@ NAME_MAX = 63  # a DNS label, like the cluster slugs sandbox names are made from
 NAME_RE = re.compile(rf"^[a-z0-9]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
 STAGES_FILE = Path(__file__).with_name("kwok-stages.yaml")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+PORTS = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "metrics-server")
+# Run when built (make kube-tools): metrics.k8s.io for `kubectl top` and Corral's usage figures.
+OPTIONAL = ("metrics-server",)
+METRICS_FILE = Path(__file__).with_name("kwok-metrics.yaml")
 START_ATTEMPTS = 3  # a port taken between its choice and its bind costs a retry with fresh ports
 PROGRESS_EVERY = 10  # seconds between "still waiting" lines
 LOCK_GRACE = 3  # seconds a busy sandbox lock is retried before `up`/`down` is refused
@@ -210,7 +213,7 @@ class Sandbox:
         if state is None:
             return {"name": self.name, "running": False, "components": {}}
         components = {}
-        for component in COMPONENTS:
+        for component in (*COMPONENTS, *(c for c in OPTIONAL if c in state["components"])):
             process = self._process(state, component)
             components[component] = {
                 "pid": state["components"].get(component, {}).get("pid"),
@@ -291,8 +294,12 @@ class Sandbox:
                 ports["kube-apiserver"] = api_port
             state["ports"] = ports
             self._write_configs(ports, exec_on_host)
+            argvs = command_lines(self, bin_dir, ports)
+            metrics = _metrics_server_binary()
+            if metrics is not None:
+                argvs["metrics-server"] = metrics_server_line(self, metrics, ports)
             try:
-                self._start_all(state, command_lines(self, bin_dir, ports), nodes, report, timeout)
+                self._start_all(state, argvs, nodes, report, timeout)
                 break
             except _PortTaken as exc:
                 self._stop_all(state)
@@ -337,6 +344,26 @@ class Sandbox:
         wait("kwok", lambda: self._nodes_ready(nodes, report), 75, f"{nodes} Ready nodes", max(timeout, nodes * 0.2))
         report(90, "waiting for the default service account")
         wait("kube-controller-manager", self._default_service_account_exists, 90, "the default service account")
+        if "metrics-server" in argvs:
+            # Alive is enough: it is ready once a node runs a pod (kwok's node usage is its pods' sum).
+            report(92, "starting metrics-server")
+            self._start(state, "metrics-server", argvs["metrics-server"])
+            self._register_metrics_api(state["ports"]["metrics-server"])
+            wait("metrics-server", lambda: self._component_healthy("metrics-server", "/livez"), 92, "metrics-server")
+
+    def _register_metrics_api(self, port: int) -> None:
+        """metrics.k8s.io served by the metrics-server process on loopback: an ExternalName Service
+        (the aggregator resolves it to localhost) and the APIService pointing at it."""
+        api = self.api()
+        api.create("/api/v1/namespaces/kube-system/services", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "metrics-server", "namespace": "kube-system"},
+            "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
+        }, exist_ok=True)
+        api.create("/apis/apiregistration.k8s.io/v1/apiservices", {
+            "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1beta1.metrics.k8s.io"},
+            "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100, "versionPriority": 100,
+                     "insecureSkipTLSVerify": True, "service": {"namespace": "kube-system", "name": "metrics-server", "port": port}},
+        }, exist_ok=True)
 
     def down(self) -> None:
         """Stop every process of this sandbox by pid and remove its directory."""
@@ -464,7 +491,7 @@ class Sandbox:
 
     def _stop_all(self, state: dict) -> None:
         failures = []
-        for component in reversed(COMPONENTS):
+        for component in reversed((*COMPONENTS, *OPTIONAL)):
             entry = state["components"].get(component)
             if not entry:
                 continue
@@ -488,12 +515,12 @@ class Sandbox:
         self.api().get("/readyz")
         return True
 
-    def _component_healthy(self, component: str) -> bool:
+    def _component_healthy(self, component: str, path: str = "/healthz") -> bool:
         import urllib.request
 
         port = self._state()["ports"][component]
         context = client_context(None)
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=context) as r:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}{path}", timeout=2, context=context) as r:
             return r.status == 200
 
     def _nodes_ready(self, wanted: int, report: Progress) -> bool:
@@ -619,5 +646,17 @@ class Sandbox:
             simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "corral-port-forward"},
                               "spec": {"forwards": [{"target": {"port": target, "address": "127.0.0.1"}}]}})
         (self.dir / "kwok.yaml").write_text(
-            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text() + "---\n" + yaml.safe_dump_all(simulated)
+            yaml.safe_dump(kwok_options) + "---\n" + STAGES_FILE.read_text() + "\n---\n" + METRICS_FILE.read_text()
+            + "\n---\n" + yaml.safe_dump_all(simulated)
         )
+
+
+def _metrics_server_binary():
+    """metrics-server when it is built (make kube-tools), else None: the sandbox runs without it."""
+    from .binaries import addon_path
+
+    try:
+        path = addon_path("metrics-server")
+    except Exception:
+        return None
+    return path if os.access(path, os.X_OK) else None

@@ -127,6 +127,30 @@
 
   var stopped = null;  // why the server ended live updates (signed out, deactivated): no reconnecting
 
+  // The alerts page: a known row changes state in place; a new alert is added at the top.
+  function onAlert(event, data) {
+    var body = document.querySelector("#alerts tbody");
+    if (!body) return;
+    var row = document.getElementById("alert-" + data.id);
+    if (event === "alert.deleted") { if (row) row.remove(); return; }
+    if (!row) {
+      if (data.state === "resolved") return;
+      row = document.createElement("tr");
+      row.id = "alert-" + data.id;
+      ["state", "severity", "", "", "target", "message", "", ""].forEach(function (f) {
+        var td = document.createElement("td"); if (f) td.dataset.field = f; row.appendChild(td);
+      });
+      body.insertBefore(row, body.firstChild);
+      var empty = body.querySelector(".empty-row"); if (empty) empty.remove();
+    }
+    var state = row.querySelector('[data-field="state"]');
+    if (state) state.className = "state state-" + data.state;
+    setText(row, "state", data.state);
+    setText(row, "severity", data.severity);
+    setText(row, "target", data.target);
+    setText(row, "message", data.message);
+  }
+
   function connect() {
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/");
     var unanswered = groups.length;  // "on" once every subscription is answered: no event is missed after it
@@ -148,6 +172,7 @@
       else if (msg.event.indexOf("deployment.") === 0 || msg.event.indexOf("statefulset.") === 0 ||
                msg.event.indexOf("daemonset.") === 0 || msg.event.indexOf("job.") === 0) onWorkload(msg.event.replace(/^[a-z]+\./, "workload."), msg.data);
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
+      else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
       document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
     };
     ws.onclose = function (close) {

@@ -1,0 +1,456 @@
+"""Evaluating alert rules against what Corral knows of a cluster.
+
+Each condition is one query over the inventory (kept live by the watcher), giving the targets that
+match now: ``{target: Match}``.  ``evaluate_rule`` compares them with the rule's open alerts: a new
+match is *pending* until it has held ``for_seconds`` (at once *firing* with 0), a firing alert that
+no longer matches is *resolved*, a pending one that no longer matches is dropped.  Every change is
+pushed live (``alert.updated``) and makes the alert's group due for a notification.
+
+Evaluation runs after the watcher's changes (``clusters.signals.inventory_changed``: only the
+conditions the changed resources affect) and in a periodic pass over every cluster.
+"""
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from clusters.models import Cluster, ClusterEvent, ClusterState, Node, Pod, Workload
+from monitoring import delivery
+from monitoring.models import OPEN_STATES, Alert, AlertCondition, AlertRule, AlertState
+from portal.events import emit, group_name
+
+log = logging.getLogger(__name__)
+
+FEED_ALERTS = "alerts"
+EVENT_WINDOW = timedelta(minutes=10)  # a Warning event keeps its alert firing this long after it was last seen
+
+# Which conditions a change of each watched resource may affect.
+AFFECTED = {
+    "cluster": {AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.KUBERNETES_EOL},
+    "nodes": {AlertCondition.NODE_NOT_READY, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
+    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS,
+             AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
+    "deployments": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "daemonsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "events": {AlertCondition.WARNING_EVENT},
+    "usage": {AlertCondition.CPU_USAGE, AlertCondition.MEMORY_USAGE},
+}
+
+
+@dataclass
+class Match:
+    message: str
+    value: float | None = None
+    labels: dict = field(default_factory=dict)
+    project_id: int | None = None
+    namespaced: bool = False  # about something in a namespace (not the cluster or a node)
+
+
+def _earliest(*times):
+    given = [t for t in times if t is not None]
+    return min(given) if given else None
+
+
+def affected_conditions(resources):
+    return set().union(*(AFFECTED.get(r, set()) for r in resources)) if resources else set()
+
+
+# --- conditions ---------------------------------------------------------------------------------
+#
+# Each condition takes a rule (its threshold, selector, project) and the ids of the clusters to
+# look at, and answers {cluster id: {target: Match}} in one query: the periodic pass asks once for
+# every cluster whose rules share a condition, threshold, selector and project.
+
+
+def _by_cluster(rows):
+    matches = defaultdict(dict)
+    for cluster_id, target, match in rows:
+        matches[cluster_id][target] = match
+    return matches
+
+
+def _namespaced(rule, queryset):
+    selector = rule.selector or {}
+    if rule.project_id:
+        queryset = queryset.filter(namespace__project_id=rule.project_id)
+    if selector.get("namespace"):
+        queryset = queryset.filter(namespace__name=selector["namespace"])
+    if selector.get("labels"):
+        queryset = queryset.filter(labels__contains=selector["labels"])
+    return queryset
+
+
+def _nodes(rule, queryset):
+    selector = rule.selector or {}
+    if selector.get("node"):
+        queryset = queryset.filter(name=selector["node"])
+    if selector.get("labels"):
+        queryset = queryset.filter(labels__contains=selector["labels"])
+    return queryset
+
+
+def cluster_unavailable(rule, cluster_ids):
+    rows = Cluster.objects.filter(pk__in=cluster_ids, state=ClusterState.UNAVAILABLE).values_list("pk", "name", "last_error")
+    return _by_cluster(
+        (pk, f"cluster/{name}", Match(f"cluster {name} is unavailable: {error or 'no answer'}"[:1000], labels={"cluster": name}))
+        for pk, name, error in rows
+    )
+
+
+def node_not_ready(rule, cluster_ids):
+    rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, ready=False)).values_list("cluster_id", "name", "conditions")
+
+    def match(name, conditions):
+        ready = next((c for c in conditions or [] if c.get("type") == "Ready"), None)
+        why = f"{ready.get('reason') or ready.get('status')}: {ready.get('message') or ''}".strip(": ") if ready else "no Ready condition"
+        return Match(f"node {name} is not ready ({why})"[:1000], labels={"node": name})
+
+    return _by_cluster((cluster_id, f"node/{name}", match(name, conditions)) for cluster_id, name, conditions in rows)
+
+
+def _pod_matches(rule, queryset, describe, value=None):
+    queryset = _namespaced(rule, queryset)
+    selector = rule.selector or {}
+    if selector.get("node"):
+        queryset = queryset.filter(node_name=selector["node"])
+    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
+    return _by_cluster(
+        (cluster_id, f"pod/{namespace}/{name}", Match(
+            describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
+            labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
+            project_id=rule.project_id or project_id, namespaced=True,
+        ))
+        for cluster_id, name, namespace, project_id, phase, restarts, node_name in rows
+    )
+
+
+def pod_not_running(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids).exclude(phase__in=["Running", "Succeeded"])
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is {phase or 'in no phase'}")
+
+
+def pod_not_scheduled(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, phase="Pending", node_name="")
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is not scheduled to any node")
+
+
+def pod_restarts(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, restarts__gte=rule.threshold or 0)
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} restarted {restarts} times",
+                        value="restarts")
+
+
+def workload_unavailable(rule, cluster_ids):
+    percent = 100 if rule.threshold is None else rule.threshold
+    queryset = _namespaced(rule, Workload.objects.filter(cluster_id__in=cluster_ids, kind__in=["deployment", "statefulset", "daemonset"],
+                                                          desired_replicas__gt=0))
+    queryset = queryset.filter(available_replicas__lt=F("desired_replicas") * percent / 100.0)
+    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "kind", "desired_replicas",
+                                "available_replicas")
+    return _by_cluster(
+        (cluster_id, f"{kind}/{namespace}/{name}", Match(
+            f"{kind} {namespace}/{name} has {available} of {desired} replicas available", value=available,
+            labels={"namespace": namespace, kind: name}, project_id=rule.project_id or project_id, namespaced=True,
+        ))
+        for cluster_id, name, namespace, project_id, kind, desired, available in rows
+    )
+
+
+def warning_event(rule, cluster_ids):
+    selector = rule.selector or {}
+    queryset = ClusterEvent.objects.filter(cluster_id__in=cluster_ids, type="Warning", last_seen__gte=timezone.now() - EVENT_WINDOW)
+    if rule.project_id:
+        queryset = queryset.filter(namespace__project_id=rule.project_id)
+    if selector.get("namespace"):
+        queryset = queryset.filter(namespace__name=selector["namespace"])
+    if selector.get("kind"):
+        queryset = queryset.filter(involved_kind=selector["kind"])
+    if selector.get("reason"):
+        queryset = queryset.filter(reason=selector["reason"])
+    rows = queryset.values_list("cluster_id", "namespace__name", "namespace__project_id", "involved_kind", "involved_name", "reason",
+                                "message", "count").order_by("last_seen")
+    return _by_cluster(
+        (cluster_id, f"event/{namespace or '-'}/{kind}/{name}/{reason}", Match(
+            f"{kind} {namespace + '/' if namespace else ''}{name}: {reason}: {message}"[:1000], value=count,
+            labels={"namespace": namespace or "", "kind": kind, "name": name, "reason": reason},
+            project_id=rule.project_id or project_id, namespaced=bool(namespace),
+        ))
+        for cluster_id, namespace, project_id, kind, name, reason, message, count in rows
+    )
+
+
+def _requested(resource):
+    request_field, allocatable_field = (("cpu_request_m", "cpu_allocatable_m") if resource == "cpu"
+                                        else ("memory_request_bytes", "memory_allocatable_bytes"))
+
+    def condition(rule, cluster_ids):
+        requested = Subquery(
+            Pod.objects.filter(node=OuterRef("pk")).exclude(phase__in=["Succeeded", "Failed"]).values("node")
+            .annotate(total=Sum(request_field)).values("total")[:1]
+        )
+        # Only nodes at or above the threshold come back from the database.
+        rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, **{f"{allocatable_field}__gt": 0})).annotate(
+            requested=Coalesce(requested, 0)).filter(requested__gte=F(allocatable_field) * (rule.threshold or 0) / 100.0).values_list(
+            "cluster_id", "name", "requested", allocatable_field)
+        return _by_cluster(
+            (cluster_id, f"node/{name}", Match(f"{resource} requested on node {name} is {100.0 * used / allocatable:.0f}% of allocatable",
+                                               value=round(100.0 * used / allocatable, 1), labels={"node": name}))
+            for cluster_id, name, used, allocatable in rows
+        )
+
+    return condition
+
+
+def _usage(resource):
+    """Node usage from the newest collected point (metrics.k8s.io), against allocatable."""
+
+    def condition(rule, cluster_ids):
+        from monitoring.usage import latest_node_usage
+
+        latest = latest_node_usage(cluster_ids)
+        field = "cpu_allocatable_m" if resource == "cpu" else "memory_allocatable_bytes"
+        rows = _nodes(rule, Node.objects.filter(cluster_id__in=cluster_ids, **{f"{field}__gt": 0})).values_list("cluster_id", "name", field)
+        found = []
+        for cluster_id, name, allocatable in rows:
+            used = latest.get((cluster_id, name))
+            if used is None:
+                continue
+            percent = 100.0 * (used[0] if resource == "cpu" else used[1]) / allocatable
+            if percent >= (rule.threshold or 0):
+                found.append((cluster_id, f"node/{name}", Match(f"{resource} in use on node {name} is {percent:.0f}% of allocatable",
+                                                                value=round(percent, 1), labels={"node": name})))
+        return _by_cluster(found)
+
+    return condition
+
+
+def project_quota(rule, cluster_ids):
+    """Each project's ResourceQuota use (reconciled into ``quota_status``) against its pool."""
+    from projects.models import Project
+    from projects.quantities import parse_quantity
+
+    projects = Project.objects.filter(cluster_id__in=cluster_ids)
+    if rule.project_id:
+        projects = projects.filter(pk=rule.project_id)
+    wanted = (rule.selector or {}).get("resource")
+    found = []
+    for cluster_id, pk, name, pool, status in projects.values_list("cluster_id", "pk", "name", "resource_quota", "quota_status"):
+        used = (status or {}).get("used") or {}
+        for key, limit in (pool or {}).items():
+            if (wanted and key != wanted) or key not in used:
+                continue
+            try:
+                percent = 100.0 * float(parse_quantity(used[key])) / float(parse_quantity(limit))
+            except (ValueError, TypeError, ZeroDivisionError, ArithmeticError):
+                continue
+            if percent >= (rule.threshold or 0):
+                found.append((cluster_id, f"project/{name}/{key}", Match(
+                    f"project {name} uses {used[key]} of its {key} quota {limit} ({percent:.0f}%)", value=round(percent, 1),
+                    labels={"project": name, "resource": key}, project_id=pk, namespaced=True)))
+    return _by_cluster(found)
+
+
+def kubernetes_eol(rule, cluster_ids):
+    """Clusters whose Kubernetes minor version is past its end of life (``PORTAL_KUBERNETES_EOL``)."""
+    import re
+
+    from django.conf import settings
+
+    today = timezone.now().date()
+    found = []
+    for pk, name, version in Cluster.objects.filter(pk__in=cluster_ids).exclude(kubernetes_version="").values_list(
+            "pk", "name", "kubernetes_version"):
+        minor = re.match(r"^v?(\d+)\.(\d+)", version)
+        if not minor:
+            continue
+        key = f"{minor.group(1)}.{minor.group(2)}"
+        ended = settings.KUBERNETES_EOL.get(key)
+        oldest_known = min(settings.KUBERNETES_EOL, key=lambda v: tuple(map(int, v.split("."))))
+        if ended is None and tuple(map(int, key.split("."))) < tuple(map(int, oldest_known.split("."))):
+            ended = settings.KUBERNETES_EOL[oldest_known]  # older than every listed release: ended before it
+        if ended is not None and ended <= today:
+            found.append((pk, f"cluster/{name}", Match(f"cluster {name} runs Kubernetes {version}, whose {key} releases ended {ended}",
+                                                       labels={"cluster": name, "version": version})))
+    return _by_cluster(found)
+
+
+CONDITIONS = {
+    AlertCondition.PROJECT_QUOTA: project_quota,
+    AlertCondition.KUBERNETES_EOL: kubernetes_eol,
+    AlertCondition.CPU_USAGE: _usage("cpu"),
+    AlertCondition.MEMORY_USAGE: _usage("memory"),
+    AlertCondition.CLUSTER_UNAVAILABLE: cluster_unavailable,
+    AlertCondition.NODE_NOT_READY: node_not_ready,
+    AlertCondition.POD_NOT_RUNNING: pod_not_running,
+    AlertCondition.POD_NOT_SCHEDULED: pod_not_scheduled,
+    AlertCondition.POD_RESTARTS: pod_restarts,
+    AlertCondition.WORKLOAD_UNAVAILABLE: workload_unavailable,
+    AlertCondition.WARNING_EVENT: warning_event,
+    AlertCondition.CPU_REQUESTED: _requested("cpu"),
+    AlertCondition.MEMORY_REQUESTED: _requested("memory"),
+}
+
+
+def matches_for(rule, cluster):
+    return CONDITIONS[rule.condition](rule, [cluster.pk]).get(cluster.pk, {})
+
+
+# --- state changes ------------------------------------------------------------------------------
+
+
+def alert_payload(alert):
+    return {
+        "id": alert.pk, "rule": alert.rule_id, "cluster": alert.cluster_id, "project": alert.project_id, "target": alert.target,
+        "state": alert.state, "severity": alert.severity, "message": alert.message, "value": alert.value,
+        "started": alert.started.isoformat() if alert.started else None,
+        "resolved": alert.resolved.isoformat() if alert.resolved else None,
+        "acknowledged": alert.acknowledged.isoformat() if alert.acknowledged else None,
+        "silenced_until": alert.silenced_until.isoformat() if alert.silenced_until else None,
+    }
+
+
+def announce(alert, event="alert.updated"):
+    """Push the alert's change to whoever may see it (after commit)."""
+    emit(event, alert_payload(alert), alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
+
+
+def evaluate_rule(rule, cluster, now=None, matches=None):
+    """Bring the rule's alerts on ``cluster`` in line with what matches now (``matches``, when the
+    caller already asked).  Returns the earliest time a pending alert will be due to fire (or None)."""
+    now = now or timezone.now()
+    matches = matches_for(rule, cluster) if matches is None else matches
+    hold = timedelta(seconds=rule.for_seconds)
+    notify, next_due = False, None
+    with transaction.atomic():
+        open_alerts = {a.target: a for a in Alert.objects.select_for_update().filter(rule=rule, cluster=cluster, state__in=OPEN_STATES)}
+        for target, match in matches.items():
+            alert = open_alerts.get(target)
+            if alert is None:
+                firing = hold.total_seconds() == 0
+                alert = Alert(rule=rule, cluster=cluster, target=target[:300], project_id=match.project_id, severity=rule.severity,
+                              cluster_wide=None if match.namespaced else cluster,
+                              state=AlertState.FIRING if firing else AlertState.PENDING, message=match.message, value=match.value,
+                              labels=match.labels, started=now, fired=now if firing else None)
+                try:
+                    with transaction.atomic():
+                        alert.save()
+                except IntegrityError:  # another pass opened it meanwhile
+                    continue
+                notify |= firing
+                announce(alert)
+                if not firing:
+                    next_due = _earliest(next_due, now + hold)
+                continue
+            changed = (alert.message, alert.value, alert.labels) != (match.message, match.value, match.labels)
+            alert.message, alert.value, alert.labels = match.message, match.value, match.labels
+            if alert.state == AlertState.PENDING:
+                if now - alert.started >= hold:
+                    alert.state, alert.fired, changed, notify = AlertState.FIRING, now, True, True
+                else:
+                    next_due = _earliest(next_due, alert.started + hold)
+            if changed:
+                alert.save(update_fields=["message", "value", "labels", "state", "fired", "modified"])
+                announce(alert)
+        for target, alert in open_alerts.items():
+            if target in matches:
+                continue
+            if alert.state == AlertState.PENDING:
+                announce_dropped(alert)
+                alert.delete()  # it never fired: nobody was told, nothing to resolve
+                continue
+            alert.state, alert.resolved = AlertState.RESOLVED, now
+            alert.save(update_fields=["state", "resolved", "modified"])
+            announce(alert)
+            notify = True
+        if notify:
+            delivery.group_changed(rule, cluster.pk, now)
+    return next_due
+
+
+def announce_dropped(alert):
+    emit("alert.deleted", {"id": alert.pk, "cluster": alert.cluster_id}, alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
+
+
+def rules_for(cluster_id, conditions=None):
+    rules = AlertRule.objects.filter(enabled=True).filter(Q(cluster_id=cluster_id) | Q(cluster__isnull=True))
+    if conditions is not None:
+        rules = rules.filter(condition__in=list(conditions))
+    return rules.select_related("project")
+
+
+def evaluate_cluster(cluster_id, conditions=None, now=None):
+    """Evaluate the cluster's enabled rules (only those of ``conditions`` when given).  Returns the
+    earliest time a pending alert is due, or None."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    if cluster is None:
+        return None
+    next_due = None
+    for rule in rules_for(cluster_id, conditions):
+        try:
+            due = evaluate_rule(rule, cluster, now)
+        except Exception:
+            log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
+            continue
+        next_due = _earliest(next_due, due)
+    return next_due
+
+
+def _same(matches, open_alerts, hold, now):
+    """Would evaluating change nothing?  Same targets, same messages and values, no pending alert due."""
+    if matches.keys() != open_alerts.keys():
+        return False
+    for target, (state, started, message, value, labels) in open_alerts.items():
+        match = matches[target]
+        if (message, value, labels) != (match.message, match.value, match.labels):
+            return False
+        if state == AlertState.PENDING and now - started >= hold:
+            return False
+    return True
+
+
+def evaluate_all(now=None):
+    """The periodic pass over every monitored cluster's rules.  Rules that share a condition,
+    threshold, selector and project are asked in one query for all their clusters; the open
+    alerts are read in one query; only the rules whose alerts would change are evaluated one by
+    one (under their row locks, as the event-driven evaluation does).  Returns
+    (rules looked at, rules that changed)."""
+    now = now or timezone.now()
+    monitored = dict(Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+                     .values_list("pk", "name"))
+    rules = list(AlertRule.objects.filter(enabled=True).filter(Q(cluster_id__in=list(monitored)) | Q(cluster__isnull=True)))
+    pairs = [(rule, cluster_id) for rule in rules for cluster_id in ([rule.cluster_id] if rule.cluster_id else monitored)]
+    groups = defaultdict(list)
+    for rule, cluster_id in pairs:
+        key = (rule.condition, rule.threshold, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
+        groups[key].append((rule, cluster_id))
+    found = {}
+    for members in groups.values():
+        answer = CONDITIONS[members[0][0].condition](members[0][0], sorted({cluster_id for _, cluster_id in members}))
+        for rule, cluster_id in members:
+            found[rule.pk, cluster_id] = answer.get(cluster_id, {})
+    open_alerts = defaultdict(dict)
+    for rule_id, cluster_id, target, state, started, message, value, labels in Alert.objects.filter(
+        state__in=OPEN_STATES, rule__enabled=True
+    ).values_list("rule_id", "cluster_id", "target", "state", "started", "message", "value", "labels"):
+        open_alerts[rule_id, cluster_id][target] = (state, started, message, value, labels)
+    changed = 0
+    clusters = {}
+    for rule, cluster_id in pairs:
+        matches = found[rule.pk, cluster_id]
+        if _same(matches, open_alerts.get((rule.pk, cluster_id), {}), timedelta(seconds=rule.for_seconds), now):
+            continue
+        cluster = clusters.get(cluster_id) or clusters.setdefault(cluster_id, Cluster.objects.get(pk=cluster_id))
+        try:
+            evaluate_rule(rule, cluster, now, matches)
+            changed += 1
+        except Exception:
+            log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
+    return len(pairs), changed

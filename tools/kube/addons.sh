@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the sandbox add-ons, each pinned in its own Go module with its own cache key, into
+#   ${CORRAL_KUBE_CACHE:-$HOME/.cache/corral/kube}/addons/<name>-<key>/bin/<name>
+# metrics-server (tools/kube/metrics-server/) serves metrics.k8s.io in sandboxes; Alertmanager
+# (tools/kube/alertmanager/) receives Corral's alerts in the tests.  Each key hashes only that
+# module's go.mod/go.sum, its package and flags, and the Go version: adding or bumping an add-on
+# never changes the key of the control plane built by build.sh (nor of the other add-on).
+#
+#   bash tools/kube/addons.sh                   build what is missing (part of make kube-tools)
+#   bash tools/kube/addons.sh --print-bin NAME  print where NAME's binary is (or would be); build nothing
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+go="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+if [[ ! -x "$go" ]]; then
+    echo "kube-tools: Go toolchain not found (set GO=/path/to/go or put go on PATH)" >&2
+    exit 1
+fi
+cache_root="${CORRAL_KUBE_CACHE:-$HOME/.cache/corral/kube}"
+ldflags="-s -w"
+
+# name -> package (the module directory is tools/kube/<name>)
+declare -A package=(
+    [metrics-server]="sigs.k8s.io/metrics-server/cmd/metrics-server"
+    [alertmanager]="github.com/prometheus/alertmanager/cmd/alertmanager"
+)
+names=(metrics-server alertmanager)
+
+addon_key() {  # Kept in sync with clusters/sandbox/binaries.py (addon_path).
+    local name="$1"
+    {
+        cat "$here/$name/go.mod" "$here/$name/go.sum"
+        echo "${package[$name]} $ldflags"
+        "$go" env GOVERSION
+    } | sha256sum | cut -c1-16
+}
+
+addon_bin() {
+    echo "$cache_root/addons/$1-$(addon_key "$1")/bin/$1"
+}
+
+case "${1:-}" in
+    --print-bin)
+        [[ -n "${package[${2:-}]:-}" ]] || { echo "usage: $0 --print-bin {${names[*]}}" >&2; exit 2; }
+        addon_bin "$2"; exit 0 ;;
+    "") ;;
+    *) echo "usage: $0 [--print-bin NAME]" >&2; exit 2 ;;
+esac
+
+total=$SECONDS
+for name in "${names[@]}"; do
+    bin="$(addon_bin "$name")"
+    if [[ -x "$bin" ]]; then
+        echo "kube-tools: $name up to date in $(dirname "$bin")"
+        continue
+    fi
+    mkdir -p "$(dirname "$bin")"
+    exec 9>"$(dirname "$(dirname "$bin")")/.lock"
+    flock 9  # one build per key at a time; a second waits, then finds the work done
+    if [[ ! -x "$bin" ]]; then
+        started=$SECONDS
+        echo "kube-tools: building $name (${package[$name]}) ..."
+        (cd "$here/$name" && "$go" build -trimpath -ldflags "$ldflags" -o "$bin.tmp" "${package[$name]}")
+        mv "$bin.tmp" "$bin"
+        echo "kube-tools: built $name in $((SECONDS - started))s: $bin"
+    fi
+    exec 9>&-
+done
+echo "kube-tools: add-ons done in $((SECONDS - total))s"
