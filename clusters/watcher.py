@@ -29,15 +29,18 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from clusters import sync
 from clusters.events import FEED_CLUSTERS, cluster_payload
+from clusters.explain import event_payload, workload_of
+from clusters.kube import store
 from clusters.kube.client import api_client
-from clusters.kube.inventory import MODELS, RESOURCES, apply_change
+from clusters.kube.inventory import MODELS, RESOURCES, apply_change, event_is_recent
 from clusters.models import Cluster, ClusterState, Node, Pod
 from portal.events import emit, group_name
 from portal.permissions import aggregate_audience
 
 log = logging.getLogger(__name__)
 
-WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"]
+WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "events"]
+PRUNE_EVERY = 100  # event writes between two trims of a cluster's events to the newest MAX_EVENTS
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
 WRITERS = 4
@@ -168,6 +171,7 @@ class ClusterWatch:
         self.summary_pending = False
         self.responses = set()
         self.credentials = None
+        self.event_writes = 0
 
     def start(self):
         thread = threading.Thread(target=self._main, name=f"watch-cluster-{self.cluster_id}", daemon=True)
@@ -282,7 +286,9 @@ class ClusterWatch:
                 raise Gone()
             raise RuntimeError(obj.get("message", "watch error"))
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        if kind != "BOOKMARK":
+        if resource == "events" and kind in ("ADDED", "MODIFIED") and not event_is_recent(obj):
+            pass  # outside the window Corral keeps
+        elif kind != "BOOKMARK":
             self.pool.submit(self.cluster_id, lambda: self._apply(resource, kind, obj))
             if resource in ("pods", "nodes"):
                 self.summary_pending = True
@@ -300,8 +306,14 @@ class ClusterWatch:
             singular, topic = resource[:-1], group_name("cluster", cluster.pk)
             if deleted_uid is not None:
                 emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, gone, topic)
+            elif instance is not None and resource == "events":
+                emit("event.updated", event_payload(instance, workload_of(instance)), instance, topic)
             elif instance is not None:
                 emit(f"{singular}.updated", object_payload(resource, instance), instance, topic)
+        if resource == "events" and instance is not None:
+            self.event_writes += 1
+            if self.event_writes % PRUNE_EVERY == 0:
+                store.trim_events(cluster)
 
     def _flush_summary(self):
         """Tell the dashboard the cluster's figures changed (at most once a second)."""

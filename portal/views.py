@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from clusters.explain import why_not_ready
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
 from portal.permissions import ADD, can_add
@@ -49,6 +50,7 @@ def cluster_detail(request, pk):
         workloads = workloads.filter(Q(name__icontains=q) | Q(images__icontains=q))
         pods = pods.filter(Q(name__icontains=q) | Q(images__icontains=q) | Q(node_name__icontains=q))
     workloads, pods = list(workloads[:LIST_LIMIT]), list(pods[:LIST_LIMIT])
+    why = why_not_ready(workloads, events)
     context = {
         "cluster": cluster, "q": q, "namespace": namespace,
         "changeable": set(Workload.objects.restrict(user, "change").filter(pk__in=[w.pk for w in workloads]).values_list("pk", flat=True)),
@@ -59,6 +61,7 @@ def cluster_detail(request, pk):
         "workloads": workloads,
         "pods": pods,
         "events": events[:50],
+        "why": why,
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
     }

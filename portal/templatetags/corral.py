@@ -29,3 +29,9 @@ def bytes(value):  # noqa: A001  (the filter's name in templates)
 @register.filter
 def cluster_ids(clusters):
     return [c.pk for c in clusters]
+
+
+@register.filter
+def get_item(mapping, key):
+    """``mapping[key]``, or '' when it has none."""
+    return (mapping or {}).get(key, "")
