@@ -96,6 +96,8 @@ def event_payload(event, workload=None):
         "namespace": event.namespace.name if event.namespace_id else "",
         "last_seen": event.last_seen.isoformat() if event.last_seen else None,
         "workload_uid": workload.uid if workload is not None else None,
-        "why": plain_words(event) if workload is not None and workload.ready_replicas < workload.desired_replicas else "",
+        # The page shows it while the workload is below its desired count (the workload's own live
+        # update may come before or after this event).
+        "why": plain_words(event) if workload is not None and event.reason in WHY_REASONS else "",
     }
 

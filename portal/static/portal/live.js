@@ -111,7 +111,16 @@
     if (!row) return;
     if (event === "workload.deleted") { row.remove(); return; }
     setText(row, "ready", data.ready_replicas + " / " + data.desired_replicas);
-    if (data.ready_replicas >= data.desired_replicas) setText(row, "why", "");
+    showWhy(row);
+  }
+
+  // A workload's "why" line shows while it is below its desired count.
+  function showWhy(row) {
+    var why = row.querySelector('[data-field="why"]');
+    if (!why) return;
+    var counts = (row.querySelector('[data-field="ready"]') || {}).textContent || "";
+    var m = counts.match(/(\d+)\s*\/\s*(\d+)/);
+    setText(row, "why", m && +m[1] < +m[2] ? row.dataset.why || why.textContent : "");
   }
 
   // A Kubernetes event: into the page's list (newest first), and as the "why" of its workload's row.
@@ -121,7 +130,7 @@
     var list = document.getElementById("events");
     if (data.workload_uid) {
       var workload = document.getElementById("workload-" + data.workload_uid);
-      if (workload && data.why) setText(workload, "why", data.why);
+      if (workload && data.why) { workload.dataset.why = data.why; showWhy(workload); }
     }
     if (!list || (list.dataset.namespace && list.dataset.namespace !== data.namespace)) return;
     if (!row) {
