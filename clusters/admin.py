@@ -4,7 +4,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
-from clusters import tasks
+from clusters import lifecycle, tasks
 from clusters.drivers import refuse_new_cluster, sandbox_nodes_error
 from clusters.events import cluster_changed
 from clusters.models import (
@@ -12,13 +12,11 @@ from clusters.models import (
     ClusterDriver,
     ClusterEvent,
     ClusterMembership,
-    ClusterState,
     Namespace,
     Node,
     Pod,
     Service,
     Workload,
-    grant_creator_ownership,
     name_taken_error,
 )
 from portal import operations
@@ -111,13 +109,18 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
-            grant_creator_ownership(obj, request.user)
-            op = operations.start("provision", tasks.provision_cluster, cluster=obj, user=request.user, args=(obj.pk,))
+            op = lifecycle.start_provisioning(obj, request.user)
             url = reverse("portal-operation", args=[op.pk])
             self.message_user(request, format_html('Provisioning started: <a href="{}">follow it</a>.', url))
-            cluster_changed(obj, event="cluster.created")
         else:
             cluster_changed(obj)
+
+    # Deleting a cluster is its removal (the same operation the API and the portal start): the
+    # confirmation names what happens instead of listing inventory rows nobody deletes by hand, so
+    # read-only inventory does not make the red Delete a dead end.
+    def get_deleted_objects(self, objs, request):
+        consequences = [line for cluster in objs for line in lifecycle.removal_consequences(cluster)]
+        return consequences, {"clusters": len(objs)}, set(), []
 
     def delete_model(self, request, obj):
         self._remove(request, [obj])
@@ -125,16 +128,18 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def delete_queryset(self, request, queryset):
         self._remove(request, list(queryset))
 
+    def response_delete(self, request, obj_display, obj_id):
+        self.message_user(request, f"Removal of {obj_display} started; follow it under Operations.")
+        from django.shortcuts import redirect
+
+        return redirect("admin:clusters_cluster_changelist")
+
     def _remove(self, request, clusters):
         for cluster in clusters:
-            with transaction.atomic():
-                locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-                if locked.state == ClusterState.REMOVING:
-                    continue
-                locked.set_state(ClusterState.REMOVING)
-                locked.save(update_fields=["state", "state_since", "modified"])
-                cluster_changed(locked)
-                operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+            try:
+                lifecycle.start_removal(cluster, request.user)
+            except lifecycle.Refused as refused:
+                self.message_user(request, f"{cluster.name}: {refused}", messages.WARNING)
 
     @admin.action(description="Sync inventory now")
     def sync_now(self, request, queryset):

@@ -12,6 +12,8 @@ admin.site.index_title = "Platform"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("clusters/import/", views.cluster_import, name="cluster-import"),
+    path("clusters/new/", views.cluster_create, name="cluster-create"),
+    path("clusters/<int:pk>/remove/", views.cluster_remove, name="portal-cluster-remove"),
     path("clusters/<int:pk>/", views.cluster_detail, name="portal-cluster"),
     path("search/", views.search, name="search"),
     path("projects/", include("projects.urls")),

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from clusters.explain import why_not_ready
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
-from portal.permissions import ADD, can_add
+from portal.permissions import ADD, can, can_add
 
 LIST_LIMIT = 200
 
@@ -22,8 +22,11 @@ class LogoutView(auth_views.LogoutView):
 
 @login_required
 def dashboard(request):
+    from clusters.drivers import refuse_new_cluster
+
     clusters = Cluster.objects.restrict(request.user, "view").with_summary(request.user)
-    return render(request, "portal/dashboard.html", {"clusters": clusters})
+    may_create = refuse_new_cluster(request.user, "imported") is None
+    return render(request, "portal/dashboard.html", {"clusters": clusters, "may_create": may_create})
 
 
 def deploy_namespaces(user, cluster):
@@ -64,6 +67,8 @@ def cluster_detail(request, pk):
         "why": why,
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
+        "may_change": can(user, "change", cluster),
+        "may_remove": can(user, "delete", cluster),
     }
     return render(request, "portal/cluster_detail.html", context)
 
@@ -82,6 +87,34 @@ def cluster_import(request):
         cluster = form.save(request.user)
         return redirect("portal-cluster", pk=cluster.pk)
     return render(request, "portal/cluster_import.html", {"form": form})
+
+
+@login_required
+def cluster_create(request):
+    """Create a cluster: a form per driver (the sandbox: a name and a node count), posting to the
+    API (the same checks and the same provisioning operation as every other client)."""
+    from django.conf import settings
+
+    from clusters.drivers import refuse_new_cluster
+
+    problem = refuse_new_cluster(request.user, "imported")
+    if problem:
+        raise PermissionDenied(problem)
+    return render(request, "portal/cluster_create.html", {
+        "sandbox_refused": refuse_new_cluster(request.user, "sandbox"),
+        "max_nodes": settings.SANDBOX_MAX_NODES,
+    })
+
+
+@login_required
+def cluster_remove(request, pk):
+    """Confirm a cluster's removal, naming what happens; the button starts the API's removal."""
+    from clusters.lifecycle import removal_consequences
+
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    if not can(request.user, "delete", cluster):
+        raise PermissionDenied("removing a cluster needs the cluster owner role")
+    return render(request, "portal/cluster_remove.html", {"cluster": cluster, "consequences": removal_consequences(cluster)})
 
 
 @login_required

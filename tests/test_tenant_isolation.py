@@ -208,6 +208,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
     token = ApiToken.objects.get(description="a's token")
     objects = {
         "portal-cluster": world.cluster,
+        "portal-cluster-remove": world.cluster,
         "portal-operation": Operation.objects.get(cluster=world.cluster),
         "portal-project": world.project,
         "account-token-revoke": token,
