@@ -118,6 +118,23 @@ def cluster_remove(request, pk):
 
 
 @login_required
+def cluster_members(request, pk):
+    """Who holds which role on a cluster; whoever may grant there adds and removes members (through
+    the API, which checks that nobody grants a role they do not hold)."""
+    from clusters.models import ClusterMembership
+    from clusters.roles import CLUSTER_MEMBER, CLUSTER_OWNER
+
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    memberships = ClusterMembership.objects.restrict(request.user, "view").filter(cluster=cluster).select_related("user", "group")
+    removable = set(ClusterMembership.objects.restrict(request.user, "delete").filter(cluster=cluster).values_list("pk", flat=True))
+    return render(request, "portal/cluster_members.html", {
+        "cluster": cluster, "memberships": memberships, "removable": removable,
+        "may_add": can_add(request.user, ClusterMembership, cluster=cluster),
+        "roles": [(CLUSTER_OWNER, "Cluster owner"), (CLUSTER_MEMBER, "Cluster member")],
+    })
+
+
+@login_required
 def search(request):
     """Pods, workloads and nodes across every cluster the user may see."""
     q = request.GET.get("q", "").strip()[:100]

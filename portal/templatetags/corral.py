@@ -35,3 +35,11 @@ def cluster_ids(clusters):
 def get_item(mapping, key):
     """``mapping[key]``, or '' when it has none."""
     return (mapping or {}).get(key, "")
+
+
+@register.filter
+def global_admin(user):
+    """Is ``user`` a global administrator (the engine's answer)?"""
+    from portal.permissions import is_global_admin
+
+    return is_global_admin(user)

@@ -79,7 +79,11 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!form.classList.contains("api-form")) return;
+    if (!form.classList.contains("api-form")) {
+      var asked = event.submitter && event.submitter.dataset.confirm;  // a plain form that asks first
+      if (asked && !window.confirm(asked)) event.preventDefault();
+      return;
+    }
     event.preventDefault();
     var request;
     try { request = body(form); } catch (e) { show(form, [e.message]); return; }
