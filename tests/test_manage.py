@@ -9,6 +9,7 @@ from django.test import Client
 from clusters.models import ClusterMembership
 from portal.models import AuditEvent, GlobalRoleBinding
 from tests.conftest import make_user
+from tests.test_browser import browser, live_server_url  # noqa: F401 - fixtures for the browser test
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +124,49 @@ def test_cluster_members_page_shows_the_members_and_offers_changes_to_those_who_
     body = {"cluster": world.cluster.pk, "role": "cluster-member", "user": "member"}
     assert world.client(world.viewer).post("/api/v1/cluster-memberships/", body, format="json").status_code == 403
     assert world.client(world.owner).post("/api/v1/cluster-memberships/", body, format="json").status_code == 201
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_an_administrator_grants_roles_and_cluster_membership_in_the_browser(browser, live_server_url):  # noqa: F811
+    """In a real browser: grant "Create clusters" to a user from their page (the API answers), make
+    them a cluster member from the cluster's members page, and see an unknown user refused."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait as Wait
+
+    from clusters.models import Cluster
+
+    def WebDriverWait(driver, timeout):  # noqa: N802 - the page reloads under the wait
+        return Wait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    from tests.test_browser import csp_violations, log_in, person
+
+    url = live_server_url
+    boss = person("boss")
+    boss.is_superuser = True
+    boss.save(update_fields=["is_superuser"])
+    dana = make_user("dana")
+    cluster = Cluster.objects.create(name="granted", driver="imported", state="active")
+    log_in(browser, url, boss)
+    browser.find_element(By.LINK_TEXT, "Users & groups").click()
+    browser.find_element(By.LINK_TEXT, "dana").click()
+    assert "not granted" in browser.find_element(By.ID, "role-clusters-create").text
+    browser.find_element(By.CSS_SELECTOR, "#role-clusters-create button").click()
+    WebDriverWait(browser, 10).until(lambda d: "not granted" not in d.find_element(By.ID, "role-clusters-create").text)
+    assert GlobalRoleBinding.objects.filter(user=dana, role="clusters-create").exists()
+    browser.find_element(By.CSS_SELECTOR, "#role-clusters-create button").click()
+    WebDriverWait(browser, 5).until(lambda d: d.switch_to.alert).accept()
+    WebDriverWait(browser, 10).until(lambda d: "not granted" in d.find_element(By.ID, "role-clusters-create").text)
+    assert not GlobalRoleBinding.objects.filter(user=dana, role="clusters-create").exists()
+
+    browser.get(f"{url}/clusters/{cluster.pk}/members/")
+    browser.find_element(By.ID, "cm-user").send_keys("nobody-by-this-name")
+    browser.find_element(By.ID, "cm-user").submit()
+    WebDriverWait(browser, 10).until(lambda d: "nobody-by-this-name" in d.find_element(By.CSS_SELECTOR, "#add-member .form-errors").text)
+    field = browser.find_element(By.ID, "cm-user")
+    field.clear()
+    field.send_keys("dana")
+    field.submit()
+    WebDriverWait(browser, 10).until(lambda d: "user dana" in d.find_element(By.ID, "members").text)
+    assert ClusterMembership.objects.get(cluster=cluster, user=dana).role == "cluster-member"
+    assert not csp_violations(browser)
