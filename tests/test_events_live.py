@@ -56,8 +56,8 @@ def test_quota_failures_and_normal_events_reach_the_api_within_seconds_one_row_p
             assert answer.status_code == 200, answer.content
             return [e for e in answer.json()["results"] if "exceeded quota" in e["message"]]
 
-        events = _wait(failed_create, 20, "the ReplicaSet's FailedCreate event in the API")
-        assert time.monotonic() - started < 20
+        events = _wait(failed_create, 10, "the ReplicaSet's FailedCreate event in the API")
+        assert time.monotonic() - started < 10
         assert events[0]["type"] == "Warning" and events[0]["involved_kind"] == "ReplicaSet"
         # Normal events too (the Deployment scaling its ReplicaSet, pods scheduled).
         _wait(lambda: ClusterEvent.objects.filter(cluster=cluster, namespace__name=ns, type="Normal", reason="ScalingReplicaSet").exists(),
