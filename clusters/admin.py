@@ -25,12 +25,26 @@ from portal.permissions import DELETE
 
 
 class ClusterForm(forms.ModelForm):
+    # Adding a cluster here provisions one (importing has its own page): a sandbox by default,
+    # sized by a node count rather than JSON.
+    nodes = forms.IntegerField(required=False, min_value=1, initial=3,
+                               help_text="Sandbox: how many nodes (at most PORTAL_SANDBOX_MAX_NODES)")
+
     class Meta:
         model = Cluster
-        fields = ["name", "description", "labels", "driver", "provider", "driver_config"]
+        fields = ["name", "description", "labels", "driver", "nodes", "provider", "driver_config"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and "driver" in self.fields:
+            self.fields["driver"].initial = ClusterDriver.SANDBOX
+        if "driver_config" in self.fields:
+            self.fields["driver_config"].help_text = "Further driver options (JSON); the node count above wins"
 
     def clean(self):
         data = super().clean()
+        if self.instance.pk is None and data.get("driver") == ClusterDriver.SANDBOX and data.get("nodes"):
+            data["driver_config"] = {**(data.get("driver_config") or {}), "nodes": data["nodes"]}
         if self.instance.pk is None and data.get("driver") == ClusterDriver.IMPORTED:
             raise forms.ValidationError("To add a cluster that exists already, use “Import a cluster” on the cluster list.")
         if self.instance.pk is not None and data.get("driver") != self.instance.driver:
@@ -62,6 +76,10 @@ class ClusterAdmin(ChangeLoggedAdmin):
     actions = ["sync_now", "check_now", "remove_clusters"]
     action_permissions = {"delete_selected": DELETE, "remove_clusters": DELETE}
     change_list_template = "admin/clusters/cluster/change_list.html"
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        return fields if obj is None else [f for f in fields if f != "nodes"]
 
     def get_urls(self):
         from django.urls import path

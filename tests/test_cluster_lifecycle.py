@@ -114,6 +114,7 @@ def test_the_admins_red_delete_is_the_removal_for_a_superuser(world):
     assert page.status_code == 200
     html = page.content.decode()
     assert "no permission to delete" not in html.lower() and "The sandbox “alpha” is torn down" in html
+    assert "Remove the cluster “alpha”?" in html
     client = Client()
     client.force_login(world.admin)
     answer = client.post(url, {"post": "yes"})
@@ -125,7 +126,8 @@ def test_the_admins_red_delete_is_the_removal_for_a_superuser(world):
     # The bulk action's confirmation is the same.
     other = _page(world.admin, "/admin/clusters/cluster/", "get")
     assert other.status_code == 200
-    client.post("/admin/clusters/cluster/", {"action": "delete_selected", "_selected_action": [world.other_cluster.pk]})
+    asked = client.post("/admin/clusters/cluster/", {"action": "delete_selected", "_selected_action": [world.other_cluster.pk]})
+    assert "Remove the selected clusters?" in asked.content.decode() and "The sandbox “bravo” is torn down" in asked.content.decode()
     confirm = client.post("/admin/clusters/cluster/", {"action": "delete_selected", "_selected_action": [world.other_cluster.pk], "post": "yes"})
     assert confirm.status_code == 302
     world.other_cluster.refresh_from_db()
@@ -141,3 +143,23 @@ def test_the_admins_delete_stays_closed_to_whoever_may_not_remove_the_cluster(wo
     world.cluster.refresh_from_db()
     assert world.cluster.state == ClusterState.ACTIVE
     assert not Operation.objects.filter(cluster=world.cluster, kind="remove").exists()
+
+
+def test_the_admins_add_form_provisions_a_sandbox_by_node_count(world, settings):
+    """The admin's add form defaults to the sandbox driver and takes a node count, not JSON."""
+    settings.SANDBOX_MAX_NODES = 4
+    client = Client()
+    client.force_login(world.admin)
+    form = client.get("/admin/clusters/cluster/add/").content.decode()
+    assert 'name="nodes"' in form and '<option value="sandbox" selected>' in form
+    base = {"name": "by-count", "description": "", "labels": "{}", "driver": "sandbox", "provider": "", "driver_config": "{}",
+            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    refused = client.post("/admin/clusters/cluster/add/", {**base, "nodes": "5"})
+    assert refused.status_code == 200 and "1 to 4" in refused.content.decode()
+    assert not Cluster.objects.filter(name="by-count").exists()
+    assert client.post("/admin/clusters/cluster/add/", {**base, "nodes": "2"}).status_code == 302
+    cluster = Cluster.objects.get(name="by-count")
+    assert cluster.driver_config == {"nodes": 2}
+    assert Operation.objects.filter(cluster=cluster, kind="provision").exists()
+    change = client.get(f"/admin/clusters/cluster/{cluster.pk}/change/").content.decode()
+    assert 'name="nodes"' not in change
