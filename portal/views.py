@@ -16,6 +16,11 @@ from portal.permissions import ADD, can, can_add
 LIST_LIMIT = 200
 
 
+def query_text(request, name, limit=100):
+    """A filter's text from the query string, without NUL characters (PostgreSQL refuses them)."""
+    return request.GET.get(name, "").replace("\x00", "").strip()[:limit]
+
+
 class LogoutView(auth_views.LogoutView):
     http_method_names = ["post", "options"]
 
@@ -43,7 +48,7 @@ def deploy_namespaces(user, cluster):
 def cluster_detail(request, pk):
     """One cluster: nodes, namespaces, workloads with their pods, events; ?q= and ?namespace= filter."""
     cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(request.user), pk=pk)
-    user, q, namespace = request.user, request.GET.get("q", "").strip()[:100], request.GET.get("namespace", "")[:63]
+    user, q, namespace = request.user, query_text(request, "q"), query_text(request, "namespace", 63)
     workloads = Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
     pods = Pod.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
     events = ClusterEvent.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
@@ -137,7 +142,7 @@ def cluster_members(request, pk):
 @login_required
 def search(request):
     """Pods, workloads and nodes across every cluster the user may see."""
-    q = request.GET.get("q", "").strip()[:100]
+    q = query_text(request, "q")
     results = {}
     if q:
         user = request.user

@@ -170,3 +170,20 @@ def test_an_administrator_grants_roles_and_cluster_membership_in_the_browser(bro
     WebDriverWait(browser, 10).until(lambda d: "user dana" in d.find_element(By.ID, "members").text)
     assert ClusterMembership.objects.get(cluster=cluster, user=dana).role == "cluster-member"
     assert not csp_violations(browser)
+
+
+def test_bad_input_on_the_administration_pages_is_named_never_a_500(world):
+    client = _client(world.admin)
+    answer = client.post(f"/manage/users/{world.member.pk}/", {"action": "groups", "groups": ["not-a-group"]})
+    assert answer.status_code == 200 and "not-a-group" in answer.content.decode()
+    assert not world.member.groups.exists()
+    assert client.post(f"/manage/users/{world.member.pk}/", {"action": "groups", "groups": [999999]}).status_code == 200
+    assert client.post(f"/manage/users/{world.member.pk}/", {"action": "explode"}).status_code == 302
+    assert client.post("/manage/groups/", {"name": ""}).status_code == 200
+    assert client.post("/manage/groups/", {"name": "x" * 500}).status_code == 200
+    assert not Group.objects.exists()
+    assert client.get("/manage/users/", {"q": "\x00" * 10}).status_code == 200
+    # The portal's other filters too (these answered 500 before).
+    assert client.get("/search/", {"q": "a\x00b"}).status_code == 200
+    assert client.get(f"/clusters/{world.cluster.pk}/", {"q": "\x00", "namespace": "\x00"}).status_code == 200
+    assert client.get("/manage/users/999999/").status_code == 404

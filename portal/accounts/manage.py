@@ -86,7 +86,9 @@ def _bindings(**subject):
 @_administrator
 def users(request):
     """Every account: where it comes from, its groups and global roles; a form for a local one."""
-    q = request.GET.get("q", "").strip()[:100]
+    from portal.views import query_text
+
+    q = query_text(request, "q")
     rows = _visible(User, request.user).select_related("profile").prefetch_related(
         Prefetch("groups", queryset=Group.objects.order_by("name"))).order_by("username")
     if q:
