@@ -19,7 +19,6 @@ from clusters.models import (
     Workload,
     name_taken_error,
 )
-from portal import operations
 from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin, RestrictedInline
 from portal.permissions import DELETE
 
@@ -163,7 +162,7 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def sync_now(self, request, queryset):
         started = 0
         for cluster in queryset.monitored():
-            operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+            lifecycle.start_sync(cluster, request.user)
             started += 1
         self.message_user(request, f"started a sync of {started} cluster(s); follow them under Operations")
         if started < queryset.count():

@@ -163,3 +163,13 @@ def test_the_admins_add_form_provisions_a_sandbox_by_node_count(world, settings)
     assert Operation.objects.filter(cluster=cluster, kind="provision").exists()
     change = client.get(f"/admin/clusters/cluster/{cluster.pk}/change/").content.decode()
     assert 'name="nodes"' not in change
+
+
+def test_the_admins_sync_action_starts_the_same_sync_operation(world):
+    client = Client()
+    client.force_login(world.admin)
+    Cluster.objects.filter(pk=world.other_cluster.pk).update(state=ClusterState.PROVISIONING)
+    answer = client.post("/admin/clusters/cluster/", {"action": "sync_now", "_selected_action": [world.cluster.pk, world.other_cluster.pk]}, follow=True)
+    assert "started a sync of 1 cluster(s)" in answer.content.decode().lower()
+    op = Operation.objects.get(kind="sync")
+    assert op.cluster_id == world.cluster.pk and op.created_by == world.admin
