@@ -24,21 +24,23 @@ dev-deps: $(VENV)/.deps-dev
 
 # Start web, worker, beat and watcher on http://127.0.0.1:8000 with a private PostgreSQL (durable,
 # var/postgres-durable) and a private Redis (append-only file, var/redis), unless
-# PORTAL_DATABASE_URL / PORTAL_REDIS_URL say otherwise.  A process that dies is started again.
+# PORTAL_DATABASE_URL / PORTAL_REDIS_URL say otherwise; var/ is $CORRAL_VAR_DIR when set.  A process
+# that dies is started again; Ctrl-C stops them and the private PostgreSQL and Redis it started.
 # Local mode (PORTAL_DEBUG unset): no debug pages, secret and encryption keys generated under var/
 # on first start; what it writes is private.
 run: deps
-	@mkdir -p var
-	@set -e; if [ -z "$$PORTAL_DATABASE_URL" ]; then \
-	  if [ -f var/corral.sqlite3 ] && [ ! -d var/postgres-durable ]; then \
-	    echo "note: make run now keeps its data in a private PostgreSQL; var/corral.sqlite3 is left as it was" \
-	         "(to keep using it: PORTAL_DATABASE_URL=sqlite:///$$PWD/var/corral.sqlite3 make run)"; fi; \
-	  db=$$($(PY) -m tools.services up --durable postgres); eval "$$db"; fi; \
-	if [ -z "$$PORTAL_REDIS_URL" ]; then broker=$$($(PY) -m tools.services up redis); eval "$$broker"; fi; \
-	umask 077; if [ -f var/corral.sqlite3 ]; then chmod go-rwx var/corral.sqlite3; fi; \
+	@set -e; var="$${CORRAL_VAR_DIR:-var}"; mkdir -p "$$var"; export CORRAL_VAR_DIR="$$(cd "$$var" && pwd)"; var="$$CORRAL_VAR_DIR"; \
+	stops=""; if [ -z "$$PORTAL_DATABASE_URL" ]; then \
+	  if [ -f "$$var/corral.sqlite3" ] && [ ! -d "$$var/postgres-durable" ]; then \
+	    echo "note: make run now keeps its data in a private PostgreSQL; $$var/corral.sqlite3 is left as it was" \
+	         "(to keep using it: PORTAL_DATABASE_URL=sqlite:///$$var/corral.sqlite3 make run)"; fi; \
+	  db=$$($(PY) -m tools.services up --durable postgres); eval "$$db"; stops="postgres-durable"; fi; \
+	if [ -z "$$PORTAL_REDIS_URL" ]; then broker=$$($(PY) -m tools.services up redis); eval "$$broker"; stops="$$stops redis"; fi; \
+	export CORRAL_RUN_STOPS="$$stops"; \
+	umask 077; if [ -f "$$var/corral.sqlite3" ]; then chmod go-rwx "$$var/corral.sqlite3"; fi; \
 	$(PY) manage.py migrate --noinput && \
 	$(PY) manage.py reencrypt_credentials && \
-	$(PY) manage.py ensureadmin --password-file var/admin-password && \
+	$(PY) manage.py ensureadmin --password-file "$$var/admin-password" && \
 	$(PY) manage.py collectstatic --noinput -v0 && \
 	exec $(PY) tools/run.py
 

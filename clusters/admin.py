@@ -4,7 +4,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
-from clusters import tasks
+from clusters import lifecycle, tasks
 from clusters.drivers import refuse_new_cluster, sandbox_nodes_error
 from clusters.events import cluster_changed
 from clusters.models import (
@@ -12,27 +12,38 @@ from clusters.models import (
     ClusterDriver,
     ClusterEvent,
     ClusterMembership,
-    ClusterState,
     Namespace,
     Node,
     Pod,
     Service,
     Workload,
-    grant_creator_ownership,
     name_taken_error,
 )
-from portal import operations
 from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin, RestrictedInline
 from portal.permissions import DELETE
 
 
 class ClusterForm(forms.ModelForm):
+    # Adding a cluster here provisions one (importing has its own page): a sandbox by default,
+    # sized by a node count rather than JSON.
+    nodes = forms.IntegerField(required=False, min_value=1, initial=3,
+                               help_text="Sandbox: how many nodes (at most PORTAL_SANDBOX_MAX_NODES)")
+
     class Meta:
         model = Cluster
-        fields = ["name", "description", "labels", "driver", "provider", "driver_config"]
+        fields = ["name", "description", "labels", "driver", "nodes", "provider", "driver_config"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None and "driver" in self.fields:
+            self.fields["driver"].initial = ClusterDriver.SANDBOX
+        if "driver_config" in self.fields:
+            self.fields["driver_config"].help_text = "Further driver options (JSON); the node count above wins"
 
     def clean(self):
         data = super().clean()
+        if self.instance.pk is None and data.get("driver") == ClusterDriver.SANDBOX and data.get("nodes"):
+            data["driver_config"] = {**(data.get("driver_config") or {}), "nodes": data["nodes"]}
         if self.instance.pk is None and data.get("driver") == ClusterDriver.IMPORTED:
             raise forms.ValidationError("To add a cluster that exists already, use “Import a cluster” on the cluster list.")
         if self.instance.pk is not None and data.get("driver") != self.instance.driver:
@@ -64,6 +75,10 @@ class ClusterAdmin(ChangeLoggedAdmin):
     actions = ["sync_now", "check_now", "remove_clusters"]
     action_permissions = {"delete_selected": DELETE, "remove_clusters": DELETE}
     change_list_template = "admin/clusters/cluster/change_list.html"
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        return fields if obj is None else [f for f in fields if f != "nodes"]
 
     def get_urls(self):
         from django.urls import path
@@ -111,13 +126,18 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
-            grant_creator_ownership(obj, request.user)
-            op = operations.start("provision", tasks.provision_cluster, cluster=obj, user=request.user, args=(obj.pk,))
+            op = lifecycle.start_provisioning(obj, request.user)
             url = reverse("portal-operation", args=[op.pk])
             self.message_user(request, format_html('Provisioning started: <a href="{}">follow it</a>.', url))
-            cluster_changed(obj, event="cluster.created")
         else:
             cluster_changed(obj)
+
+    # Deleting a cluster is its removal (the same operation the API and the portal start): the
+    # confirmation names what happens instead of listing inventory rows nobody deletes by hand, so
+    # read-only inventory does not make the red Delete a dead end.
+    def get_deleted_objects(self, objs, request):
+        consequences = [line for cluster in objs for line in lifecycle.removal_consequences(cluster)]
+        return consequences, {"clusters": len(objs)}, set(), []
 
     def delete_model(self, request, obj):
         self._remove(request, [obj])
@@ -125,22 +145,24 @@ class ClusterAdmin(ChangeLoggedAdmin):
     def delete_queryset(self, request, queryset):
         self._remove(request, list(queryset))
 
+    def response_delete(self, request, obj_display, obj_id):
+        self.message_user(request, f"Removal of {obj_display} started; follow it under Operations.")
+        from django.shortcuts import redirect
+
+        return redirect("admin:clusters_cluster_changelist")
+
     def _remove(self, request, clusters):
         for cluster in clusters:
-            with transaction.atomic():
-                locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-                if locked.state == ClusterState.REMOVING:
-                    continue
-                locked.set_state(ClusterState.REMOVING)
-                locked.save(update_fields=["state", "state_since", "modified"])
-                cluster_changed(locked)
-                operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+            try:
+                lifecycle.start_removal(cluster, request.user)
+            except lifecycle.Refused as refused:
+                self.message_user(request, f"{cluster.name}: {refused}", messages.WARNING)
 
     @admin.action(description="Sync inventory now")
     def sync_now(self, request, queryset):
         started = 0
         for cluster in queryset.monitored():
-            operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+            lifecycle.start_sync(cluster, request.user)
             started += 1
         self.message_user(request, f"started a sync of {started} cluster(s); follow them under Operations")
         if started < queryset.count():

@@ -29,8 +29,10 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from clusters import sync
 from clusters.events import FEED_CLUSTERS, cluster_payload
+from clusters.explain import event_payload, workload_of
+from clusters.kube import store
 from clusters.kube.client import api_client
-from clusters.kube.inventory import MODELS, RESOURCES, apply_change
+from clusters.kube.inventory import MODELS, RESOURCES, apply_change, event_is_recent
 from clusters.models import Cluster, ClusterState, Node, Pod
 from clusters.signals import inventory_changed
 from portal.events import emit, group_name
@@ -38,7 +40,8 @@ from portal.permissions import aggregate_audience
 
 log = logging.getLogger(__name__)
 
-WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"]
+WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "events"]
+PRUNE_EVERY = 100  # event writes between two trims of a cluster's events to the newest MAX_EVENTS
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
 CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
@@ -171,6 +174,7 @@ class ClusterWatch:
         self.changed = set()
         self.responses = set()
         self.credentials = None
+        self.event_writes = 0
 
     def start(self):
         thread = threading.Thread(target=self._main, name=f"watch-cluster-{self.cluster_id}", daemon=True)
@@ -290,7 +294,9 @@ class ClusterWatch:
                 raise Gone()
             raise RuntimeError(obj.get("message", "watch error"))
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        if kind != "BOOKMARK":
+        if resource == "events" and kind in ("ADDED", "MODIFIED") and not event_is_recent(obj):
+            pass  # outside the window Corral keeps
+        elif kind != "BOOKMARK":
             self.pool.submit(self.cluster_id, lambda: self._apply(resource, kind, obj))
             self.changed.add(resource)
             if resource in ("pods", "nodes"):
@@ -309,8 +315,14 @@ class ClusterWatch:
             singular, topic = resource[:-1], group_name("cluster", cluster.pk)
             if deleted_uid is not None:
                 emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, gone, topic)
+            elif instance is not None and resource == "events":
+                emit("event.updated", event_payload(instance, workload_of(instance)), instance, topic)
             elif instance is not None:
                 emit(f"{singular}.updated", object_payload(resource, instance), instance, topic)
+        if resource == "events" and instance is not None:
+            self.event_writes += 1
+            if self.event_writes % PRUNE_EVERY == 0:
+                store.trim_events(cluster)
 
     def _announce_changes(self, resources):
         """Tell whoever follows (alert evaluation) which resources changed; runs on the cluster's

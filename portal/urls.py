@@ -13,6 +13,9 @@ admin.site.index_title = "Platform"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("clusters/import/", views.cluster_import, name="cluster-import"),
+    path("clusters/new/", views.cluster_create, name="cluster-create"),
+    path("clusters/<int:pk>/remove/", views.cluster_remove, name="portal-cluster-remove"),
+    path("clusters/<int:pk>/members/", views.cluster_members, name="portal-cluster-members"),
     path("clusters/<int:pk>/", views.cluster_detail, name="portal-cluster"),
     path("search/", views.search, name="search"),
     path("", include("clusters.urls")),
@@ -22,6 +25,7 @@ urlpatterns = [
     path("login/", account_views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("account/", include("portal.accounts.urls")),
+    path("manage/", include("portal.accounts.manage_urls")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api.urls")),

@@ -8,11 +8,17 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from clusters.explain import why_not_ready
 from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
 from portal.models import Operation
-from portal.permissions import ADD, can_add
+from portal.permissions import ADD, can, can_add
 
 LIST_LIMIT = 200
+
+
+def query_text(request, name, limit=100):
+    """A filter's text from the query string, without NUL characters (PostgreSQL refuses them)."""
+    return request.GET.get(name, "").replace("\x00", "").strip()[:limit]
 
 
 class LogoutView(auth_views.LogoutView):
@@ -21,8 +27,11 @@ class LogoutView(auth_views.LogoutView):
 
 @login_required
 def dashboard(request):
+    from clusters.drivers import refuse_new_cluster
+
     clusters = Cluster.objects.restrict(request.user, "view").with_summary(request.user)
-    return render(request, "portal/dashboard.html", {"clusters": clusters})
+    may_create = refuse_new_cluster(request.user, "imported") is None
+    return render(request, "portal/dashboard.html", {"clusters": clusters, "may_create": may_create})
 
 
 def deploy_namespaces(user, cluster):
@@ -39,7 +48,7 @@ def deploy_namespaces(user, cluster):
 def cluster_detail(request, pk):
     """One cluster: nodes, namespaces, workloads with their pods, events; ?q= and ?namespace= filter."""
     cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(request.user), pk=pk)
-    user, q, namespace = request.user, request.GET.get("q", "").strip()[:100], request.GET.get("namespace", "")[:63]
+    user, q, namespace = request.user, query_text(request, "q"), query_text(request, "namespace", 63)
     workloads = Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
     pods = Pod.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
     events = ClusterEvent.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
@@ -49,6 +58,7 @@ def cluster_detail(request, pk):
         workloads = workloads.filter(Q(name__icontains=q) | Q(images__icontains=q))
         pods = pods.filter(Q(name__icontains=q) | Q(images__icontains=q) | Q(node_name__icontains=q))
     workloads, pods = list(workloads[:LIST_LIMIT]), list(pods[:LIST_LIMIT])
+    why = why_not_ready(workloads, events)
     context = {
         "cluster": cluster, "q": q, "namespace": namespace,
         "changeable": set(Workload.objects.restrict(user, "change").filter(pk__in=[w.pk for w in workloads]).values_list("pk", flat=True)),
@@ -59,9 +69,12 @@ def cluster_detail(request, pk):
         "workloads": workloads,
         "pods": pods,
         "events": events[:50],
+        "why": why,
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
         **usage_status(cluster),
+        "may_change": can(user, "change", cluster),
+        "may_remove": can(user, "delete", cluster),
     }
     return render(request, "portal/cluster_detail.html", context)
 
@@ -89,9 +102,54 @@ def cluster_import(request):
 
 
 @login_required
+def cluster_create(request):
+    """Create a cluster: a form per driver (the sandbox: a name and a node count), posting to the
+    API (the same checks and the same provisioning operation as every other client)."""
+    from django.conf import settings
+
+    from clusters.drivers import refuse_new_cluster
+
+    problem = refuse_new_cluster(request.user, "imported")
+    if problem:
+        raise PermissionDenied(problem)
+    return render(request, "portal/cluster_create.html", {
+        "sandbox_refused": refuse_new_cluster(request.user, "sandbox"),
+        "max_nodes": settings.SANDBOX_MAX_NODES,
+    })
+
+
+@login_required
+def cluster_remove(request, pk):
+    """Confirm a cluster's removal, naming what happens; the button starts the API's removal."""
+    from clusters.lifecycle import removal_consequences
+
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    if not can(request.user, "delete", cluster):
+        raise PermissionDenied("removing a cluster needs the cluster owner role")
+    return render(request, "portal/cluster_remove.html", {"cluster": cluster, "consequences": removal_consequences(cluster)})
+
+
+@login_required
+def cluster_members(request, pk):
+    """Who holds which role on a cluster; whoever may grant there adds and removes members (through
+    the API, which checks that nobody grants a role they do not hold)."""
+    from clusters.models import ClusterMembership
+    from clusters.roles import CLUSTER_MEMBER, CLUSTER_OWNER
+
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    memberships = ClusterMembership.objects.restrict(request.user, "view").filter(cluster=cluster).select_related("user", "group")
+    removable = set(ClusterMembership.objects.restrict(request.user, "delete").filter(cluster=cluster).values_list("pk", flat=True))
+    return render(request, "portal/cluster_members.html", {
+        "cluster": cluster, "memberships": memberships, "removable": removable,
+        "may_add": can_add(request.user, ClusterMembership, cluster=cluster),
+        "roles": [(CLUSTER_OWNER, "Cluster owner"), (CLUSTER_MEMBER, "Cluster member")],
+    })
+
+
+@login_required
 def search(request):
     """Pods, workloads and nodes across every cluster the user may see."""
-    q = request.GET.get("q", "").strip()[:100]
+    q = query_text(request, "q")
     results = {}
     if q:
         user = request.user

@@ -325,6 +325,9 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         before = set(pod_rows(browser))
         doomed = sorted(before)[0]
         browser.find_element(By.CSS_SELECTOR, f"#{doomed} button").click()
+        WebDriverWait(browser, 5).until(lambda d: d.switch_to.alert)  # the deletion asks first
+        assert "Delete the pod" in browser.switch_to.alert.text
+        browser.switch_to.alert.accept()
         WebDriverWait(browser, 10).until(lambda d: doomed not in pod_rows(d))
         WebDriverWait(browser, 30).until(lambda d: len(running_rows(d)) == 3 and len(set(pod_rows(d)) - before) == 1)
 

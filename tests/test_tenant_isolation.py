@@ -11,6 +11,7 @@ import json
 import re
 
 import pytest
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
@@ -280,6 +281,11 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
     token = ApiToken.objects.get(description="a's token")
     objects = {
         "portal-cluster": world.cluster,
+        "portal-cluster-remove": world.cluster,
+        "portal-cluster-members": world.cluster,
+        "manage-user": world.owner,
+        "manage-group": Group.objects.get_or_create(name="a-team")[0],
+        "manage-group-delete": Group.objects.get_or_create(name="a-team")[0],
         "portal-operation": Operation.objects.get(cluster=world.cluster),
         "portal-project": world.project,
         "account-token-revoke": token,

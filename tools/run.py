@@ -3,7 +3,9 @@ worker, Celery beat and the cluster watcher.  Output is prefixed per process.
 
 A process that dies is started again, as a process supervisor would: at once the first time, then
 after a back-off that doubles (up to 30 s) while it keeps dying within a minute of its start, with a
-line saying so.  Ctrl-C (SIGINT) or SIGTERM stops them all.
+line saying so.  Ctrl-C (SIGINT) or SIGTERM stops them all, then the private services `make run`
+started for them (named in $CORRAL_RUN_STOPS: ``redis``, ``postgres-durable``; their data stays
+under $CORRAL_VAR_DIR for the next start).
 
 Used by `make run`; `python tools/run.py watch worker` runs only the named ones.  In production run
 the same commands under your supervisor of choice (see docker-compose.yml).
@@ -158,8 +160,38 @@ def main(argv=None):
     if os.environ.get("PORTAL_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
         say("PORTAL_DEBUG is on: every error page shows settings and local variables; keep it off on a shared host")
     https = f" and https://{host}:{tls_port}/ (kubectl)" if tls_port else ""
-    return supervise(chosen, banner=f"Corral is starting on http://{host}:{port}/{https}  (Ctrl-C stops "
-                                    f"{', '.join(chosen)}; any of them that dies is started again)")
+    stops = os.environ.get("CORRAL_RUN_STOPS", "").split()
+    return supervise_then_stop(chosen, stops, banner=f"Corral is starting on http://{host}:{port}/{https}  (Ctrl-C stops "
+                                                     f"{', '.join([*chosen, *stops])}; any of them that dies is started again)")
+
+
+def supervise_then_stop(named_commands, stops, banner=None):
+    """``supervise``, then stop the private services named in ``stops``."""
+    try:
+        return supervise(named_commands, banner=banner)
+    finally:
+        stop_services(stops)
+
+
+def stop_services(names):
+    """Stop the private services `make run` started (its data stays for the next start)."""
+    if not names:
+        return
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tools import services
+
+    var = services.default_var_dir()
+    for name in names:
+        try:
+            if name == "redis":
+                stopped = services.stop_redis(var)
+            elif name == "postgres-durable":
+                stopped = services.stop_postgres(var, durable=True)
+            else:
+                continue
+            say(f"{name} {'stopped' if stopped else 'was not running'} ({var})")
+        except Exception as exc:  # noqa: BLE001 - say so and go on stopping the rest
+            say(f"could not stop {name}: {exc}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from clusters import filters, tasks
+from clusters import filters, lifecycle, tasks
 from clusters.api import serializers as s
 from clusters.api.kubeconfig import ClusterKubeconfigMixin
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
@@ -23,14 +23,11 @@ from clusters.models import (
     Pod,
     Service,
     Workload,
-    grant_creator_ownership,
 )
 from clusters.registry import register_imported
-from portal import operations
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
-from portal.models import OperationStatus
 from portal.permissions import CHANGE
 from projects.api.views import NamespaceChangeMixin
 
@@ -52,12 +49,7 @@ class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
         if problem:
             raise exceptions.PermissionDenied(problem)
         super().perform_create(serializer)
-        cluster = serializer.instance
-        grant_creator_ownership(cluster, self.request.user)
-        self.operation = operations.start(
-            "provision", tasks.provision_cluster, cluster=cluster, user=self.request.user, args=(cluster.pk,)
-        )
-        cluster_changed(cluster, event="cluster.created")
+        self.operation = lifecycle.start_provisioning(serializer.instance, self.request.user)
 
     def create(self, request, *args, **kwargs):
         response = super().create(request, *args, **kwargs)
@@ -73,15 +65,10 @@ class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
         """Removing a cluster is an operation: a sandbox is torn down, an imported cluster forgotten
         (nothing in it is touched)."""
         cluster = self.get_object()
-        with transaction.atomic():
-            locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
-            under_way = locked.operations.filter(kind="remove", status__in=[OperationStatus.PENDING, OperationStatus.RUNNING])
-            if locked.state == ClusterState.REMOVING and under_way.exists():
-                raise exceptions.ValidationError({"state": "the cluster is already being removed"})
-            locked.set_state(ClusterState.REMOVING)
-            locked.save(update_fields=["state", "state_since", "modified"])
-            cluster_changed(locked)
-            op = operations.start("remove", tasks.remove_cluster, cluster=locked, user=request.user, args=(locked.pk,))
+        try:
+            op = lifecycle.start_removal(cluster, request.user)
+        except lifecycle.Refused as refused:
+            raise exceptions.ValidationError({"state": str(refused)}) from None
         return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=s.ClusterImportSerializer, responses={201: s.ClusterSerializer})
@@ -134,9 +121,10 @@ class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
     def sync(self, request, pk=None):
         """Re-read the cluster's whole inventory now (an operation you can follow)."""
         cluster = self.get_object()
-        if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
-            raise exceptions.ValidationError({"state": f"a {cluster.state} cluster cannot be synced"})
-        op = operations.start("sync", tasks.sync_cluster, cluster=cluster, user=request.user, args=(cluster.pk,))
+        try:
+            op = lifecycle.start_sync(cluster, request.user)
+        except lifecycle.Refused as refused:
+            raise exceptions.ValidationError({"state": str(refused)}) from None
         return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: None})

@@ -12,7 +12,7 @@ import itertools
 import logging
 import queue
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 from django.db import DatabaseError, transaction
@@ -41,8 +41,11 @@ RESOURCES = {
 }
 WORKLOAD_KINDS = {"deployments": "deployment", "statefulsets": "statefulset", "daemonsets": "daemonset", "jobs": "job", "cronjobs": "cronjob"}
 OWNER_KIND = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset", "Job": "job", "CronJob": "cronjob"}
+# Events, Warning and Normal: the most recent MAX_EVENTS per cluster seen within EVENT_WINDOW (the
+# API server's own event TTL is an hour).  Kubernetes deduplicates a repeated event into one object
+# whose count grows; Corral keeps that one row (by uid) and its count.
 MAX_EVENTS = 500
-EVENT_QUERY = {"fieldSelector": "type=Warning"}
+EVENT_WINDOW = timedelta(hours=1)
 # Written in this order, so that what a row links to (namespace, node, workload) is there first.
 SYNC_ORDER = ["namespaces", "nodes", *WORKLOAD_KINDS, "replicasets", "pods", "services", "events"]
 
@@ -222,13 +225,26 @@ def service_fields(obj):
     }
 
 
+def event_last_seen(obj):
+    """When an event last happened (RFC 3339 text), whichever way its reporter said it."""
+    return (obj.get("lastTimestamp") or (obj.get("series") or {}).get("lastObservedTime") or obj.get("eventTime")
+            or (obj.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def event_is_recent(obj, now=None):
+    """Within the window Corral keeps events for (an event without any time counts as recent)."""
+    last = _time(event_last_seen(obj))
+    return last is None or last >= (now or timezone.now()) - EVENT_WINDOW
+
+
 def event_fields(obj):
     involved = obj.get("involvedObject") or obj.get("regarding") or {}
-    last = obj.get("lastTimestamp") or obj.get("eventTime") or (obj.get("metadata") or {}).get("creationTimestamp")
+    last = event_last_seen(obj)
+    series = obj.get("series") or {}
     return {
         **_meta(obj), "type": obj.get("type", ""), "reason": (obj.get("reason") or "")[:128], "message": obj.get("message") or "",
         "involved_kind": involved.get("kind", ""), "involved_name": involved.get("name", ""),
-        "count": obj.get("count") or 1, "first_seen": _time(obj.get("firstTimestamp")) or _time(last), "last_seen": _time(last),
+        "count": obj.get("count") or series.get("count") or 1, "first_seen": _time(obj.get("firstTimestamp")) or _time(last), "last_seen": _time(last),
     }
 
 
@@ -274,7 +290,7 @@ class SyncWriter:
         self.warnings = []
         self.counts = dict.fromkeys(("namespaces", "nodes", "workloads", "pods", "services", "events"), 0)
         self.rs_owner = {}  # (namespace, ReplicaSet) -> Deployment, to link pods to Deployments
-        self.recent_events = []  # a heap of the most recent warnings, at most MAX_EVENTS
+        self.recent_events = []  # a heap of the most recent events, at most MAX_EVENTS
         self._order = itertools.count()
         self.ns_ids, self.node_ids, self.workload_ids = {}, {}, {}
 
@@ -286,8 +302,11 @@ class SyncWriter:
                 if owner and owner.get("kind") == "Deployment":
                     self.rs_owner[(_namespace_of(rs), rs["metadata"].get("name"))] = owner.get("name")
         elif resource == "events":
+            now = timezone.now()
             for obj in items:
-                entry = (obj.get("lastTimestamp") or obj.get("eventTime") or "", _uid(obj), next(self._order), obj)
+                if not event_is_recent(obj, now):
+                    continue
+                entry = (event_last_seen(obj), _uid(obj), next(self._order), obj)
                 if len(self.recent_events) < MAX_EVENTS:
                     heapq.heappush(self.recent_events, entry)
                 elif entry[:2] > self.recent_events[0][:2]:
@@ -300,7 +319,7 @@ class SyncWriter:
         if resource == "replicasets":
             return
         if resource == "events":
-            self.apply(self._write_events)
+            self.apply(lambda: self._write_events(version))
             return
         model = MODELS[resource]
         counted = "workloads" if resource in WORKLOAD_KINDS else resource
@@ -382,7 +401,7 @@ class SyncWriter:
             self.workload_ids.update(((k, ns, n), i) for i, k, ns, n in Workload.objects.filter(cluster=self.cluster, uid__in=keys)
                                      .values_list("id", "kind", "namespace_id", "name"))
 
-    def _write_events(self):
+    def _write_events(self, list_version=""):
         recent = sorted(self.recent_events, key=lambda e: e[:3], reverse=True)
         self.recent_events = []
         self.counts["events"] = len(recent)
@@ -400,8 +419,11 @@ class SyncWriter:
             by_uid = {uid: obj for _, uid, _, obj in recent}
             for row, why in store.upsert(ClusterEvent, self.cluster, rows):
                 self._warn("events", by_uid.get(row["uid"], {}), why)
-            # Only the most recent warnings are kept: the rest go (events are not watched).
-            ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).delete()
+            # Only the most recent events are kept; a row the list does not keep goes unless it is
+            # newer than the list (a watch event written meanwhile).
+            stale = ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).values_list("pk", "resource_version", "synced")
+            gone = [pk for pk, version, synced in stale if store.proven_gone(version, synced, list_version, self.started)]
+            ClusterEvent.objects.filter(pk__in=gone).delete()
 
 
 FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fields, "services": service_fields,
@@ -414,7 +436,7 @@ def sync_inventory(cluster, api, versions=None, apply=None):
     writer = SyncWriter(cluster, apply)
     for resource in SYNC_ORDER:
         listed, version = set(), ""
-        for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource], **(EVENT_QUERY if resource == "events" else {}))):
+        for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource])):
             version = page_version  # every page of a list is read at the same resourceVersion
             listed.update(_key(resource, o) for o in items)
             writer.page(resource, items)

@@ -227,3 +227,15 @@ def record_warnings(cluster_id, warnings, replace=False):
         merged = (current + list(warnings))[-MAX_WARNINGS:]
         if merged != cluster.sync_warnings:
             Cluster.objects.filter(pk=cluster_id).update(sync_warnings=merged)
+
+
+def trim_events(cluster, keep=None):
+    """Keep the cluster's newest ``keep`` events (MAX_EVENTS), under the inventory lock."""
+    from clusters.kube.inventory import MAX_EVENTS
+    from clusters.models import ClusterEvent
+
+    keep = MAX_EVENTS if keep is None else keep
+    with transaction.atomic():
+        lock_inventory(cluster.pk)
+        newest = ClusterEvent.objects.filter(cluster=cluster).order_by("-last_seen", "-pk").values_list("pk", flat=True)[:keep]
+        ClusterEvent.objects.filter(cluster=cluster).exclude(pk__in=list(newest)).delete()

@@ -69,7 +69,11 @@ def sandbox_name(text: str) -> str:
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("CORRAL_SANDBOX_ROOT") or REPO_ROOT / "var" / "sandboxes")
+    """$CORRAL_SANDBOX_ROOT, else sandboxes/ under the local state directory ($CORRAL_VAR_DIR or var/),
+    as the portal's settings say (SANDBOX_ROOT)."""
+    if os.environ.get("CORRAL_SANDBOX_ROOT"):
+        return Path(os.environ["CORRAL_SANDBOX_ROOT"])
+    return Path(os.environ.get("CORRAL_VAR_DIR") or REPO_ROOT / "var") / "sandboxes"
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -29,3 +29,17 @@ def bytes(value):  # noqa: A001  (the filter's name in templates)
 @register.filter
 def cluster_ids(clusters):
     return [c.pk for c in clusters]
+
+
+@register.filter
+def get_item(mapping, key):
+    """``mapping[key]``, or '' when it has none."""
+    return (mapping or {}).get(key, "")
+
+
+@register.filter
+def global_admin(user):
+    """Is ``user`` a global administrator (the engine's answer)?"""
+    from portal.permissions import is_global_admin
+
+    return is_global_admin(user)

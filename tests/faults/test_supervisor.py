@@ -70,3 +70,52 @@ def test_a_sigkilled_watcher_of_make_run_comes_back(settings):
         assert code == 0 and not alive
     finally:
         sup.kill()
+
+
+def test_ctrl_c_stops_the_private_redis_make_run_started():
+    """`make run` names the services it started in CORRAL_RUN_STOPS; Ctrl-C stops them after the
+    processes (their data stays under CORRAL_VAR_DIR)."""
+    import shutil
+
+    from tools import services
+
+    var = services.default_var_dir() / f"test-run-stops-{os.getpid()}"
+    var.mkdir(parents=True, exist_ok=True)
+    try:
+        url = services.ensure_redis(var)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert services.port_accepts(port)
+        script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from tools.run import supervise_then_stop; "
+                  f"sys.exit(supervise_then_stop({{'alpha': {SLEEPER + ['alpha']!r}}}, ['redis']))")
+        sup = Supervisor([sys.executable, "-c", script], env=dict(os.environ, CORRAL_VAR_DIR=str(var)))
+        try:
+            sup.wait_for(lambda: sup.child("alpha"), what="alpha")
+            code, alive = sup.interrupt()
+            assert code == 0 and not alive
+            assert sup.wait_for(lambda: sup.said("redis stopped"), what="the stop line")
+            assert not services.port_accepts(port)
+        finally:
+            sup.kill()
+    finally:
+        services.stop_all(var)
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def test_sandboxes_live_under_corral_var_dir(tmp_path, monkeypatch):
+    """`manage.py sandbox` and the sandbox driver keep sandboxes under $CORRAL_VAR_DIR."""
+    from clusters.sandbox import default_root
+
+    monkeypatch.delenv("CORRAL_SANDBOX_ROOT", raising=False)
+    monkeypatch.setenv("CORRAL_VAR_DIR", str(tmp_path))
+    assert default_root() == tmp_path / "sandboxes"
+    monkeypatch.setenv("CORRAL_SANDBOX_ROOT", str(tmp_path / "elsewhere"))
+    assert default_root() == tmp_path / "elsewhere"
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_SANDBOX_ROOT"} | {"CORRAL_VAR_DIR": str(tmp_path / "v")}
+    import subprocess
+
+    # A stopped sandbox's state file under the var dir: the command lists it (and nothing else).
+    (tmp_path / "v" / "sandboxes" / "kept-here").mkdir(parents=True)
+    (tmp_path / "v" / "sandboxes" / "kept-here" / "sandbox.json").write_text('{"components": {}, "ports": {"kube-apiserver": 1}, "nodes": 0}')
+    listed = subprocess.run([sys.executable, "manage.py", "sandbox", "list"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "kept-here" in listed.stdout

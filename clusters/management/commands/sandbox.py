@@ -15,7 +15,7 @@ class Command(BaseCommand):
     help = "Start, stop and list local Kubernetes sandboxes (upstream control plane + kwok nodes)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--root", type=Path, help="state directory (default: $CORRAL_SANDBOX_ROOT or var/sandboxes)")
+        parser.add_argument("--root", type=Path, help="state directory (default: $CORRAL_SANDBOX_ROOT, else sandboxes/ under $CORRAL_VAR_DIR or var/)")
         sub = parser.add_subparsers(dest="action", required=True, metavar="{up,down,list,kubeconfig}")
         up = sub.add_parser("up", help="start a sandbox and wait until its nodes are Ready")
         up.add_argument("name")
@@ -28,6 +28,9 @@ class Command(BaseCommand):
         kubeconfig.add_argument("name")
 
     def handle(self, *args, action, root=None, **options):
+        from django.conf import settings
+
+        root = root or settings.SANDBOX_ROOT  # the portal's own sandboxes: CORRAL_SANDBOX_ROOT / CORRAL_VAR_DIR
         try:
             getattr(self, f"_{action}")(root, **options)
         except SandboxError as exc:

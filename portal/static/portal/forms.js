@@ -32,7 +32,11 @@
       if (type === "int") value = parseInt(value, 10);
       else if (type === "null") value = value === "" ? null : parseInt(value, 10);
       else if (type === "quantities") value = parseQuantities(value, el.name);
-      data[el.name] = value;
+      if (el.name.indexOf(".") > 0) {  // "driver_config.nodes": a field of an object
+        var path = el.name.split("."), into = data;
+        path.slice(0, -1).forEach(function (key) { into = into[key] = into[key] || {}; });
+        into[path[path.length - 1]] = value;
+      } else data[el.name] = value;
     });
     return { url: url, data: data };
   }
@@ -75,7 +79,11 @@
 
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!form.classList.contains("api-form")) return;
+    if (!form.classList.contains("api-form")) {
+      var asked = event.submitter && event.submitter.dataset.confirm;  // a plain form that asks first
+      if (asked && !window.confirm(asked)) event.preventDefault();
+      return;
+    }
     event.preventDefault();
     var request;
     try { request = body(form); } catch (e) { show(form, [e.message]); return; }

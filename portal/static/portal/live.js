@@ -111,6 +111,45 @@
     if (!row) return;
     if (event === "workload.deleted") { row.remove(); return; }
     setText(row, "ready", data.ready_replicas + " / " + data.desired_replicas);
+    showWhy(row);
+  }
+
+  // A workload's "why" line shows while it is below its desired count.
+  function showWhy(row) {
+    var why = row.querySelector('[data-field="why"]');
+    if (!why) return;
+    var counts = (row.querySelector('[data-field="ready"]') || {}).textContent || "";
+    var m = counts.match(/(\d+)\s*\/\s*(\d+)/);
+    setText(row, "why", m && +m[1] < +m[2] ? row.dataset.why || why.textContent : "");
+  }
+
+  // A Kubernetes event: into the page's list (newest first), and as the "why" of its workload's row.
+  function onKubeEvent(event, data) {
+    var row = document.getElementById("event-" + data.uid);
+    if (event === "event.deleted") { if (row) row.remove(); return; }
+    var list = document.getElementById("events");
+    if (data.workload_uid) {
+      var workload = document.getElementById("workload-" + data.workload_uid);
+      if (workload && data.why) { workload.dataset.why = data.why; showWhy(workload); }
+    }
+    if (!list || (list.dataset.namespace && list.dataset.namespace !== data.namespace)) return;
+    if (!row) {
+      row = document.createElement("li");
+      row.id = "event-" + data.uid;
+      ["last_seen", "type", "reason", "involved", "message", "count"].forEach(function (f) {
+        var el = document.createElement(f === "last_seen" ? "time" : f === "reason" ? "strong" : "span");
+        el.dataset.field = f; row.appendChild(el); row.appendChild(document.createTextNode(" "));
+      });
+      var empty = list.querySelector(".empty-row"); if (empty) empty.remove();
+    }
+    row.className = "event event-" + String(data.type).toLowerCase();
+    setText(row, "last_seen", data.last_seen ? new Date(data.last_seen).toLocaleString() : "");
+    setText(row, "type", data.type);
+    setText(row, "reason", data.reason);
+    setText(row, "involved", data.involved_kind + "/" + data.involved_name + (data.namespace ? " in " + data.namespace : "") + ":");
+    setText(row, "message", data.message);
+    setText(row, "count", data.count > 1 ? "×" + data.count : "");
+    list.insertBefore(row, list.firstChild);
   }
 
   function onOperation(data) {
@@ -173,6 +212,7 @@
                msg.event.indexOf("daemonset.") === 0 || msg.event.indexOf("job.") === 0) onWorkload(msg.event.replace(/^[a-z]+\./, "workload."), msg.data);
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
+      else if (msg.event.indexOf("event.") === 0) onKubeEvent(msg.event, msg.data);
       document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
     };
     ws.onclose = function (close) {
