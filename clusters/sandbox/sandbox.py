@@ -357,8 +357,16 @@ class Sandbox:
 
     def _register_metrics_api(self, port: int) -> None:
         """metrics.k8s.io served by the metrics-server process on loopback: an ExternalName Service
-        (the aggregator resolves it to localhost) and the APIService pointing at it."""
+        (the aggregator resolves it to localhost) and the APIService pointing at it; and, as
+        metrics-server's own manifests do, the aggregated reader role, so that whoever holds the
+        built-in view, edit or admin role (Corral's project roles) may read their pods' usage."""
         api = self.api()
+        aggregate = {f"rbac.authorization.k8s.io/aggregate-to-{role}": "true" for role in ("view", "edit", "admin")}
+        api.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "system:aggregated-metrics-reader", "labels": aggregate},
+            "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]}],
+        }, exist_ok=True)
         api.create("/api/v1/namespaces/kube-system/services", {
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "metrics-server", "namespace": "kube-system"},
             "spec": {"type": "ExternalName", "externalName": "localhost", "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
