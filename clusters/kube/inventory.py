@@ -11,6 +11,7 @@ import heapq
 import itertools
 import logging
 import queue
+import re
 import threading
 from datetime import datetime, timedelta
 
@@ -497,6 +498,18 @@ def row_for(cluster, resource, obj):
     return row
 
 
+def adopt_pods(cluster, workload):
+    """Link the workload's pods that were written before it (watch threads of different kinds race:
+    a pod may arrive before its Deployment) and so were stored with no workload."""
+    orphans = Pod.objects.filter(cluster=cluster, namespace_id=workload.namespace_id, workload__isnull=True)
+    if workload.kind == "deployment":  # through its ReplicaSets, named <deployment>-<pod-template-hash>
+        orphans = orphans.filter(owner_kind="ReplicaSet", owner_name__regex=rf"^{re.escape(workload.name)}-[a-z0-9]+$")
+    else:
+        owner = next((k for k, v in OWNER_KIND.items() if v == workload.kind), None)
+        orphans = orphans.filter(owner_kind=owner, owner_name=workload.name)
+    return orphans.update(workload=workload)
+
+
 def apply_change(cluster, resource, kind, obj):
     """Apply one watch event (ADDED, MODIFIED, DELETED) unless the database holds a newer version
     or the object was deleted; returns (model instance or None, deleted uid or None)."""
@@ -536,6 +549,8 @@ def apply_change(cluster, resource, kind, obj):
                         setattr(instance, name, value)
                     instance.synced = timezone.now()
                     instance.save()
+                if resource in WORKLOAD_KINDS:
+                    adopt_pods(cluster, instance)
         except DatabaseError as exc:
             return _not_stored(cluster, resource, obj, str(exc).splitlines()[0])
     return instance, None
