@@ -236,6 +236,7 @@ def test_the_worker_killed_in_the_middle_of_a_sync_of_1000_pods(portal):
             op = started.json()["id"]
             wait_for(lambda op=op: any("reading the inventory" in m for m in portal.operation(op)["log"]), 60, "the sync to read")
             pool[0].suspend()  # the process running the task, frozen where it is
+            time.sleep(1)  # a commit it sent just before is seen, not missed
             if portal.operation(op)["status"] == "running":
                 break
             pool[0].resume()
