@@ -1,4 +1,7 @@
 from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
 
 register = template.Library()
 
@@ -43,3 +46,20 @@ def global_admin(user):
     from portal.permissions import is_global_admin
 
     return is_global_admin(user)
+
+
+@register.filter
+def when(moment, empty="never"):
+    """The one date format: relative words, the exact time on hover, the ISO instant for live.js.
+
+    ``<time class="when" datetime="2026-11-23T01:02:03+00:00" title="…">5 minutes ago</time>``;
+    live.js renders the same element for live updates and keeps the words current.
+    """
+    if not moment:
+        return empty
+    now = timezone.now()
+    words = f"{timesince(moment, now, depth=1)} ago" if moment <= now else f"in {timeuntil(moment, now, depth=1)}"
+    if (now - moment).total_seconds() < 60 and moment <= now:
+        words = "just now"
+    exact = timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return format_html('<time class="when" datetime="{}" title="{}">{}</time>', moment.isoformat(), exact, words)
