@@ -149,3 +149,45 @@ def sync_all_clusters():
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         if sync.due(cluster_id):
             enqueue_once("sync", sync_cluster_quietly, cluster_id, ttl=30 * 60)
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=65 * 60, soft_time_limit=62 * 60)
+def drain_node(operation_id, node_id, options):
+    """Drain a node (clusters.kube.nodes.drain), followed as an operation; the audit trail says
+    what was evicted, or what blocked it, in the name of whoever asked."""
+    from clusters.kube import nodes as kube_nodes
+    from clusters.kube.inventory import apply_change
+    from clusters.models import Node
+    from portal.audit import audit_context, record
+
+    node = Node.objects.select_related("cluster").filter(pk=node_id).first()
+    with Progress(operation_id) as progress:
+        if node is None:
+            raise kube_nodes.DrainBlocked("the node is no longer in Corral's inventory")
+        who = progress.op.created_by
+        api = api_client(node.cluster.credentials)
+        try:
+            with audit_context(who, "task"):
+                try:
+                    evicted = kube_nodes.drain(api, node.name, progress.step, timeout=options.get("timeout", 120),
+                                               force=options.get("force", False), delete_emptydir_data=options.get("delete_emptydir_data", False))
+                except Exception as exc:
+                    record("action", node, message=f"drain failed: {exc}")
+                    raise
+                finally:
+                    _remember_node(node, api, apply_change)
+                record("action", node, after={"evicted": evicted}, message=f"drained: {len(evicted)} pod(s) evicted")
+        finally:
+            api.close()
+
+
+def _remember_node(node, api, apply_change):
+    """The node as it is now (cordoned) in the inventory at once; the watcher confirms it."""
+    from clusters.kube.workloads import WorkloadError, call
+
+    try:
+        obj = call(api, "GET", f"/api/v1/nodes/{node.name}")
+    except WorkloadError:
+        return
+    with transaction.atomic():
+        apply_change(node.cluster, "nodes", "MODIFIED", obj)

@@ -1,3 +1,5 @@
+import re
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -227,7 +229,49 @@ class ScaleSerializer(StrictSerializer):
     replicas = serializers.IntegerField(min_value=0, max_value=1000)
 
 
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ExposedServiceSerializer(ServiceSerializer):
+    """The Service that expose made, with its page in the portal."""
+
+    page = serializers.SerializerMethodField(help_text="The Service's page in the portal")
+
+    class Meta(ServiceSerializer.Meta):
+        fields = [*ServiceSerializer.Meta.fields, "page"]
+
+    def get_page(self, obj) -> str:
+        return f"/services/{obj.pk}/"
+
+
 class ExposeSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=63, required=False, help_text="The Service's name (default: the workload's)")
     port = serializers.IntegerField(min_value=1, max_value=65535)
     target_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
     type = serializers.ChoiceField(choices=["ClusterIP", "NodePort", "LoadBalancer"], default="ClusterIP")
+
+
+class DrainSerializer(StrictSerializer):
+    timeout_seconds = serializers.IntegerField(min_value=10, max_value=3600, default=120,
+                                               help_text="Give up (and say what blocked it) after this long")
+    force = serializers.BooleanField(default=False, help_text="Also evict pods that no controller would recreate")
+    delete_emptydir_data = serializers.BooleanField(default=False, help_text="Also evict pods with emptyDir data (it is lost)")
+
+
+class EndpointPortSerializer(serializers.Serializer):
+    name = serializers.CharField(allow_blank=True)
+    port = serializers.IntegerField(allow_null=True)
+    protocol = serializers.CharField()
+
+
+class EndpointSerializer(serializers.Serializer):
+    address = serializers.CharField()
+    address_type = serializers.CharField(allow_blank=True)
+    ready = serializers.BooleanField()
+    serving = serializers.BooleanField()
+    terminating = serializers.BooleanField()
+    pod = serializers.CharField(allow_blank=True, help_text="The pod behind the address (its targetRef), if any")
+    pod_id = serializers.IntegerField(allow_null=True, help_text="The pod's id in Corral, when you may see it")
+    node = serializers.CharField(allow_blank=True)
+    node_id = serializers.IntegerField(allow_null=True, help_text="The node's id in Corral, when you may see it")
+    ports = EndpointPortSerializer(many=True)

@@ -5,9 +5,10 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from clusters import filters, lifecycle, tasks
+from clusters import filters, lifecycle, services, tasks
 from clusters.api import serializers as s
 from clusters.api.kubeconfig import ClusterKubeconfigMixin
+from clusters.api.node_actions import NodeActionsMixin
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
 from clusters.drivers import refuse_new_cluster
 from clusters.events import cluster_changed
@@ -144,7 +145,10 @@ class ClusterMembershipViewSet(ModelViewSet):
     filterset_class = filters.ClusterMembershipFilter
 
 
-class NodeViewSet(ReadOnlyModelViewSet):
+class NodeViewSet(NodeActionsMixin, ReadOnlyModelViewSet):
+    """Inventory of nodes; /cordon/, /uncordon/ and /drain/ for those who may change them."""
+
+    http_method_names = ["get", "post", "head", "options"]
     queryset = Node.objects.select_related("cluster")
     serializer_class = s.NodeSerializer
     filterset_class = filters.NodeFilter
@@ -186,6 +190,19 @@ class ServiceViewSet(ReadOnlyModelViewSet):
     serializer_class = s.ServiceSerializer
     filterset_class = filters.ServiceFilter
     search_fields = ["name"]
+
+    @extend_schema(responses=s.EndpointSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def endpoints(self, request, pk=None):
+        """The Service's endpoints, read now from its EndpointSlices in the cluster (503 when the
+        cluster cannot be read)."""
+        service = self.get_object()
+        found = services.endpoints_for(request.user, service)
+        if found.error:
+            error = exceptions.APIException(found.error)
+            error.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+            raise error
+        return Response(s.EndpointSerializer(found.rows, many=True).data)
 
 
 class ClusterEventViewSet(ReadOnlyModelViewSet):

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from clusters.api import serializers as s
 from clusters.kube import workloads as kube
 from clusters.kube.client import ClusterConnectionError, api_client
-from clusters.kube.inventory import apply_change
+from clusters.kube.inventory import MODELS, apply_change, service_fields
 from clusters.models import ClusterState, Namespace, Workload
 from portal.audit import record
 from portal.permissions import CHANGE, VIEW, can_add
@@ -46,8 +46,12 @@ def _run(cluster, change):
 
 
 def _remember(cluster, resource, obj):
+    """Store what the cluster answered; the stored row (the watcher's, when it was first)."""
     with transaction.atomic():
         instance, _ = apply_change(cluster, resource, "MODIFIED", obj)
+    uid = (obj.get("metadata") or {}).get("uid")
+    if instance is None and uid:  # a newer version is stored already
+        instance = MODELS[resource].objects.filter(cluster=cluster, uid=uid).first()
     return instance
 
 
@@ -86,18 +90,41 @@ class WorkloadActionsMixin:
         record("action", workload, before={"replicas": before}, after={"replicas": replicas}, message=f"scaled to {replicas}")
         return Response(s.WorkloadSerializer(workload).data)
 
-    @extend_schema(request=s.ExposeSerializer, responses={201: s.ServiceSerializer})
+    @extend_schema(request=s.ExposeSerializer, responses={201: s.ExposedServiceSerializer})
     @action(detail=True, methods=["post"])
     def expose(self, request, pk=None):
+        """Create a Service for the workload's pods (`kubectl expose`); the answer names it (type,
+        cluster IP, ports) with its id in Corral and its page."""
         workload = self.get_object()
         data = s.ExposeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        obj = _run(workload.cluster, lambda api: kube.expose(
-            api, workload.namespace.name, workload.name, workload.selector, v["port"], v.get("target_port"), v["type"]))
+        name, namespace = v.get("name") or workload.name, workload.namespace.name
+        if len(name) > 63 or not s.DNS1035_LABEL.match(name):
+            raise exceptions.ValidationError({"name": [
+                f"a Service needs a name of at most 63 lower-case letters, digits and '-', starting with a letter ({name!r} is not); give one"]})
+
+        def create(api):
+            try:
+                return kube.expose(api, namespace, workload.name, workload.selector, v["port"], v.get("target_port"), v["type"], name=name)
+            except kube.WorkloadError as exc:
+                if exc.cluster_status == 409:
+                    raise exceptions.ValidationError({"name": [
+                        f"a Service named {name} already exists in namespace {namespace}; nothing was changed (give another name)"]}) from None
+                raise
+
+        obj = _run(workload.cluster, create)
         service = _remember(workload.cluster, "services", obj)
-        record("create", service, after={"port": v["port"], "type": v["type"], "workload": workload.name})
-        return Response(s.ServiceSerializer(service).data, status=status.HTTP_201_CREATED)
+        if service is not None:
+            record("create", service, after={"port": v["port"], "type": v["type"], "workload": workload.name})
+            body = s.ExposedServiceSerializer(service).data
+        else:  # not storable in the inventory (see the cluster's sync warnings): say what was made
+            record("create", object_type="clusters.service", object_repr=f"{workload.cluster}/{namespace}/{name}",
+                   after={"port": v["port"], "type": v["type"], "workload": workload.name})
+            fields = service_fields(obj)
+            body = {"id": None, "page": None, "namespace": namespace,
+                    **{k: fields[k] for k in ("uid", "name", "type", "cluster_ip", "ports", "selector")}}
+        return Response(body, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, pk=None):
         workload = self.get_object()  # 404 if unseen, 403 without the delete right

@@ -21,8 +21,9 @@ SCALABLE = {"deployment", "statefulset"}
 class WorkloadError(Exception):
     """``status`` is the HTTP status Corral should answer with."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, cluster_status=None):
         self.status, self.message = status, message
+        self.cluster_status = cluster_status  # what the API server answered, when it answered
         super().__init__(message)
 
 
@@ -34,7 +35,7 @@ def call(api, method, path, body=None, content_type="application/json"):
             _request_timeout=api.corral_timeout,
         )
     except ApiException as exc:
-        raise WorkloadError(*_explain(exc)) from None
+        raise WorkloadError(*_explain(exc), cluster_status=exc.status) from None
     except Exception as exc:
         raise WorkloadError(503, describe_error(exc, api.configuration.host)) from None
     return json.loads(response.data) if response.data else {}
@@ -82,13 +83,14 @@ def scale(api, kind, namespace, name, replicas):
     return call(api, "PATCH", path, {"spec": {"replicas": replicas}}, content_type="application/merge-patch+json")
 
 
-def expose(api, namespace, name, selector, port, target_port=None, service_type="ClusterIP"):
-    """Create a Service for the workload's pods, like `kubectl expose deployment NAME --port=PORT`."""
+def expose(api, namespace, workload_name, selector, port, target_port=None, service_type="ClusterIP", name=None):
+    """Create a Service for the workload's pods, like `kubectl expose deployment NAME --port=PORT
+    [--name=SERVICE]`."""
     if not selector:
         raise WorkloadError(400, "the workload has no label selector to expose")
     body = {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "labels": {"app": name}},
+        "metadata": {"name": name or workload_name, "labels": {"app": workload_name}},
         "spec": {"type": service_type, "selector": selector,
                  "ports": [{"port": port, "targetPort": target_port or port, "protocol": "TCP"}]},
     }
