@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from django.conf import settings as django_settings
 
-from clusters.models import Cluster, ClusterMembership, Pod
+from clusters.models import Cluster, ClusterMembership, Pod, Workload
 from clusters.watcher import ClusterWatch
 from tests.conftest import make_user
 
@@ -333,6 +333,10 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
 
         browser.find_element(By.ID, f"expose-{workload_id}").submit()
         WebDriverWait(browser, 10).until(lambda d: Service.objects.filter(cluster=cluster, name="nginx").exists())
+        service = Service.objects.get(cluster=cluster, name="nginx")
+        result = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#workload-{Workload.objects.get(pk=workload_id).uid} .form-result"))
+        assert result.text == f"Created Service nginx (ClusterIP {service.cluster_ip}:80) — open"  # what expose made, in place
+        assert result.find_element(By.LINK_TEXT, "open").get_attribute("href").endswith(f"/services/{service.pk}/")
         endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx",
                             "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
         assert len(endpoints) == 3

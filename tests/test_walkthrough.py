@@ -106,7 +106,7 @@ def test_bad_input_and_cluster_refusals_are_clear(world, setup, kubectl):
     assert client.post(f"/api/v1/workloads/{workload_id}/scale/", {"replicas": 5000}, format="json").status_code == 400
     client.post(f"/api/v1/workloads/{workload_id}/expose/", {"port": 80}, format="json")
     twice = client.post(f"/api/v1/workloads/{workload_id}/expose/", {"port": 80}, format="json")
-    assert twice.status_code == 400 and "already exists" in twice.json()["detail"]
+    assert twice.status_code == 400 and "already exists" in twice.json()["name"][0]
     Cluster.objects.filter(pk=cluster.pk).update(state="unavailable")
     down = client.post(f"/api/v1/workloads/{workload_id}/scale/", {"replicas": 2}, format="json")
     assert down.status_code == 400 and "unavailable" in str(down.json())

@@ -1,8 +1,10 @@
 import re
 
+from django.urls import NoReverseMatch, reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clusters import container_spec
 from clusters.drivers import sandbox_nodes_error
 from clusters.models import (
     Cluster,
@@ -222,7 +224,32 @@ class WorkloadCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=63, validators=[validate_dns1123_label])
     image = serializers.RegexField(r"^[^\s]+$", max_length=500, error_messages={"invalid": "an image reference has no spaces, e.g. nginx:1.27"})
     replicas = serializers.IntegerField(min_value=0, max_value=1000, default=1)
-    port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    port = serializers.IntegerField(min_value=1, max_value=65535, required=False, help_text="One container port (or use ports)")
+    ports = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=65535), max_length=20, required=False,
+                                  help_text="The container's ports: [80, 443]")
+    env = serializers.JSONField(required=False, help_text='Environment variables: [{"name": "MODE", "value": "prod"}]')
+    resources = serializers.JSONField(required=False, help_text=(
+        'CPU and memory: {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}; '
+        "what is not given comes from the namespace's project container defaults"))
+
+    def validate_ports(self, value):
+        repeated = sorted({p for p in value if value.count(p) > 1})
+        if repeated:
+            raise serializers.ValidationError(f"port {repeated[0]} is given twice")
+        return value
+
+    def validate_env(self, value):
+        return container_spec.validate_env(value)
+
+    def validate_resources(self, value):
+        return container_spec.validate_resources(value)
+
+    def validate(self, attrs):
+        if "port" in attrs and "ports" in attrs:
+            raise serializers.ValidationError({"port": ["give port or ports, not both"]})
+        if "port" in attrs:
+            attrs["ports"] = [attrs.pop("port")]
+        return attrs
 
 
 class ScaleSerializer(StrictSerializer):
@@ -236,12 +263,25 @@ class ExposedServiceSerializer(ServiceSerializer):
     """The Service that expose made, with its page in the portal."""
 
     page = serializers.SerializerMethodField(help_text="The Service's page in the portal")
+    summary = serializers.SerializerMethodField(help_text='In words: "Service nginx (ClusterIP 10.96.0.12:80)"')
 
     class Meta(ServiceSerializer.Meta):
-        fields = [*ServiceSerializer.Meta.fields, "page"]
+        fields = [*ServiceSerializer.Meta.fields, "page", "summary"]
 
     def get_page(self, obj) -> str:
-        return f"/services/{obj.pk}/"
+        try:
+            return reverse("portal-service", args=[obj.pk])
+        except NoReverseMatch:  # the Service page's route, where this branch does not have it yet
+            return f"/services/{obj.pk}/"
+
+    def get_summary(self, obj) -> str:
+        return service_summary(obj.name, obj.type, obj.cluster_ip, obj.ports)
+
+
+def service_summary(name, service_type, cluster_ip, ports):
+    address = cluster_ip if cluster_ip and cluster_ip != "None" else "headless"
+    shown = ", ".join(f"{address}:{p.get('port')}" + (f" (node port {p['nodePort']})" if p.get("nodePort") else "") for p in ports or [])
+    return f"Service {name} ({service_type} {shown or address})"
 
 
 class ExposeSerializer(StrictSerializer):

@@ -8,6 +8,7 @@ from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from clusters import container_spec
 from clusters.api import serializers as s
 from clusters.kube import workloads as kube
 from clusters.kube.client import ClusterConnectionError, api_client
@@ -72,10 +73,15 @@ class WorkloadActionsMixin:
             raise exceptions.PermissionDenied(f"you may not deploy to namespace {namespace.name}")
         if getattr(request.auth, "read_only", False):
             raise exceptions.PermissionDenied("read-only token: this request would change something")
-        obj = _run(namespace.cluster, lambda api: kube.deploy(api, namespace.name, v["name"], v["image"], v["replicas"], v.get("port")))
+        resources = container_spec.with_defaults(v.get("resources") or {}, namespace.project)
+        ports, env = v.get("ports") or [], v.get("env") or []
+        obj = _run(namespace.cluster, lambda api: kube.deploy(api, namespace.name, v["name"], v["image"], v["replicas"], ports, env, resources))
         workload = _remember(namespace.cluster, "deployments", obj)
-        record("create", workload, after={"image": v["image"], "replicas": v["replicas"], "namespace": namespace.name})
-        return Response(s.WorkloadSerializer(workload).data, status=status.HTTP_201_CREATED)
+        record("create", workload, after={"image": v["image"], "replicas": v["replicas"], "namespace": namespace.name, "ports": ports,
+                                          "env": [e["name"] for e in env], "resources": resources})
+        body = s.WorkloadSerializer(workload).data
+        body["container"] = {"ports": ports, "env": env, "resources": resources}  # as deployed, the project's defaults filled in
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ScaleSerializer, responses=s.WorkloadSerializer)
     @action(detail=True, methods=["post"])
@@ -123,6 +129,7 @@ class WorkloadActionsMixin:
                    after={"port": v["port"], "type": v["type"], "workload": workload.name})
             fields = service_fields(obj)
             body = {"id": None, "page": None, "namespace": namespace,
+                    "summary": s.service_summary(fields["name"], fields["type"], fields["cluster_ip"], fields["ports"]),
                     **{k: fields[k] for k in ("uid", "name", "type", "cluster_ip", "ports", "selector")}}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -59,11 +59,16 @@ def _explain(exc):
     return 502, f"the cluster answered {exc.status}: {message}"
 
 
-def deploy(api, namespace, name, image, replicas, port=None):
-    """Create a Deployment like `kubectl create deployment NAME --image=IMAGE --replicas=N`."""
+def deploy(api, namespace, name, image, replicas, ports=(), env=(), resources=None):
+    """Create a Deployment like `kubectl create deployment NAME --image=IMAGE --replicas=N
+    --port=PORT`, with environment variables and resources."""
     container = {"name": name, "image": image}
-    if port:
-        container["ports"] = [{"containerPort": port}]
+    if ports:
+        container["ports"] = [{"containerPort": port, "protocol": "TCP"} for port in ports]
+    if env:
+        container["env"] = list(env)
+    if resources:
+        container["resources"] = resources
     body = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "labels": {"app": name}},

@@ -5,6 +5,8 @@ node's latest drain operation the viewer may see); ``{% service_endpoints servic
 -> ``clusters.services.Endpoints`` (rows, error), or None when the viewer may not see the Service.
 Both ask the permission engine for the user of the page's request."""
 
+import json
+
 from django import template
 from django.urls import NoReverseMatch, reverse
 
@@ -47,3 +49,28 @@ def page_url(name, pk):
         return reverse(name, args=[pk])
     except NoReverseMatch:
         return ""
+
+
+EXAMPLES = {"requests": {"cpu": "e.g. 100m", "memory": "e.g. 128Mi"}, "limits": {"cpu": "e.g. 500m", "memory": "e.g. 256Mi"}}
+
+
+@register.simple_tag
+def deploy_placeholders(namespaces):
+    """``{namespace id: JSON}`` of the deploy form's placeholders in each namespace: its project's
+    container defaults (what a field left empty gets), else an example.  One query."""
+    from clusters.container_spec import project_defaults
+    from projects.models import Project
+
+    namespaces = list(namespaces)
+    projects = Project.objects.in_bulk({ns.project_id for ns in namespaces if ns.project_id})
+    out = {}
+    for ns in namespaces:
+        project = projects.get(ns.project_id)
+        defaults = project_defaults(project)
+        fields = {}
+        for section, examples in EXAMPLES.items():
+            for resource, example in examples.items():
+                default = defaults.get(section, {}).get(resource)
+                fields[f"resources.{section}.{resource}"] = f"{default} (project {project.name} default)" if default else example
+        out[ns.pk] = json.dumps(fields)
+    return out

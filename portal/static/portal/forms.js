@@ -1,6 +1,8 @@
 // Portal forms post to the REST API (the same validation and permissions as every other client)
 // and show its answers in place.  <form class="api-form" data-api="/api/v1/..." data-method="POST"
-// data-then="reload" | "go:/projects/{id}/">; fields may say data-type="int" | "quantities" | "null".
+// data-then="reload" | "go:/projects/{id}/" | "report">; fields may say data-type="int" | "ints" |
+// "env" | "quantities" | "null".  "report" shows the answer's summary with a link to its page; an
+// <option data-placeholders='{"field": "text"}'> sets the form's placeholders when chosen.
 (function () {
   "use strict";
   function csrf() {
@@ -20,6 +22,24 @@
     return out;
   }
 
+  function parseInts(text, name) {
+    return text.split(/[\s,]+/).filter(Boolean).map(function (word) {
+      if (!/^\d+$/.test(word)) throw new Error(name + ": " + word + " is not a number; write ports like 80, 443");
+      return parseInt(word, 10);
+    });
+  }
+
+  function parseEnv(text, name) {
+    var out = [];
+    text.split("\n").forEach(function (line, i) {
+      if (!line.trim()) return;
+      var at = line.indexOf("=");
+      if (at <= 0) throw new Error(name + ": line " + (i + 1) + ": write NAME=value");
+      out.push({ name: line.slice(0, at).trim(), value: line.slice(at + 1) });
+    });
+    return out;
+  }
+
   function body(form) {
     var data = {}, url = form.dataset.api;
     Array.prototype.forEach.call(form.elements, function (el) {
@@ -32,6 +52,8 @@
       if (type === "int") value = parseInt(value, 10);
       else if (type === "null") value = value === "" ? null : parseInt(value, 10);
       else if (type === "quantities") value = parseQuantities(value, el.name);
+      else if (type === "ints") value = parseInts(value, el.name);
+      else if (type === "env") value = parseEnv(value, el.name);
       if (el.name.indexOf(".") > 0) {  // "driver_config.nodes": a field of an object
         var path = el.name.split("."), into = data;
         path.slice(0, -1).forEach(function (key) { into = into[key] = into[key] || {}; });
@@ -47,6 +69,28 @@
     box.textContent = "";
     problems.forEach(function (text) { var p = document.createElement("p"); p.className = "error"; p.textContent = text; box.appendChild(p); });
   }
+
+  function report(form, payload) {
+    var errors = form.querySelector(".form-errors");
+    if (errors) errors.textContent = "";
+    var box = form.querySelector(".form-result");
+    if (!box) { box = document.createElement("p"); box.className = "form-result"; box.setAttribute("role", "status"); form.appendChild(box); }
+    box.textContent = "Created " + ((payload && payload.summary) || "it");
+    if (payload && payload.page) {
+      var link = document.createElement("a");
+      link.href = payload.page; link.textContent = "open";
+      box.appendChild(document.createTextNode(" — ")); box.appendChild(link);
+    }
+  }
+
+  function placeholders(select) {
+    var option = select.options[select.selectedIndex], form = select.form, texts;
+    if (!option || !option.dataset.placeholders || !form) return;
+    try { texts = JSON.parse(option.dataset.placeholders); } catch (e) { return; }
+    Object.keys(texts).forEach(function (name) { var field = form.elements[name]; if (field) field.placeholder = texts[name]; });
+  }
+  document.addEventListener("change", function (event) { if (event.target.tagName === "SELECT") placeholders(event.target); });
+  Array.prototype.forEach.call(document.querySelectorAll("form.api-form select"), placeholders);
 
   function messages(status, payload) {
     if (payload && typeof payload === "object" && !Array.isArray(payload)) {
@@ -71,6 +115,7 @@
         if (!response.ok) { show(el.closest("form") || el.parentNode, messages(response.status, payload)); return; }
         var then = el.dataset.then || "reload";
         if (then === "stay") return;  // the live updates show the result
+        if (then === "report") { report(el.closest("form") || el.parentNode, payload); return; }
         if (then.indexOf("go:") === 0) location.href = then.slice(3).replace("{id}", payload && payload.id);
         else location.reload();
       });
