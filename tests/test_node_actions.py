@@ -72,9 +72,11 @@ def test_a_drain_plan_leaves_daemonset_and_mirror_pods_and_refuses_unmanaged_one
 
     pods = [pod("web", "ReplicaSet"), pod("agent", "DaemonSet"), pod("static", "Node", annotations={kube_nodes.MIRROR_ANNOTATION: "x"}),
             pod("bare"), pod("done", phase="Succeeded"), pod("cache", "ReplicaSet", volumes=[{"name": "c", "emptyDir": {}}])]
-    plan = kube_nodes.plan(pods)
+    leaving = pod("leaving")
+    leaving["metadata"]["namespace"] = "old"
+    plan = kube_nodes.plan([*pods, leaving], terminating={"old"})
     assert [p["metadata"]["name"] for p in plan.evict] == ["web", "done"]
-    assert {k for k, _ in plan.skipped} == {"ns/agent", "ns/static"}
+    assert {k for k, _ in plan.skipped} == {"ns/agent", "ns/static", "old/leaving"}
     assert {k for k, _ in plan.refused} == {"ns/bare", "ns/cache"}
     forced = kube_nodes.plan(pods, force=True, delete_emptydir_data=True)
     assert {p["metadata"]["name"] for p in forced.evict} == {"web", "done", "bare", "cache"}

@@ -40,8 +40,9 @@ def _key(pod):
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
-def plan(pods, force=False, delete_emptydir_data=False):
-    """Which of the node's pods a drain evicts, which it leaves, and which stop it."""
+def plan(pods, force=False, delete_emptydir_data=False, terminating=frozenset()):
+    """Which of the node's pods a drain evicts, which it leaves, and which stop it.
+    ``terminating``: namespaces being deleted (their pods go with them; no eviction is possible)."""
     result = DrainPlan()
     for pod in pods:
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
@@ -53,6 +54,9 @@ def plan(pods, force=False, delete_emptydir_data=False):
             continue
         if meta.get("deletionTimestamp"):
             result.skipped.append((_key(pod), "already being deleted"))
+            continue
+        if meta.get("namespace") in terminating:
+            result.skipped.append((_key(pod), "its namespace is being deleted"))
             continue
         if controller and controller.get("kind") == "DaemonSet":
             result.skipped.append((_key(pod), f"DaemonSet pod ({controller.get('name')})"))
@@ -72,6 +76,11 @@ def pods_on(api, node_name):
     return call(api, "GET", f"/api/v1/pods?fieldSelector={quote('spec.nodeName=' + node_name)}").get("items") or []
 
 
+def terminating_namespaces(api):
+    items = call(api, "GET", "/api/v1/namespaces").get("items") or []
+    return {n["metadata"]["name"] for n in items if (n.get("status") or {}).get("phase") == "Terminating"}
+
+
 def evict(api, pod):
     """Ask for one eviction.  Returns None when done (or the pod is gone), else why it was refused
     (a PodDisruptionBudget: the API server answers 429)."""
@@ -82,6 +91,8 @@ def evict(api, pod):
     except WorkloadError as exc:
         if exc.status == 404:
             return None
+        if exc.cluster_status == 403 and "being terminated" in exc.message:
+            return None  # its namespace is being deleted since the plan was made: the pod goes with it
         if exc.cluster_status == 429:  # a PodDisruptionBudget says not now
             return exc.message.removeprefix("the cluster answered 429: ")
         raise
@@ -105,7 +116,7 @@ def drain(api, node_name, progress, timeout=120, force=False, delete_emptydir_da
     deadline = clock() + timeout
     cordon(api, node_name)
     progress(5, f"cordoned {node_name}: no new pods are scheduled on it")
-    work = plan(pods_on(api, node_name), force=force, delete_emptydir_data=delete_emptydir_data)
+    work = plan(pods_on(api, node_name), force=force, delete_emptydir_data=delete_emptydir_data, terminating=terminating_namespaces(api))
     for key, why in work.skipped:
         progress(5, f"left {key}: {why}")
     if work.refused:
