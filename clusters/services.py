@@ -28,14 +28,24 @@ class Endpoints:
         return sum(1 for r in self.rows if r["ready"])
 
 
+def unreadable(cluster):
+    """Why nothing can be read from ``cluster`` now, or ''."""
+    if cluster.state not in READABLE:
+        return f"cluster {cluster.name} is {cluster.state}"
+    if not cluster.api_endpoint and not (cluster.credentials or {}).get("server"):
+        return f"cluster {cluster.name} has no API server address"
+    return ""
+
+
 def endpoints_for(user, service):
     """The endpoints of ``service`` as ``user`` may see them; NotVisible when they may not see it.
     Each row's ``pod_id``/``node_id`` is set when the viewer may open that pod/node in Corral."""
     if not can(user, VIEW, service):
         raise NotVisible()
     cluster = service.cluster
-    if cluster.state not in READABLE:
-        return Endpoints(error=f"the endpoints cannot be read now: cluster {cluster.name} is {cluster.state}")
+    problem = unreadable(cluster)
+    if problem:
+        return Endpoints(error=f"the endpoints cannot be read now: {problem}")
     try:
         api = api_client(cluster.credentials, timeout=READ_TIMEOUT)
     except ClusterConnectionError as exc:

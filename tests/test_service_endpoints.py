@@ -124,7 +124,7 @@ def test_endpoints_of_a_cluster_that_cannot_be_read_say_so(world, setup, kubectl
     Cluster.objects.filter(pk=cluster.pk).update(state="unavailable")
     service.cluster.refresh_from_db()
     answer = world.client(dev).get(f"/api/v1/services/{service_id}/endpoints/")
-    assert answer.status_code == 503 and f"cluster {cluster.name} is unavailable" in answer.json()["detail"]
+    assert answer.status_code == 400 and answer.json() == {"cluster": [f"cluster {cluster.name} is unavailable"]}
     assert f"cluster {cluster.name} is unavailable" in _render(dev, service)
 
     credentials = dict(cluster.credentials, server="https://127.0.0.1:9")  # nothing listens there
@@ -135,3 +135,5 @@ def test_endpoints_of_a_cluster_that_cannot_be_read_say_so(world, setup, kubectl
     service.cluster.refresh_from_db()
     page = _render(dev, service)
     assert "the endpoints cannot be read now" in page and "cannot connect" in page, page
+    answer = world.client(dev).get(f"/api/v1/services/{service_id}/endpoints/")
+    assert answer.status_code == 503 and "cannot connect" in answer.json()["detail"]

@@ -1,7 +1,7 @@
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -191,12 +191,20 @@ class ServiceViewSet(ReadOnlyModelViewSet):
     filterset_class = filters.ServiceFilter
     search_fields = ["name"]
 
-    @extend_schema(responses=s.EndpointSerializer(many=True))
+    @extend_schema(responses={
+        200: s.EndpointSerializer(many=True),
+        400: OpenApiResponse(inline_serializer("ClusterNotReadable", {"cluster": serializers.ListField(child=serializers.CharField())}),
+                             description="The cluster is not active (or has no API server address): nothing can be read from it."),
+        503: OpenApiResponse(inline_serializer("EndpointsNotRead", {"detail": serializers.CharField()}),
+                             description="The cluster did not answer or refused; the detail says why."),
+    })
     @action(detail=True, methods=["get"])
     def endpoints(self, request, pk=None):
-        """The Service's endpoints, read now from its EndpointSlices in the cluster (503 when the
-        cluster cannot be read)."""
+        """The Service's endpoints, read now from its EndpointSlices in the cluster."""
         service = self.get_object()
+        problem = services.unreadable(service.cluster)
+        if problem:
+            raise exceptions.ValidationError({"cluster": [problem]})
         found = services.endpoints_for(request.user, service)
         if found.error:
             error = exceptions.APIException(found.error)
