@@ -309,8 +309,14 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         browser.get(page)
         browser.find_element(By.ID, "d-name").send_keys("nginx")
         browser.find_element(By.ID, "d-image").send_keys("nginx:1.27")
+        browser.find_element(By.CSS_SELECTOR, "#deploy summary").click()
+        assert browser.find_element(By.ID, "d-lim-cpu").get_attribute("placeholder") == "e.g. 500m"  # no project defaults here
+        browser.find_element(By.ID, "d-ports").send_keys("80")
+        browser.find_element(By.ID, "d-env").send_keys("MODE=demo")
         browser.find_element(By.ID, "d-name").submit()
         WebDriverWait(browser, 10).until(lambda d: "nginx" in d.find_element(By.ID, "workloads").text)
+        assert kubectl("get", "deployment", "nginx", "-o", "jsonpath={.spec.template.spec.containers[0].env[0].value} "
+                       "{.spec.template.spec.containers[0].ports[0].containerPort}") == "demo 80"
         WebDriverWait(browser, 30).until(lambda d: len(running_rows(d)) == 1)
 
         workload_id = Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace).first().workload_id

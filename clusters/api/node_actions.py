@@ -59,7 +59,7 @@ class NodeActionsMixin:
         """Cordon the node and evict its pods, honouring PodDisruptionBudgets (`kubectl drain
         --ignore-daemonsets`): an operation to follow; it fails naming what blocked it."""
         node = self.get_object()
-        data = s.DrainSerializer(data=request.data if request.data else {})
+        data = s.DrainSerializer(data=request.data)  # an empty body takes the defaults
         data.is_valid(raise_exception=True)
         v = data.validated_data
         if node.cluster.state not in ("active", "updating"):

@@ -1,7 +1,8 @@
 from django.db import transaction
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -193,14 +194,13 @@ class ServiceViewSet(ReadOnlyModelViewSet):
 
     @extend_schema(responses={
         200: s.EndpointSerializer(many=True),
-        400: OpenApiResponse(inline_serializer("ClusterNotReadable", {"cluster": serializers.ListField(child=serializers.CharField())}),
-                             description="The cluster is not active (or has no API server address): nothing can be read from it."),
-        503: OpenApiResponse(inline_serializer("EndpointsNotRead", {"detail": serializers.CharField()}),
-                             description="The cluster did not answer or refused; the detail says why."),
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description="The cluster cannot be read (not active, no API server address); the answer says why."),
     })
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def endpoints(self, request, pk=None):
-        """The Service's endpoints, read now from its EndpointSlices in the cluster."""
+        """The Service's endpoints, read now from its EndpointSlices in the cluster: 400 naming why
+        when the cluster cannot be read (not active, no API server address), 503 when it did not
+        answer or refused."""
         service = self.get_object()
         problem = services.unreadable(service.cluster)
         if problem:
