@@ -281,6 +281,7 @@ def test_a_person_manages_a_project_from_the_portal(browser, live_server_url):
 def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_url):
     """Deploy nginx, scale it to 3, delete a pod and watch it come back, expose it: all on the
     cluster page, as the seed's walk-through does with kubectl."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -340,9 +341,15 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         browser.find_element(By.ID, f"expose-{workload_id}").submit()
         WebDriverWait(browser, 10).until(lambda d: Service.objects.filter(cluster=cluster, name="nginx").exists())
         service = Service.objects.get(cluster=cluster, name="nginx")
-        result = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#workload-{Workload.objects.get(pk=workload_id).uid} .form-result"))
-        assert result.text == f"Created Service nginx (ClusterIP {service.cluster_ip}:80) — open"  # what expose made, in place
-        assert result.find_element(By.LINK_TEXT, "open").get_attribute("href").endswith(f"/services/{service.pk}/")
+        result = f"#workload-{Workload.objects.get(pk=workload_id).uid} .form-result"
+
+        def reported(d):
+            box = d.find_element(By.CSS_SELECTOR, result)
+            return box.text, box.find_element(By.LINK_TEXT, "open").get_attribute("href")
+
+        text, link = WebDriverWait(browser, 10, ignored_exceptions=[NoSuchElementException, StaleElementReferenceException]).until(reported)
+        assert text == f"Created Service nginx (ClusterIP {service.cluster_ip}:80) — open"  # what expose made, in place
+        assert link.endswith(f"/services/{service.pk}/")
         endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx",
                             "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
         assert len(endpoints) == 3
