@@ -25,15 +25,6 @@ class LogoutView(auth_views.LogoutView):
     http_method_names = ["post", "options"]
 
 
-@login_required
-def dashboard(request):
-    from clusters.drivers import refuse_new_cluster
-
-    clusters = Cluster.objects.restrict(request.user, "view").with_summary(request.user)
-    may_create = refuse_new_cluster(request.user, "imported") is None
-    return render(request, "portal/dashboard.html", {"clusters": clusters, "may_create": may_create})
-
-
 def deploy_namespaces(user, cluster):
     """The namespaces of ``cluster`` where ``user`` may deploy workloads."""
     if cluster.state not in ("active", "updating"):
@@ -167,6 +158,13 @@ def search(request):
 def operation_detail(request, pk):
     operation = get_object_or_404(Operation.objects.restrict(request.user, "view"), pk=pk)
     return render(request, "portal/operation_detail.html", {"operation": operation})
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: the SVG in static answers."""
+    from django.templatetags.static import static
+
+    return redirect(static("portal/favicon.svg"))
 
 
 def healthz(request):
