@@ -58,10 +58,11 @@ test: dev-deps
 	$(PY) manage.py collectstatic --noinput -v0; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built).
+# Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built),
+# then the add-ons; progress (which binary, N of M, elapsed) on the terminal, the whole output in
+# $CORRAL_VAR_DIR/kube-tools.log.
 kube-tools:
-	bash tools/kube/build.sh
-	bash tools/kube/addons.sh
+	$(PYTHON) tools/kube/progress.py
 
 services: deps
 	$(PY) -m tools.services up postgres redis
