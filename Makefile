@@ -47,7 +47,7 @@ run: deps
 # The whole test suite on real PostgreSQL and Redis (started under var/ unless given).
 test: export PORTAL_DB_CONN_MAX_AGE ?= 0
 test: dev-deps
-	@mkdir -p var
+	@mkdir -p "$${CORRAL_VAR_DIR:-var}"
 	@if [ -z "$$PORTAL_DATABASE_URL" ]; then eval "$$($(PY) -m tools.services up postgres)"; fi; \
 	if [ -z "$$PORTAL_REDIS_URL" ]; then eval "$$($(PY) -m tools.services up redis)"; fi; \
 	set -e; \

@@ -24,7 +24,7 @@ from portal import keyfiles
 from portal.envconfig import env_bool, env_int, env_list, env_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR") or BASE_DIR / "var")
 
 
 def env(name, default=None):
