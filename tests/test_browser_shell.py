@@ -39,22 +39,22 @@ def artifacts_dir():
     return path
 
 
-def wait(browser, seconds, predicate, what):
+def wait(driver, seconds, predicate, what):
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        return WebDriverWait(browser, seconds, poll_frequency=0.1).until(predicate)
+        return WebDriverWait(driver, seconds, poll_frequency=0.1).until(predicate)
     except Exception:
-        status = browser.execute_script("var s = document.getElementById('live-status'); return s ? s.textContent : ''")
+        status = driver.execute_script("var s = document.getElementById('live-status'); return s ? s.textContent : ''")
         raise AssertionError(f"timed out after {seconds}s waiting for {what}; live status {status!r}") from None
 
 
-def live_status(browser):
-    return browser.execute_script("return document.getElementById('live-status').textContent")
+def live_status(driver):
+    return driver.execute_script("return document.getElementById('live-status').textContent")
 
 
-def row_html(browser, pk):
-    return browser.execute_script(f"var r = document.getElementById('cluster-{pk}'); return r ? r.outerHTML : null")
+def row_html(driver, pk):
+    return driver.execute_script(f"var r = document.getElementById('cluster-{pk}'); return r ? r.outerHTML : null")
 
 
 def fill(cluster, nodes=2, pods=3):

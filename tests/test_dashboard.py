@@ -76,7 +76,7 @@ def test_each_count_links_to_the_list_it_counts(world, trouble, page):
     world.cluster.set_state("unavailable", error="refused")
     world.cluster.save()
     _, html = page(world.admin, "/", state="unavailable")
-    assert "alpha" in html and 'href="/clusters/%d/"' % world.other_cluster.pk not in html
+    assert "alpha" in html and f'href="/clusters/{world.other_cluster.pk}/"' not in html
     assert "Showing unavailable clusters only" in html
 
 

@@ -66,7 +66,7 @@ def when(moment, empty="never"):
             parsed = None
         if parsed is None:
             return moment
-        moment = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, datetime.timezone.utc)
+        moment = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, datetime.UTC)
     if not moment:
         return empty
     now = timezone.now()
