@@ -245,6 +245,12 @@ def test_at_390_px_nothing_overflows_and_every_action_is_reachable(browser, live
         assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current=page]").is_displayed()
         assert not csp_violations(browser), name
 
+    # The system's dark theme is followed.
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    browser.get(live_server_url + "/")
+    assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") == "rgb(13, 17, 23)"
+    browser.save_screenshot(str(shots / "390-dashboard-dark.png"))
+    browser.find_element(By.ID, "menu-toggle").click()
     browser.find_element(By.ID, "log-out").click()
     wait(browser, 10, lambda d: "/login/" in d.current_url, "the log-in page after logging out")
     browser.save_screenshot(str(shots / "390-logged-out.png"))

@@ -25,7 +25,7 @@
   }
 
   // Dashboard rows come from the server's row template (the same as on page load), fetched when the
-  // cluster changes; fetches for one row are coalesced, so a busy cluster costs one request at a time.
+  // cluster changes; fetches for one row are coalesced, so a busy cluster costs one request a second.
   var rowFetches = {};
   function refreshRow(id) {
     var body = document.getElementById("cluster-rows");
@@ -54,8 +54,10 @@
         })
         .catch(function () {})
         .then(function () {
-          delete rowFetches[id];
-          if (pending.again) refreshRow(id);
+          setTimeout(function () {  // at most about one fetch a second per row, however busy its cluster
+            delete rowFetches[id];
+            if (pending.again) refreshRow(id);
+          }, 1000);
         });
     }, 150);
   }
