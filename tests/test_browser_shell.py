@@ -11,6 +11,7 @@
   var/artifacts/screenshots), which CI keeps."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,20 @@ def test_a_live_inserted_row_equals_the_reloaded_row(browser, live_server_url): 
     assert browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#cluster-rows tr'), function (r) { return r.id; })") == order
     for part in ("Remove…", ">Sync<", "state state-active", "0.75 / 8", "768.0 MiB / 16.0 GiB", ">3<", "just now", 'class="when"'):
         assert part in live, (part, live)
+    # Dates: the browser's words are the server's (the `when` filter), whatever the distance.
+    from datetime import timedelta
+
+    from portal.templatetags.corral import when
+
+    now = timezone.now()
+    for delta in (timedelta(seconds=5), timedelta(minutes=5, seconds=2), timedelta(hours=3, minutes=1), timedelta(days=2, hours=1),
+                  timedelta(days=9, hours=1), timedelta(days=40), timedelta(days=400), -timedelta(days=2, hours=1)):
+        moment = now - delta
+        server = str(when(moment)).rsplit('">', 1)[1].removesuffix("</time>")
+        browser_words, title = browser.execute_script(
+            "var el = window.Corral.when(arguments[0]); return [el.textContent, el.title];", moment.isoformat())
+        assert browser_words == server, (delta, browser_words, server)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", title), title  # the filter's format, in local time
     # The health strip followed too.
     assert "2" == browser.find_element("css selector", "#fleet-health .tile .figure").text
     assert not csp_violations(browser)

@@ -131,3 +131,33 @@ async def test_a_ping_is_answered_through_the_channel_layer():
         assert await socket.receive_json_from(timeout=5) == {"type": "pong", "id": "42"}
     finally:
         await socket.disconnect()
+
+
+def test_every_page_with_a_date_shows_it_one_way(world, trouble, page):
+    """Relative words in <time class="when">, the exact time on hover: no other date format on the
+    pages that show dates (tokens, members, alerts, projects, operations, users, the dashboard)."""
+    from clusters.models import Cluster
+    from portal.models import ApiToken, Operation
+
+    ApiToken.issue(world.owner, description="laptop")
+    world.project.last_reconciled = timezone.now() - datetime.timedelta(minutes=7)
+    world.project.save(update_fields=["last_reconciled"])
+    Cluster.objects.filter(pk=world.cluster.pk).update(last_seen=timezone.now())
+    world.owner.last_login = timezone.now() - datetime.timedelta(days=3)
+    world.owner.save(update_fields=["last_login"])
+    op = Operation.objects.create(kind="sync", cluster=world.cluster, created_by=world.owner, status="running",
+                                  log=[{"time": (timezone.now() - datetime.timedelta(minutes=2)).isoformat(), "message": "reading"}])
+    pages = {
+        "/": world.owner, "/account/tokens/": world.owner, f"/clusters/{world.cluster.pk}/members/": world.owner,
+        "/alerts/?state=firing": world.owner, f"/projects/{world.project.pk}/": world.owner, f"/operations/{op.pk}/": world.owner,
+        f"/manage/users/{world.owner.pk}/": world.admin,
+    }
+    iso_like = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+    for path, user in pages.items():
+        status, html = page(user, path)
+        assert status == 200, path
+        main = html.split("<main", 1)[1].split("</main>", 1)[0]
+        assert '<time class="when" datetime="' in main, path
+        # Exact times only inside the when element's attributes (datetime=, title=).
+        shown = re.sub(r'<time class="when" datetime="[^"]*" title="[^"]*">', "", main)
+        assert not iso_like.search(re.sub(r"<[^>]+>", " ", shown)), (path, iso_like.search(shown))
