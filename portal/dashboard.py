@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, F
 from django.http import Http404
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from clusters.models import Cluster, ClusterState, Node, Workload
 from portal.permissions import CHANGE, DELETE, VIEW
@@ -62,6 +63,7 @@ def dashboard(request):
     })
 
 
+@require_GET
 @login_required
 def cluster_row(request, pk):
     """One dashboard row, for live.js: the very template the dashboard renders it with."""
@@ -71,12 +73,14 @@ def cluster_row(request, pk):
     return render(request, "portal/_cluster_row.html", {"c": cluster_rows(request.user, [cluster])[0]})
 
 
+@require_GET
 @login_required
 def fleet_health_fragment(request):
     """The health strip alone, for live.js to refresh it when something changes."""
     return render(request, "portal/_fleet_health.html", {"health": fleet_health(request.user), "state": request.GET.get("state", "")})
 
 
+@require_GET
 @login_required
 def nodes_not_ready(request):
     """Nodes that are not ready, in every cluster the user may see."""
@@ -84,6 +88,7 @@ def nodes_not_ready(request):
     return render(request, "portal/fleet_nodes.html", {"nodes": nodes[:LIST_LIMIT], "limit": LIST_LIMIT, "nav_active": "clusters"})
 
 
+@require_GET
 @login_required
 def workloads_degraded(request):
     """Workloads below their desired count, in every cluster the user may see."""

@@ -282,6 +282,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
     objects = {
         "portal-cluster": world.cluster,
         "portal-cluster-remove": world.cluster,
+        "portal-cluster-row": world.cluster,
         "portal-cluster-members": world.cluster,
         "manage-user": world.owner,
         "manage-group": Group.objects.get_or_create(name="a-team")[0],
