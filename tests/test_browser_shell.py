@@ -96,6 +96,7 @@ def test_a_live_inserted_row_equals_the_reloaded_row(browser, live_server_url): 
     browser.refresh()
     wait(browser, 10, lambda d: live_status(d) == "Live updates on", "live updates after the reload")
     assert row_html(browser, cluster.pk) == live  # the same DOM, byte for byte
+    browser.save_screenshot(str(artifacts_dir() / "dashboard-wide.png"))
     assert browser.execute_script("return Array.prototype.map.call(document.querySelectorAll('#cluster-rows tr'), function (r) { return r.id; })") == order
     for part in ("Remove…", ">Sync<", "state state-active", "0.75 / 8", "768.0 MiB / 16.0 GiB", ">3<", "just now", 'class="when"'):
         assert part in live, (part, live)

@@ -161,3 +161,26 @@ def test_every_page_with_a_date_shows_it_one_way(world, trouble, page):
         # Exact times only inside the when element's attributes (datetime=, title=).
         shown = re.sub(r'<time class="when" datetime="[^"]*" title="[^"]*">', "", main)
         assert not iso_like.search(re.sub(r"<[^>]+>", " ", shown)), (path, iso_like.search(shown))
+
+
+def test_the_dashboard_costs_the_same_queries_for_3_or_12_clusters(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from clusters.models import ClusterMembership
+    from tests.conftest import make_cluster
+
+    client = Client()
+    client.force_login(world.owner)
+
+    def queries():
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/").status_code == 200
+        return len(captured)
+
+    for i in range(2):
+        ClusterMembership.objects.create(cluster=make_cluster(f"few-{i}"), user=world.owner, role="cluster-owner")
+    few = queries()
+    for i in range(9):
+        ClusterMembership.objects.create(cluster=make_cluster(f"many-{i}"), user=world.owner, role="cluster-owner")
+    assert queries() == few
