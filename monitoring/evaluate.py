@@ -35,7 +35,8 @@ EVENT_WINDOW = timedelta(minutes=10)  # a Warning event keeps its alert firing t
 AFFECTED = {
     "cluster": {AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.KUBERNETES_EOL},
     "nodes": {AlertCondition.NODE_NOT_READY, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
-    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS,
+    "control-plane": {AlertCondition.CONTROL_PLANE},
+    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS, AlertCondition.POD_CRASH_LOOPING,
              AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
     "deployments": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
@@ -116,19 +117,21 @@ def node_not_ready(rule, cluster_ids):
     return _by_cluster((cluster_id, f"node/{name}", match(name, conditions)) for cluster_id, name, conditions in rows)
 
 
-def _pod_matches(rule, queryset, describe, value=None):
+def _pod_matches(rule, queryset, describe, value=None, counts=None):
+    """``value``: "restarts" (the pod's count) or "counts" (``counts[pod id]``, restarts in a window)."""
     queryset = _namespaced(rule, queryset)
     selector = rule.selector or {}
     if selector.get("node"):
         queryset = queryset.filter(node_name=selector["node"])
-    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
+    rows = queryset.values_list("cluster_id", "pk", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
     return _by_cluster(
         (cluster_id, f"pod/{namespace}/{name}", Match(
-            describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
+            describe(namespace, name, phase, counts[pk] if value == "counts" else restarts)[:1000],
+            value={"restarts": restarts, "counts": (counts or {}).get(pk)}.get(value),
             labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
             project_id=rule.project_id or project_id, namespaced=True,
         ))
-        for cluster_id, name, namespace, project_id, phase, restarts, node_name in rows
+        for cluster_id, pk, name, namespace, project_id, phase, restarts, node_name in rows
     )
 
 
@@ -143,9 +146,54 @@ def pod_not_scheduled(rule, cluster_ids):
 
 
 def pod_restarts(rule, cluster_ids):
+    if rule.window_seconds:
+        return pod_restarts_within(rule, cluster_ids)
     queryset = Pod.objects.filter(cluster_id__in=cluster_ids, restarts__gte=rule.threshold or 0)
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} restarted {restarts} times",
                         value="restarts")
+
+
+def pod_restarts_within(rule, cluster_ids):
+    """Restarts within the rule's window, from the restart history (recorded first, for all the clusters at once)."""
+    from monitoring import restarts as history
+
+    now = timezone.now()
+    history.record(cluster_ids, now)
+    counts = history.within(cluster_ids, rule.window_seconds, rule.threshold or 0, now)
+    if not counts:
+        return {}
+    window = f"{rule.window_seconds // 60} minutes" if rule.window_seconds % 60 == 0 else f"{rule.window_seconds} seconds"
+    return _pod_matches(rule, Pod.objects.filter(pk__in=list(counts)),
+                        lambda ns, name, phase, n: f"pod {ns}/{name} restarted {n} times in the last {window}",
+                        value="counts", counts=counts)
+
+
+def pod_crash_looping(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, waiting_reason="CrashLoopBackOff")
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts:
+                        f"pod {ns}/{name} is crash-looping (a container waits in CrashLoopBackOff; {restarts} restarts)",
+                        value="restarts")
+
+
+def control_plane_unhealthy(rule, cluster_ids):
+    """The failing checks of each cluster's API server (``monitoring.controlplane``), one alert per check."""
+    from monitoring.models import ClusterMonitorState
+
+    wanted = (rule.selector or {}).get("check")
+    found = []
+    for cluster_id, name, failing in ClusterMonitorState.objects.filter(
+            cluster_id__in=cluster_ids, cluster__state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).exclude(
+            control_plane_failing=[]).values_list("cluster_id", "cluster__name", "control_plane_failing"):
+        checks = {}
+        for item in failing or []:
+            check = item.get("check", "")
+            if not wanted or check == wanted:
+                checks.setdefault(check, []).append(f"/{item.get('endpoint')}: {item.get('reason')}")
+        for check, reasons in checks.items():
+            found.append((cluster_id, f"control-plane/{check}", Match(
+                f"cluster {name}: control-plane check {check} is failing ({'; '.join(reasons)})"[:1000],
+                labels={"cluster": name, "check": check})))
+    return _by_cluster(found)
 
 
 def workload_unavailable(rule, cluster_ids):
@@ -292,6 +340,8 @@ CONDITIONS = {
     AlertCondition.POD_NOT_RUNNING: pod_not_running,
     AlertCondition.POD_NOT_SCHEDULED: pod_not_scheduled,
     AlertCondition.POD_RESTARTS: pod_restarts,
+    AlertCondition.POD_CRASH_LOOPING: pod_crash_looping,
+    AlertCondition.CONTROL_PLANE: control_plane_unhealthy,
     AlertCondition.WORKLOAD_UNAVAILABLE: workload_unavailable,
     AlertCondition.WARNING_EVENT: warning_event,
     AlertCondition.CPU_REQUESTED: _requested("cpu"),
@@ -429,7 +479,7 @@ def evaluate_all(now=None):
     pairs = [(rule, cluster_id) for rule in rules for cluster_id in ([rule.cluster_id] if rule.cluster_id else monitored)]
     groups = defaultdict(list)
     for rule, cluster_id in pairs:
-        key = (rule.condition, rule.threshold, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
+        key = (rule.condition, rule.threshold, rule.window_seconds, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
         groups[key].append((rule, cluster_id))
     found = {}
     for members in groups.values():

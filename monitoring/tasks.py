@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import delivery, evaluate, usage
+from monitoring import controlplane, delivery, evaluate, restarts, usage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,17 @@ def collect_all_usage():
 
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         collect_usage.delay(cluster_id)
+        check_control_plane.delay(cluster_id)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def check_control_plane(cluster_id):
+    """Ask the cluster's /livez and /readyz (with each usage collection); evaluate at once on a change."""
+    from clusters.models import Cluster, ClusterState
+
+    cluster = Cluster.objects.filter(pk=cluster_id, state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).first()
+    if cluster is not None and controlplane.probe(cluster):
+        evaluate.evaluate_cluster(cluster_id, evaluate.affected_conditions({"control-plane"}))
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -55,3 +66,4 @@ def collect_usage(cluster_id):
 def rollup_and_prune_usage():
     usage.rollup()
     usage.prune()
+    restarts.prune(timezone.now())
