@@ -47,7 +47,8 @@ def latency(args):
     from tests.test_alerts_sandbox import make_not_ready, make_ready, own_node
 
     receiver = HTTPReceiver()
-    env = {**os.environ, "PORTAL_DATABASE_URL": url, "PORTAL_LOG_LEVEL": "WARNING"}
+    # The receiver listens on loopback, which notifiers may not reach by default.
+    env = {**os.environ, "PORTAL_DATABASE_URL": url, "PORTAL_LOG_LEVEL": "WARNING", "PORTAL_NOTIFIER_DENIED_NETWORKS": "169.254.0.0/16"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "portal.celery", "worker", "-P", "threads", "-c", "4", "--without-heartbeat",
          "--without-gossip", "--without-mingle", "-l", "WARNING"], cwd=ROOT, env=env,

@@ -164,6 +164,18 @@ class Notifier(ChangeLoggedModel):
                 raise ValidationError({"config": 'a pagerduty notifier needs "routing_key": the integration key'})
             if "url" in merged:
                 _url(merged["url"], "a pagerduty notifier's events endpoint")
+        self._check_outbound(merged)
+
+    def _check_outbound(self, merged):
+        """The host must not resolve to an address the notifiers' outbound policy refuses."""
+        from monitoring.outbound import host_problem, url_problem
+
+        if self.kind == NotifierKind.EMAIL:
+            problem = host_problem(merged.get("host"), merged.get("port") or 587)
+        else:
+            problem = url_problem(merged["url"]) if merged.get("url") else None
+        if problem:
+            raise ValidationError({"config": problem})
 
 
 class AlertCondition(models.TextChoices):

@@ -21,6 +21,7 @@ class NotifierSerializer(ModelSerializer):
         fields = ["id", "name", "kind", "cluster", "project", "config", "enabled", "secrets_set", "last_sent", "last_error",
                   "last_error_at", "created", "modified"]
         read_only_fields = ["last_sent", "last_error", "last_error_at", "created", "modified"]
+        validators = []  # names are unique per owner: the model's clean() says so, naming the field
 
     def validate(self, attrs):
         project = attrs.get("project", getattr(self.instance, "project", None))
