@@ -14,6 +14,7 @@ notifiers' URLs and SMTP hosts (``monitoring.outbound``).
 import ipaddress
 import socket
 import sys
+from dataclasses import dataclass
 
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -21,8 +22,6 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
-
-from dataclasses import dataclass
 
 ALLOWED_ENV = "PORTAL_CLUSTER_ALLOWED_NETWORKS"
 DENIED_ENV = "PORTAL_CLUSTER_DENIED_NETWORKS"
