@@ -148,8 +148,17 @@ def scale(args):
         timer = Timer()
         with connection.execute_wrapper(timer):
             t = time.monotonic()
-            evaluate.evaluate_all()
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profile = cProfile.Profile()
+                profile.runcall(evaluate.evaluate_all)
+            else:
+                evaluate.evaluate_all()
             wall = time.monotonic() - t
+        if args.profile:
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
         print(f"  {label}: {wall:.1f} s wall, {timer.seconds:.1f} s in the database, {timer.queries:,} queries; "
               f"{Alert.objects.filter(state='firing').count():,} alerts firing")
 
@@ -204,6 +213,7 @@ def main():
     p = sub.add_parser("scale")
     p.add_argument("--clusters", type=int, default=2000)
     p.add_argument("--pods", type=int, default=100000)
+    p.add_argument("--profile", action="store_true", help="print where the passes spend their time")
     p = sub.add_parser("ingest")
     p.add_argument("--clusters", type=int, default=2000)
     p.add_argument("--collections", type=int, default=20)
