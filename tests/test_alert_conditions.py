@@ -170,3 +170,54 @@ def test_a_frozen_etcd_shows_as_a_failing_control_plane_check_on_a_sandbox(sandb
         time.sleep(0.5)
     evaluate.evaluate_cluster(cluster.pk)
     assert targets(r) == [] and "control-plane/etcd" in targets(r, "resolved")
+
+
+@pytest.mark.kube
+@pytest.mark.django_db(transaction=True)
+def test_a_crash_looping_pod_on_a_sandbox_fires_both_pod_rules_and_resolves(sandbox, kubectl):
+    """kwok runs the pod; its status is then patched as a kubelet would report a container in
+    back-off (a bare Running pod matches none of kwok's stages, so kwok leaves the status be)."""
+    import json
+
+    from clusters import sync
+
+    cluster = Cluster.objects.create(
+        name="crash-live", driver="imported", state="active", api_endpoint=sandbox.endpoint,
+        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem,
+                     "client_key": sandbox.admin_key_pem},
+    )
+    looping = AlertRule.objects.create(name="loop", cluster=cluster, condition="pod-crash-looping", for_seconds=0,
+                                       selector={"namespace": kubectl.namespace})
+    restarting = AlertRule.objects.create(name="restarts", cluster=cluster, condition="pod-restarts", threshold=3, window_seconds=600,
+                                          for_seconds=0, selector={"namespace": kubectl.namespace})
+    kubectl("run", "flaky", "--image=busybox", "--restart=Never")
+    deadline = time.monotonic() + 60
+    while kubectl("get", "pod", "flaky", "-o", "jsonpath={.status.phase}") != "Running":
+        assert time.monotonic() < deadline, "the pod never ran"
+        time.sleep(0.5)
+    sync.sync(cluster.pk)
+    evaluate.evaluate_cluster(cluster.pk)  # the first look: no restarts yet
+    assert targets(looping) == [] and targets(restarting) == []
+
+    def report(state, restarts):
+        status = json.loads(kubectl("get", "pod", "flaky", "-o", "json"))["status"]
+        status["containerStatuses"][0].update({"restartCount": restarts, "state": state, "ready": "running" in state})
+        kubectl("patch", "pod", "flaky", "--subresource=status", "--type=merge", "-p",
+                json.dumps({"status": {"containerStatuses": status["containerStatuses"]}}))
+
+    report({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}, 4)
+    time.sleep(1)  # kwok would have overwritten it by now if a stage matched
+    assert kubectl("get", "pod", "flaky", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}") == "CrashLoopBackOff"
+    sync.sync(cluster.pk)
+    pod_row = Pod.objects.get(cluster=cluster, name="flaky")
+    assert pod_row.waiting_reason == "CrashLoopBackOff" and pod_row.restarts == 4
+    evaluate.evaluate_cluster(cluster.pk)
+    target = f"pod/{kubectl.namespace}/flaky"
+    assert targets(looping) == [target] and targets(restarting) == [target]
+    assert Alert.objects.get(rule=restarting).value == 4
+
+    report({"running": {"startedAt": "2026-01-01T00:00:00Z"}}, 4)
+    sync.sync(cluster.pk)
+    evaluate.evaluate_cluster(cluster.pk)
+    assert targets(looping) == [] and targets(looping, "resolved") == [target]
+    assert targets(restarting) == [target]  # the restarts stay counted for their window
