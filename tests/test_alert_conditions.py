@@ -221,3 +221,37 @@ def test_a_crash_looping_pod_on_a_sandbox_fires_both_pod_rules_and_resolves(sand
     evaluate.evaluate_cluster(cluster.pk)
     assert targets(looping) == [] and targets(looping, "resolved") == [target]
     assert targets(restarting) == [target]  # the restarts stay counted for their window
+
+
+def test_the_periodic_pass_applies_every_change_together_and_then_finds_nothing_to_do(world):
+    from clusters.models import Node
+    from monitoring.models import AlertGroup
+
+    for cluster in (world.cluster, world.other_cluster):
+        Node.objects.create(cluster=cluster, uid=f"n-{cluster.pk}", name="worker-1", ready=False)
+    everywhere = AlertRule.objects.create(name="all nodes", condition="node-not-ready", for_seconds=0, group_wait_seconds=0)
+    patient = rule(world, "node-not-ready", for_seconds=600)
+    looked, changed = evaluate.evaluate_all()
+    assert (looked, changed) == (3, 3)
+    assert sorted(Alert.objects.filter(rule=everywhere, state="firing").values_list("cluster_id", flat=True)) == sorted(
+        [world.cluster.pk, world.other_cluster.pk])
+    assert Alert.objects.get(rule=patient).state == "pending"
+    assert AlertGroup.objects.filter(rule=everywhere, next_flush__isnull=False).count() == 2  # made due, per cluster
+    assert not AlertGroup.objects.filter(rule=patient).exists()  # nothing fired: nothing to tell
+    assert evaluate.evaluate_all() == (3, 0)  # steady: nothing written
+
+    Node.objects.filter(cluster=world.cluster).update(ready=True)
+    assert evaluate.evaluate_all() == (3, 2)
+    assert Alert.objects.get(rule=everywhere, cluster=world.cluster).state == "resolved"
+    assert Alert.objects.get(rule=everywhere, cluster=world.other_cluster).state == "firing"
+    assert not Alert.objects.filter(rule=patient).exists()  # pending, never fired: dropped
+
+
+def test_the_periodic_pass_falls_back_to_rule_by_rule_when_an_alert_was_opened_meanwhile(world):
+    pod(world, "web-1", waiting_reason="CrashLoopBackOff")
+    r = rule(world, "pod-crash-looping")
+    matches = evaluate.matches_for(r, world.cluster)
+    # The same rule twice in one batch opens the same alert twice: the insert conflicts, as it
+    # would with an event-driven evaluation that got there first.
+    assert evaluate.apply_all([(r, world.cluster.pk, matches), (r, world.cluster.pk, matches)], timezone.now()) == 2
+    assert targets(r) == ["pod/web-prod/web-1"] and Alert.objects.filter(rule=r).count() == 1
