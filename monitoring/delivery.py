@@ -15,6 +15,7 @@ shows the error.  A failing notifier never holds back the others or the next ale
 import hashlib
 import logging
 import time
+from collections import defaultdict
 from datetime import UTC, timedelta
 
 from django.conf import settings
@@ -124,17 +125,21 @@ def groups_changed(pairs, now=None):
     from monitoring import tasks
     from portal.celery import app
 
-    queue = [(pk, countdown) for pk, countdown in queue if not (countdown > 0 and app.conf.task_always_eager)]
+    # One flush task per moment (groups due together go together), not one per group.
+    moments = defaultdict(list)
+    for pk, countdown in queue:
+        if not (countdown > 0 and app.conf.task_always_eager):
+            moments[round(max(0.0, countdown), 1)].append(pk)
 
     def send():
         try:
             with app.producer_or_acquire() as producer:
-                for pk, countdown in queue:
-                    tasks.flush_group.apply_async((pk,), countdown=max(0.0, countdown), producer=producer)
+                for countdown, pks in moments.items():
+                    tasks.flush_groups.apply_async((pks,), countdown=countdown, producer=producer)
         except Exception as exc:  # the broker is down: the periodic pass picks them up
             log.warning("could not queue %d group flushes (%s); the periodic pass will", len(queue), exc)
 
-    if queue:
+    if moments:
         transaction.on_commit(send)
 
 
