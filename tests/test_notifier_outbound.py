@@ -67,6 +67,11 @@ def test_a_delivery_to_a_refused_address_is_not_sent_and_says_why(world, setting
                                                  "(PORTAL_NOTIFIER_DENIED_NETWORKS)"), notification.error
             notifier.refresh_from_db()
             assert "PORTAL_NOTIFIER_DENIED_NETWORKS" in notifier.last_error
+        # A name is checked on the address it resolves to, when connecting.
+        named = Notifier.objects.create(name="named", kind="slack", config={"url": f"http://localhost:{receiver.port}/hook"})
+        notification = delivery.send_test(named)
+        assert notification.status == "failed" and "connecting to localhost (" in notification.error and "is not allowed" in notification.error, \
+            notification.error
         assert len(receiver.requests) == 1 and smtp.messages == []
     finally:
         smtp.close()
