@@ -40,7 +40,9 @@ def tenant_a(world):
     # A project rule and an alert about the project: its people see them, no other tenant does.
     project_rule = AlertRule.objects.create(name="a-pods", cluster=cluster, project=world.project, condition="pod-not-running")
     Alert.objects.create(rule=project_rule, cluster=cluster, project=world.project, target=f"pod/{ns.name}/a-web-1")
-    notifier = Notifier.objects.create(name="a-pager", kind="webhook", config={"url": "https://hooks.example.com/a"})
+    # Project web's notifier (its owners and the cluster's manage it) and what it sent.
+    notifier = Notifier.objects.create(name="a-pager", kind="webhook", cluster=cluster, project=world.project,
+                                       config={"url": "https://hooks.example.com/a"})
     Notification.objects.create(notifier=notifier, rule=rule, cluster=cluster, kind="firing", subject="[FIRING:1] a-rule on alpha")
     ApiToken.issue(world.owner, description="a's token")
     AuditEvent.objects.create(action="create", object_type="clusters.cluster", object_id=str(cluster.pk), object_repr="alpha")
