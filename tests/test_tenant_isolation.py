@@ -295,6 +295,18 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
         "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
         "portal-service-yaml": Service.objects.get(uid="a-svc"),
+        # The inventory pages and their live rows (issue 13).
+        "portal-namespace": world.namespace,
+        "portal-workload": Workload.objects.get(uid="a-wl"),
+        "portal-pod": Pod.objects.get(uid="a-pod"),
+        "portal-node": Node.objects.get(uid="a-node"),
+        "portal-service": Service.objects.get(uid="a-svc"),
+        "portal-row-pod": Pod.objects.get(uid="a-pod"),
+        "portal-row-workload": Workload.objects.get(uid="a-wl"),
+        "portal-row-node": Node.objects.get(uid="a-node"),
+        "portal-row-namespace": world.namespace,
+        "portal-row-event": ClusterEvent.objects.get(uid="a-ev"),
+        "portal-row-service": Service.objects.get(uid="a-svc"),
     }
     patterns = _portal_patterns()
     assert patterns

@@ -200,6 +200,7 @@
     };
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
+      document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));  // every message (rows.js)
       if ((msg.type === "subscribed" || (msg.type === "error" && msg.group)) && --unanswered === 0 && status) status.textContent = "Live updates on";
       if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
       if (msg.type === "closed") stopped = msg.reason;
@@ -213,7 +214,6 @@
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
       else if (msg.event.indexOf("event.") === 0) onKubeEvent(msg.event, msg.data);
-      document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
     };
     ws.onclose = function (close) {
       if (stopped || close.code === 4401 || close.code === 4403) {
