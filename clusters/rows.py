@@ -24,7 +24,7 @@ RELATED = {
     "pod": ("cluster", "namespace", "workload", "node"), "workload": ("cluster", "namespace"), "node": ("cluster",),
     "namespace": ("cluster", "project"), "event": ("cluster", "namespace"), "service": ("cluster", "namespace"),
 }
-FILTER_KEYS = ("cluster", "namespace", "q", "workload", "node", "service", "about")
+FILTER_KEYS = ("cluster", "namespace", "project", "q", "workload", "node", "service", "about")
 ABOUT_KINDS = {"pod": Pod, "workload": Workload, "node": Node, "service": Service}
 
 
@@ -83,6 +83,8 @@ def queryset(kind, user, table_filter):
         qs = qs.filter(namespace__name=f["namespace"])
     if f.get("namespace") and kind == "namespace":
         qs = qs.filter(name=f["namespace"])
+    if "project" in f and kind != "node":
+        qs = qs.filter(**{"project_id" if kind == "namespace" else "namespace__project_id": _int(f["project"]) or 0})
     if "workload" in f:
         qs = qs.filter(workload_id=_int(f["workload"])) if kind == "pod" and _int(f["workload"]) else qs.none()
     if "node" in f:

@@ -1,11 +1,13 @@
 from django.contrib.auth.decorators import login_required
 from django.urls import path
 
-from clusters import pages, rows, views
+from clusters import explore, pages, rows, views
 
 urlpatterns = [
     path("clusters/<int:pk>/kubeconfig/", views.cluster_kubeconfig, name="portal-cluster-kubeconfig"),
     path("kubeconfig/", views.all_kubeconfig, name="portal-kubeconfig"),
+    path("clusters/<int:pk>/explore/", explore.explore, name="portal-explore-home"),
+    path("clusters/<int:pk>/explore/<str:kind>/", explore.explore, name="portal-explore"),
     path("namespaces/<int:pk>/", pages.namespace_detail, name="portal-namespace"),
     path("workloads/<int:pk>/", pages.workload_detail, name="portal-workload"),
     path("pods/<int:pk>/", pages.pod_detail, name="portal-pod"),

@@ -39,15 +39,15 @@ def _normalised(html):
     return re.sub(r'(<time class="when"[^>]*>)[^<]*(</time>)', r"\1…\2", html)
 
 
-def _outer(browser, element_id):
-    return browser.execute_script("var el = document.getElementById(arguments[0]); return el ? el.outerHTML : null;", element_id)
+def _outer(driver, element_id):
+    return driver.execute_script("var el = document.getElementById(arguments[0]); return el ? el.outerHTML : null;", element_id)
 
 
-def _steady(browser, element_id, ready, seconds=1.0, timeout=30):
+def _steady(driver, element_id, ready, seconds=1.0, timeout=30):
     """The row's outerHTML once it satisfies ``ready`` and has stopped changing for ``seconds``."""
     deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
     while time.monotonic() < deadline:
-        html = _outer(browser, element_id)
+        html = _outer(driver, element_id)
         if html != last:
             last, since = html, time.monotonic()
         elif html and ready(html) and time.monotonic() - since >= seconds:

@@ -307,7 +307,10 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-row-namespace": world.namespace,
         "portal-row-event": ClusterEvent.objects.get(uid="a-ev"),
         "portal-row-service": Service.objects.get(uid="a-svc"),
+        "portal-explore-home": world.cluster,
+        "portal-explore": world.cluster,
     }
+    extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()
     assert patterns
     unknown = [name for _, name in patterns if name not in objects]
@@ -316,10 +319,10 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         client = Client()
         client.force_login(getattr(world, username))
         for _, name in patterns:
-            url = reverse(name, args=[objects[name].pk])
+            url = reverse(name, args=[objects[name].pk, *extra_args.get(name, [])])
             for method in ("get", "post"):
                 response = getattr(client, method)(url)
-                missing = getattr(client, method)(reverse(name, args=[MISSING]))
+                missing = getattr(client, method)(reverse(name, args=[MISSING, *extra_args.get(name, [])]))
                 # 405 for a method the page does not take, whatever the id; else not found.
                 assert response.status_code in (404, 405), (username, method, url, response.status_code)
                 assert response.status_code == missing.status_code, (username, method, url)
