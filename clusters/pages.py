@@ -10,8 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
 from clusters import rows
-from clusters.explain import why_not_ready
-from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
+from clusters.models import Namespace, Node, Pod, Service, Workload
 from portal.permissions import can
 
 
@@ -62,14 +61,9 @@ def namespace_detail(request, pk):
 @login_required
 def workload_detail(request, pk):
     workload = _get(request, Workload, pk, "namespace")
-    events = ClusterEvent.objects.restrict(request.user, "view").filter(cluster_id=workload.cluster_id)
-    why = why_not_ready([workload], events).get(workload.pk, "")
-    if not why and not workload.healthy:
-        why = (f"{workload.ready_replicas} of {workload.desired_replicas} replicas are ready; "
-               "Kubernetes has reported no reason yet (new pods may still be starting).")
     return _page(
         request, "clusters/workload_detail.html", workload, _crumbs(workload, (workload.name, None)),
-        why=why, may_change=can(request.user, "change", workload),
+        summary=lambda t: t("workload", id=workload.pk),
         services=Service.objects.restrict(request.user, "view").filter(namespace=workload.namespace)
         .filter(pk__in=[s.pk for s in Service.objects.filter(namespace=workload.namespace) if _selects(s.selector, workload.selector)]),
         pods=lambda t: t("pod", workload=workload.pk),

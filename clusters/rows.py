@@ -24,7 +24,7 @@ RELATED = {
     "pod": ("cluster", "namespace", "workload", "node"), "workload": ("cluster", "namespace"), "node": ("cluster",),
     "namespace": ("cluster", "project"), "event": ("cluster", "namespace"), "service": ("cluster", "namespace"),
 }
-FILTER_KEYS = ("cluster", "namespace", "project", "q", "workload", "node", "service", "about")
+FILTER_KEYS = ("cluster", "id", "namespace", "project", "q", "workload", "node", "service", "about")
 ABOUT_KINDS = {"pod": Pod, "workload": Workload, "node": Node, "service": Service}
 
 
@@ -79,6 +79,8 @@ def queryset(kind, user, table_filter):
         qs = qs.filter(cluster_id=_int(f["cluster"]))
     elif "cluster" in f:
         return qs.none()
+    if "id" in f:
+        qs = qs.filter(pk=_int(f["id"]) or 0)
     if f.get("namespace") and kind not in ("node", "namespace"):
         qs = qs.filter(namespace__name=f["namespace"])
     if f.get("namespace") and kind == "namespace":

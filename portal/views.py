@@ -152,6 +152,9 @@ def search(request):
             .select_related("cluster", "namespace")[:LIST_LIMIT],
             "nodes": Node.objects.restrict(user, "view").filter(name__icontains=q).select_related("cluster")[:LIST_LIMIT],
         }
+        results["pods"] = list(results["pods"])
+        results["visible_nodes"] = set(Node.objects.restrict(user, "view").filter(pk__in={p.node_id for p in results["pods"] if p.node_id})
+                                       .values_list("pk", flat=True))
     return render(request, "portal/search.html", {"q": q, "results": results})
 
 

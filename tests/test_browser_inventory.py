@@ -112,11 +112,43 @@ def test_a_live_inserted_pod_row_equals_the_row_after_reload_and_names_lead_to_t
         WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#workload-pods tr[data-row=pod]")) == 2)
         assert browser.execute_script("return window.__notReloaded === true;")
 
+        # Held below its count by a quota, the workload's page says why, live, within 5 seconds.
+        kubectl("create", "quota", "two-pods", "--hard=pods=2")
+        _wait(lambda: kubectl("get", "quota", "two-pods", "-o", "jsonpath={.status.used.pods}").strip() == "2", 30, "the quota's usage")
+        started = time.monotonic()
+        kubectl("scale", "deployment", "web", "--replicas=3")
+        why = f"#workload-{workload.uid} [data-field=why]"
+        WebDriverWait(browser, 5, poll_frequency=0.05).until(
+            lambda d: "used up" in d.execute_script("var el = document.querySelector(arguments[0]); return el ? el.textContent : '';", why))
+        assert time.monotonic() - started < 5
+        assert "two-pods" in browser.find_element(By.CSS_SELECTOR, why).text
+        assert "3" in browser.find_element(By.CSS_SELECTOR, f"#workload-{workload.uid} [data-field=ready]").text
+        assert browser.execute_script("return window.__notReloaded === true;")
+
         browser.find_element(By.CSS_SELECTOR, "nav.crumbs a[href^='/namespaces/']").click()
         WebDriverWait(browser, 10).until(lambda d: "Namespace " + ns in d.find_element(By.TAG_NAME, "h1").text)
         browser.get(f"{live_server_url}/nodes/{node.pk}/")
         WebDriverWait(browser, 10).until(lambda d: "Node " + node.name in d.find_element(By.TAG_NAME, "h1").text)
         assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "nav.crumbs li")] == ["Clusters", "inventory-live", "Nodes", node.name]
+
+        # The explorer: the namespace chosen once is remembered; columns sort; the filter hides rows.
+        browser.get(f"{live_server_url}/clusters/{cluster.pk}/explore/pods/?scope=namespace:{ns}")
+        browser.get(f"{live_server_url}/clusters/{cluster.pk}/explore/workloads/")
+        assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#explore-rows th a")] == ["web"]
+        browser.get(f"{live_server_url}/clusters/{cluster.pk}/explore/pods/")
+        assert browser.find_element(By.CSS_SELECTOR, "#scope option:checked").text == ns
+
+        def names(d):
+            return [e.text for e in d.find_elements(By.CSS_SELECTOR, "#explore-rows tr[data-row=pod]") if e.is_displayed()]
+
+        WebDriverWait(browser, 10).until(lambda d: len(names(d)) == 2)
+        header = browser.find_element(By.XPATH, "//table[@id='explore-rows-table']//th[normalize-space()='Name']")
+        header.click()
+        ascending = [row.split()[1] for row in names(browser)]
+        header.click()
+        assert [row.split()[1] for row in names(browser)] == list(reversed(ascending)) and ascending == sorted(ascending)
+        browser.find_element(By.ID, "explore-filter").send_keys(ascending[0][-5:])
+        WebDriverWait(browser, 5).until(lambda d: len(names(d)) == 1)
         assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)

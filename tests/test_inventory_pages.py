@@ -90,6 +90,9 @@ def test_every_name_in_the_cluster_page_and_search_links_to_its_page(inventory):
         assert f'href="{url}"' in page, url
     page = client_for(w.owner).get("/search/", {"q": "web"}).content.decode()
     assert f'href="/pods/{w.pod.pk}/"' in page and f'href="/workloads/{w.web.pk}/"' in page
+    assert f'href="/nodes/{w.node.pk}/"' in page  # the pod's node, for one who may see nodes
+    member_page = client_for(w.member).get("/search/", {"q": "web"}).content.decode()
+    assert f'href="/pods/{w.pod.pk}/"' in member_page and f'href="/nodes/{w.node.pk}/"' not in member_page
     page = client_for(w.owner).get("/search/", {"q": "worker"}).content.decode()
     assert f'href="/nodes/{w.node.pk}/"' in page
     page = client_for(w.owner).get(f"/projects/{w.project.pk}/").content.decode()

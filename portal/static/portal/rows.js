@@ -9,6 +9,7 @@
   var WORKLOAD = /^(deployment|statefulset|daemonset|job|cronjob)\./;
   var KINDS = ["pod", "node", "namespace", "event", "service"];
   var pending = {};
+  var gone = {};  // uids of deleted objects (Kubernetes never reuses one): an answer sent before the deletion cannot bring them back
 
   function kindOf(name) {
     if (WORKLOAD.test(name)) return "workload";
@@ -31,10 +32,11 @@
     });
   }
 
-  function parse(html) {
+  // The rows of an answer: only elements that are rows of ``kind`` (never, say, a login page).
+  function parse(html, kind) {
     var template = document.createElement("template");
     template.innerHTML = html.trim();
-    return Array.prototype.slice.call(template.content.children);
+    return Array.prototype.filter.call(template.content.children, function (el) { return el.dataset && el.dataset.row === kind; });
   }
 
   function applyFilter(container, rows) {
@@ -45,18 +47,51 @@
 
   // Put a rendered row where a reload would: by its data-key (newest first for data-order="desc").
   function place(container, row) {
+    if (row.dataset.uid && gone[row.dataset.row + ":" + row.dataset.uid]) return;
     var empty = container.querySelector(".empty-row");
     if (empty) empty.remove();
     var old = find(container, row.dataset.row, { id: row.dataset.pk, uid: row.dataset.uid });
     if (old.length === 1 && old[0].outerHTML === row.outerHTML) return;
-    old.forEach(function (el) { el.remove(); });
-    var desc = container.dataset.order === "desc", key = row.dataset.key || "";
-    var before = rowsOf(container).filter(function (el) {
-      var k = el.dataset.key || "";
-      return desc ? k < key : k > key;
+    // In place when it can be (the elements one holds stay the same), else a new element.
+    var el = old.length === 1 && morph(old[0], row) ? old[0] : null;
+    if (!el) {
+      old.forEach(function (o) { o.remove(); });
+      el = row;
+    }
+    var desc = container.dataset.order === "desc", key = el.dataset.key || "";
+    var before = rowsOf(container).filter(function (other) {
+      var k = other.dataset.key || "";
+      return other !== el && (desc ? k < key : k > key);
     })[0] || null;
-    container.insertBefore(row, before);
-    applyFilter(container, [row]);
+    if (el.parentNode !== container || el.nextElementSibling !== before) container.insertBefore(el, before);
+    applyFilter(container, [el]);
+  }
+
+  function attributeNames(el) {
+    return Array.prototype.map.call(el.attributes, function (a) { return a.name; }).join(" ");
+  }
+
+  // Make ``from`` the same DOM as ``to`` in place, changing only what differs, so the elements a
+  // reader (or a test) holds stay the same ones; attributes are rewritten in the server's order when
+  // they differ, so the row serialises exactly as a reloaded one.  False when the node types differ.
+  function morph(from, to) {
+    if (from.nodeType !== to.nodeType || from.nodeName !== to.nodeName) return false;
+    if (from.nodeType === Node.TEXT_NODE || from.nodeType === Node.COMMENT_NODE) {
+      if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+      return true;
+    }
+    if (from.nodeType !== Node.ELEMENT_NODE) return false;
+    if (attributeNames(from) !== attributeNames(to)) {
+      while (from.attributes.length) from.removeAttribute(from.attributes[0].name);
+    }
+    Array.prototype.forEach.call(to.attributes, function (a) { if (from.getAttribute(a.name) !== a.value) from.setAttribute(a.name, a.value); });
+    for (var i = 0; i < to.childNodes.length; i++) {
+      var target = to.childNodes[i], current = from.childNodes[i];
+      if (!current) from.appendChild(target.cloneNode(true));
+      else if (!morph(current, target)) from.replaceChild(target.cloneNode(true), current);
+    }
+    while (from.childNodes.length > to.childNodes.length) from.removeChild(from.lastChild);
+    return true;
   }
 
   function drop(container, kind, data) {
@@ -64,7 +99,8 @@
   }
 
   function fetchText(url) {
-    return fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+    // A redirect (signed out: to the login page) is no answer: the socket says why live updates stopped.
+    return fetch(url, { credentials: "same-origin", redirect: "manual", headers: { Accept: "text/html" } })
       .then(function (r) { return r.status === 200 ? r.text().then(function (t) { return { status: 200, html: t }; }) : { status: r.status, html: "" }; });
   }
 
@@ -74,7 +110,7 @@
       var url = "/rows/" + kind + "/" + data.id + "/" + (container.dataset.filter ? "?" + container.dataset.filter : "");
       fetchText(url).then(function (answer) {
         if (pending[key] !== mine) return;  // a newer change of this row is on its way
-        if (answer.status === 200) parse(answer.html).forEach(function (row) { place(container, row); });
+        if (answer.status === 200) parse(answer.html, kind).forEach(function (row) { place(container, row); });
         else if (answer.status === 204 || answer.status === 404) drop(container, kind, data);
       }).catch(function () { /* the next change or the catch-up brings it */ });
     });
@@ -86,7 +122,7 @@
       var kind = container.dataset.rows;
       fetchText("/rows/" + kind + "/" + (container.dataset.filter ? "?" + container.dataset.filter : "")).then(function (answer) {
         if (answer.status !== 200) return;
-        var rows = parse(answer.html), keep = {};
+        var rows = parse(answer.html, kind), keep = {};
         rows.forEach(function (row) { keep[row.dataset.pk] = true; });
         rowsOf(container).forEach(function (el) { if (!keep[el.dataset.pk]) el.remove(); });
         rows.forEach(function (row) { place(container, row); });
@@ -105,7 +141,10 @@
     if (msg.type !== "event" || !msg.event || !msg.data) return;
     var kind = kindOf(msg.event);
     if (!kind) return;
-    if (/\.deleted$/.test(msg.event)) containers(kind).forEach(function (c) { drop(c, kind, msg.data); });
+    if (/\.deleted$/.test(msg.event)) {
+      if (msg.data.uid) gone[kind + ":" + msg.data.uid] = true;
+      containers(kind).forEach(function (c) { drop(c, kind, msg.data); });
+    }
     else if (msg.data.id != null) update(kind, msg.data);
     // A workload's "why" comes from its events: an event about it re-renders its row.
     if (kind === "event" && msg.data.workload_uid) {
