@@ -6,7 +6,7 @@ tables as every other page (``clusters.rows``); the others (Ingresses, ConfigMap
 are read from the cluster on demand as the viewer (``clusters.kube.explorer``)."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from clusters import rows
@@ -42,10 +42,8 @@ def _scope(request, cluster, namespaces, projects):
     return scope
 
 
-@login_required
-def explore(request, pk, kind="workloads"):
-    if kind not in TITLES:
-        raise Http404("no such kind")
+def _selection(request, pk):
+    """(cluster, namespaces, projects, scope, table filter, selected namespaces) for the viewer."""
     from projects.models import Project
 
     user = request.user
@@ -61,7 +59,27 @@ def explore(request, pk, kind="workloads"):
     elif scope.startswith("project:"):
         table_filter["project"] = scope.split(":", 1)[1]
         selected = [ns for ns in namespaces if str(ns.project_id) == table_filter["project"]]
-    counts = {slug: rows.queryset(row_kind, user, table_filter).count() for slug, _, row_kind in KINDS if row_kind}
+    return cluster, namespaces, projects, scope, table_filter, selected
+
+
+def _counts(user, table_filter):
+    return {slug: rows.queryset(row_kind, user, table_filter).count() for slug, _, row_kind in KINDS if row_kind}
+
+
+@login_required
+def explore_counts(request, pk):
+    """The side navigation's counts, as the page shows them (it asks again after live changes)."""
+    _, _, _, _, table_filter, _ = _selection(request, pk)
+    return JsonResponse(_counts(request.user, table_filter))
+
+
+@login_required
+def explore(request, pk, kind="workloads"):
+    if kind not in TITLES:
+        raise Http404("no such kind")
+    user = request.user
+    cluster, namespaces, projects, scope, table_filter, selected = _selection(request, pk)
+    counts = _counts(user, table_filter)
     context = {
         "cluster": cluster, "kind": kind, "title": TITLES[kind], "nav_active": "clusters", "scope": scope,
         "project_options": [(f"project:{p.pk}", p.name) for p in projects],

@@ -7,6 +7,7 @@ urlpatterns = [
     path("clusters/<int:pk>/kubeconfig/", views.cluster_kubeconfig, name="portal-cluster-kubeconfig"),
     path("kubeconfig/", views.all_kubeconfig, name="portal-kubeconfig"),
     path("clusters/<int:pk>/explore/", explore.explore, name="portal-explore-home"),
+    path("clusters/<int:pk>/explore/counts/", explore.explore_counts, name="portal-explore-counts"),
     path("clusters/<int:pk>/explore/<str:kind>/", explore.explore, name="portal-explore"),
     path("namespaces/<int:pk>/", pages.namespace_detail, name="portal-namespace"),
     path("workloads/<int:pk>/", pages.workload_detail, name="portal-workload"),

@@ -149,6 +149,10 @@ def test_a_live_inserted_pod_row_equals_the_row_after_reload_and_names_lead_to_t
         assert [row.split()[1] for row in names(browser)] == list(reversed(ascending)) and ascending == sorted(ascending)
         browser.find_element(By.ID, "explore-filter").send_keys(ascending[0][-5:])
         WebDriverWait(browser, 5).until(lambda d: len(names(d)) == 1)
+        # Its counts follow the cluster too.
+        assert browser.find_element(By.CSS_SELECTOR, "[data-count=pods]").text == "2"
+        kubectl("scale", "deployment", "web", "--replicas=1")
+        WebDriverWait(browser, 15).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-count=pods]").text == "1")
         assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)

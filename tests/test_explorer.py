@@ -115,3 +115,17 @@ def test_on_demand_kinds_are_read_as_the_viewer_from_a_real_cluster(db, sandbox)
     finally:
         for name in names.values():
             sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_the_counts_the_page_asks_for_after_live_changes_follow_the_viewer_and_the_selection(explored):
+    w = explored
+    url = f"/clusters/{w.cluster.pk}/explore/counts/"
+    owner_counts = client_for(w.owner).get(url).json()
+    assert owner_counts["pods"] == 2 and owner_counts["workloads"] == 2 and owner_counts["namespaces"] == 2
+    member_counts = client_for(w.member).get(url).json()
+    assert member_counts["pods"] == 1 and member_counts["namespaces"] == 1 and member_counts["nodes"] == 0
+    owner = client_for(w.owner)
+    owner.get(f"/clusters/{w.cluster.pk}/explore/pods/", {"scope": "namespace:ops"})
+    assert owner.get(url).json()["pods"] == 1  # the remembered selection
+    for user in (w.stranger, w.nobody):
+        assert client_for(user).get(url).status_code == 404

@@ -309,6 +309,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-row-service": Service.objects.get(uid="a-svc"),
         "portal-explore-home": world.cluster,
         "portal-explore": world.cluster,
+        "portal-explore-counts": world.cluster,
     }
     extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()

@@ -130,6 +130,24 @@
     });
   }
 
+  // The explorer's counts by kind: asked again a moment after changes stop coming.
+  var countsTimer = null;
+  function refreshCounts() {
+    var nav = document.querySelector("[data-counts]");
+    if (!nav) return;
+    clearTimeout(countsTimer);
+    countsTimer = setTimeout(function () {
+      fetch(nav.dataset.counts, { credentials: "same-origin", redirect: "manual", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.status === 200 ? r.json() : null; })
+        .then(function (counts) {
+          if (!counts) return;
+          nav.querySelectorAll("[data-count]").forEach(function (el) {
+            if (el.dataset.count in counts && el.textContent !== String(counts[el.dataset.count])) el.textContent = counts[el.dataset.count];
+          });
+        }).catch(function () {});
+    }, 500);
+  }
+
   var catchUpTimer = null;
   document.addEventListener("corral:event", function (e) {
     var msg = e.detail || {};
@@ -141,6 +159,7 @@
     if (msg.type !== "event" || !msg.event || !msg.data) return;
     var kind = kindOf(msg.event);
     if (!kind) return;
+    if (/\.deleted$/.test(msg.event) || !document.querySelector('[data-rows="' + kind + '"] [data-pk="' + msg.data.id + '"]')) refreshCounts();
     if (/\.deleted$/.test(msg.event)) {
       if (msg.data.uid) gone[kind + ":" + msg.data.uid] = true;
       containers(kind).forEach(function (c) { drop(c, kind, msg.data); });
