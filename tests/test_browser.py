@@ -298,11 +298,13 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
     watch.start()
     page = f"{live_server_url}/clusters/{cluster.pk}/?namespace={kubectl.namespace}"
 
+    # Read in one script: rows come and go live, and an element found a moment earlier may be gone.
     def pod_rows(d):
-        return [e.get_attribute("id") for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]")]
+        return d.execute_script("return Array.from(document.querySelectorAll('#pods tr[id^=pod-]'), r => r.id);")
 
     def running_rows(d):
-        return [e for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]") if "Running" in e.text]
+        return d.execute_script("return Array.from(document.querySelectorAll('#pods tr[id^=pod-]'), r => r.id)"
+                                ".filter(id => document.getElementById(id).textContent.includes('Running'));")
 
     try:
         log_in(browser, live_server_url, user)

@@ -298,7 +298,23 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
         "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
         "portal-service-yaml": Service.objects.get(uid="a-svc"),
+        # The inventory pages and their live rows (issue 13).
+        "portal-namespace": world.namespace,
+        "portal-workload": Workload.objects.get(uid="a-wl"),
+        "portal-pod": Pod.objects.get(uid="a-pod"),
+        "portal-node": Node.objects.get(uid="a-node"),
+        "portal-service": Service.objects.get(uid="a-svc"),
+        "portal-row-pod": Pod.objects.get(uid="a-pod"),
+        "portal-row-workload": Workload.objects.get(uid="a-wl"),
+        "portal-row-node": Node.objects.get(uid="a-node"),
+        "portal-row-namespace": world.namespace,
+        "portal-row-event": ClusterEvent.objects.get(uid="a-ev"),
+        "portal-row-service": Service.objects.get(uid="a-svc"),
+        "portal-explore-home": world.cluster,
+        "portal-explore": world.cluster,
+        "portal-explore-counts": world.cluster,
     }
+    extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()
     assert patterns
     unknown = [name for _, name in patterns if name not in objects]
@@ -307,10 +323,10 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         client = Client()
         client.force_login(getattr(world, username))
         for _, name in patterns:
-            url = reverse(name, args=[objects[name].pk])
+            url = reverse(name, args=[objects[name].pk, *extra_args.get(name, [])])
             for method in ("get", "post"):
                 response = getattr(client, method)(url)
-                missing = getattr(client, method)(reverse(name, args=[MISSING]))
+                missing = getattr(client, method)(reverse(name, args=[MISSING, *extra_args.get(name, [])]))
                 # 405 for a method the page does not take, whatever the id; else not found.
                 assert response.status_code in (404, 405), (username, method, url, response.status_code)
                 assert response.status_code == missing.status_code, (username, method, url)

@@ -1,7 +1,7 @@
 // Corral live updates: one websocket, subscriptions checked by the server, DOM patched in place.
 //
-// Every message is also dispatched as document's `corral:event` CustomEvent ({detail: {event, data,
-// group}}) for other scripts to follow.  The socket reconnects with back-off (1 s doubling to 30 s),
+// Every message (its type, event, data, group: "subscribed" and "pong" too) is also dispatched as document's `corral:event` CustomEvent ({detail: message})
+// for other scripts to follow (rows.js, usage.js).  The socket reconnects with back-off (1 s doubling to 30 s),
 // subscribes again and then catches up on what it missed: each element of the page marked
 // `data-live-region` (with an id) is replaced by the same element of a fresh copy of the page (the
 // same server templates; `corral:caught-up` is dispatched after), and the dashboard's rows are
@@ -337,6 +337,7 @@
     };
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
+      document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));  // every message, "subscribed" too (rows.js)
       if (msg.type === "pong") { clearTimeout(waiting); waiting = null; return; }
       if ((msg.type === "subscribed" || (msg.type === "error" && msg.group)) && --unanswered === 0) {
         delay = 1000;  // a healthy connection: the next outage starts its back-off afresh
@@ -361,7 +362,6 @@
       else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
       else if (msg.event.indexOf("event.") === 0) onKubeEvent(msg.event, msg.data);
       if (/^(node|alert|deployment|statefulset|daemonset)\./.test(msg.event)) refreshHealth();
-      document.dispatchEvent(new CustomEvent("corral:event", { detail: { event: msg.event, data: msg.data, group: msg.group } }));
     };
     ws.onclose = function (close) {
       clearInterval(pinger); clearTimeout(waiting);
