@@ -47,7 +47,7 @@ run: deps
 # The whole test suite on real PostgreSQL and Redis (started under var/ unless given).
 test: export PORTAL_DB_CONN_MAX_AGE ?= 0
 test: dev-deps
-	@mkdir -p var
+	@mkdir -p "$${CORRAL_VAR_DIR:-var}"
 	@if [ -z "$$PORTAL_DATABASE_URL" ]; then eval "$$($(PY) -m tools.services up postgres)"; fi; \
 	if [ -z "$$PORTAL_REDIS_URL" ]; then eval "$$($(PY) -m tools.services up redis)"; fi; \
 	set -e; \
@@ -58,10 +58,11 @@ test: dev-deps
 	$(PY) manage.py collectstatic --noinput -v0; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built).
+# Build the pinned Kubernetes control plane, etcd and kwok into ~/.cache/corral/kube (no-op when built),
+# then the add-ons; progress (which binary, N of M, elapsed) on the terminal, the whole output in
+# $CORRAL_VAR_DIR/kube-tools.log.
 kube-tools:
-	bash tools/kube/build.sh
-	bash tools/kube/addons.sh
+	$(PYTHON) tools/kube/progress.py
 
 services: deps
 	$(PY) -m tools.services up postgres redis

@@ -13,7 +13,7 @@ def setup(name="corral_bench"):
     """Point Django at a fresh database ``name``, migrate it, and return the URL."""
     from tools.services import ensure_postgres, ensure_redis
 
-    var = Path(os.environ.get("CORRAL_VAR_DIR", ROOT / "var"))
+    var = Path(os.environ.get("CORRAL_VAR_DIR") or ROOT / "var")
     base = os.environ.get("PORTAL_DATABASE_URL") or ensure_postgres(var)
     if not base.startswith("postgres"):
         raise SystemExit("benchmarks need PostgreSQL: unset PORTAL_DATABASE_URL or point it at a PostgreSQL server")

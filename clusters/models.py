@@ -299,6 +299,8 @@ class Pod(NamespacedInventoryModel):
     phase = models.CharField(max_length=20, blank=True, db_index=True)
     ready = models.BooleanField(default=False)
     restarts = models.IntegerField(default=0)
+    # Why a container waits (CrashLoopBackOff, ImagePullBackOff...): the first waiting container's.
+    waiting_reason = models.CharField(max_length=64, blank=True)
     images = models.JSONField(default=list, blank=True)
     pod_ip = models.CharField(max_length=64, blank=True)
     cpu_request_m = models.BigIntegerField(default=0)

@@ -6,8 +6,9 @@ from portal.admin_base import ChangeLoggedAdmin, ReadOnlyAdmin
 
 @admin.register(Notifier)
 class NotifierAdmin(ChangeLoggedAdmin):
-    list_display = ("name", "kind", "enabled", "last_sent", "last_error_at", "created")
+    list_display = ("name", "kind", "cluster", "project", "enabled", "last_sent", "last_error_at", "created")
     list_filter = ("kind", "enabled")
+    list_select_related = ("cluster", "project")
     search_fields = ("name",)
     readonly_fields = ("secrets_set", "last_sent", "last_error", "last_error_at", *ChangeLoggedAdmin.readonly_fields)
 

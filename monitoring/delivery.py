@@ -15,6 +15,7 @@ shows the error.  A failing notifier never holds back the others or the next ale
 import hashlib
 import logging
 import time
+from collections import defaultdict
 from datetime import UTC, timedelta
 
 from django.conf import settings
@@ -92,6 +93,54 @@ def group_changed(rule, cluster_id, now=None):
     from monitoring import tasks
 
     _later(tasks.flush_group, (group.pk,), (due - now).total_seconds())
+
+
+def groups_changed(pairs, now=None):
+    """``group_changed`` for many (rule, cluster id) at once: the groups read and made in two
+    statements, made due in one, their flushes queued over one broker connection."""
+    if not pairs:
+        return
+    now = now or timezone.now()
+    rules = {rule.pk: rule for rule, _ in pairs}
+    wanted = {(rule.pk, cluster_id) for rule, cluster_id in pairs}
+    existing = {(g.rule_id, g.cluster_id): g for g in AlertGroup.objects.filter(rule_id__in=rules, cluster_id__in={c for _, c in wanted})
+                if (g.rule_id, g.cluster_id) in wanted}
+    missing = [AlertGroup(rule_id=r, cluster_id=c) for r, c in wanted - set(existing)]
+    AlertGroup.objects.bulk_create(missing, ignore_conflicts=True, batch_size=2000)
+    if missing:
+        existing = {(g.rule_id, g.cluster_id): g for g in AlertGroup.objects.filter(rule_id__in=rules, cluster_id__in={c for _, c in wanted})
+                    if (g.rule_id, g.cluster_id) in wanted}
+    sooner, queue = [], []
+    for (rule_id, _), group in existing.items():
+        rule = rules[rule_id]
+        if group.last_flush is None:
+            due = now + timedelta(seconds=rule.group_wait_seconds)
+        else:
+            due = max(now, group.last_flush + timedelta(seconds=rule.group_interval_seconds))
+        if group.next_flush is None or due < group.next_flush:
+            group.next_flush = due
+            sooner.append(group)
+        queue.append((group.pk, (due - now).total_seconds()))
+    AlertGroup.objects.bulk_update(sooner, ["next_flush"], batch_size=2000)
+    from monitoring import tasks
+    from portal.celery import app
+
+    # One flush task per moment (groups due together go together), not one per group.
+    moments = defaultdict(list)
+    for pk, countdown in queue:
+        if not (countdown > 0 and app.conf.task_always_eager):
+            moments[round(max(0.0, countdown), 1)].append(pk)
+
+    def send():
+        try:
+            with app.producer_or_acquire() as producer:
+                for countdown, pks in moments.items():
+                    tasks.flush_groups.apply_async((pks,), countdown=countdown, producer=producer)
+        except Exception as exc:  # the broker is down: the periodic pass picks them up
+            log.warning("could not queue %d group flushes (%s); the periodic pass will", len(queue), exc)
+
+    if moments:
+        transaction.on_commit(send)
 
 
 def flush(group_id, now=None):

@@ -24,6 +24,7 @@ from django.utils import timezone
 from clusters.models import Cluster, ClusterEvent, ClusterState, Node, Pod, Workload
 from monitoring import delivery
 from monitoring.models import OPEN_STATES, Alert, AlertCondition, AlertRule, AlertState
+from portal import events
 from portal.events import emit, group_name
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ EVENT_WINDOW = timedelta(minutes=10)  # a Warning event keeps its alert firing t
 AFFECTED = {
     "cluster": {AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.KUBERNETES_EOL},
     "nodes": {AlertCondition.NODE_NOT_READY, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
-    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS,
+    "control-plane": {AlertCondition.CONTROL_PLANE},
+    "pods": {AlertCondition.POD_NOT_RUNNING, AlertCondition.POD_NOT_SCHEDULED, AlertCondition.POD_RESTARTS, AlertCondition.POD_CRASH_LOOPING,
              AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED},
     "deployments": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
@@ -116,19 +118,21 @@ def node_not_ready(rule, cluster_ids):
     return _by_cluster((cluster_id, f"node/{name}", match(name, conditions)) for cluster_id, name, conditions in rows)
 
 
-def _pod_matches(rule, queryset, describe, value=None):
+def _pod_matches(rule, queryset, describe, value=None, counts=None):
+    """``value``: "restarts" (the pod's count) or "counts" (``counts[pod id]``, restarts in a window)."""
     queryset = _namespaced(rule, queryset)
     selector = rule.selector or {}
     if selector.get("node"):
         queryset = queryset.filter(node_name=selector["node"])
-    rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
+    rows = queryset.values_list("cluster_id", "pk", "name", "namespace__name", "namespace__project_id", "phase", "restarts", "node_name")
     return _by_cluster(
         (cluster_id, f"pod/{namespace}/{name}", Match(
-            describe(namespace, name, phase, restarts)[:1000], value=restarts if value == "restarts" else None,
+            describe(namespace, name, phase, counts[pk] if value == "counts" else restarts)[:1000],
+            value={"restarts": restarts, "counts": (counts or {}).get(pk)}.get(value),
             labels={"namespace": namespace, "pod": name, **({"node": node_name} if node_name else {})},
             project_id=rule.project_id or project_id, namespaced=True,
         ))
-        for cluster_id, name, namespace, project_id, phase, restarts, node_name in rows
+        for cluster_id, pk, name, namespace, project_id, phase, restarts, node_name in rows
     )
 
 
@@ -143,9 +147,54 @@ def pod_not_scheduled(rule, cluster_ids):
 
 
 def pod_restarts(rule, cluster_ids):
+    if rule.window_seconds:
+        return pod_restarts_within(rule, cluster_ids)
     queryset = Pod.objects.filter(cluster_id__in=cluster_ids, restarts__gte=rule.threshold or 0)
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} restarted {restarts} times",
                         value="restarts")
+
+
+def pod_restarts_within(rule, cluster_ids):
+    """Restarts within the rule's window, from the restart history (recorded first, for all the clusters at once)."""
+    from monitoring import restarts as history
+
+    now = timezone.now()
+    history.record(cluster_ids, now)
+    counts = history.within(cluster_ids, rule.window_seconds, rule.threshold or 0, now)
+    if not counts:
+        return {}
+    window = f"{rule.window_seconds // 60} minutes" if rule.window_seconds % 60 == 0 else f"{rule.window_seconds} seconds"
+    return _pod_matches(rule, Pod.objects.filter(pk__in=list(counts)),
+                        lambda ns, name, phase, n: f"pod {ns}/{name} restarted {n} times in the last {window}",
+                        value="counts", counts=counts)
+
+
+def pod_crash_looping(rule, cluster_ids):
+    queryset = Pod.objects.filter(cluster_id__in=cluster_ids, waiting_reason="CrashLoopBackOff")
+    return _pod_matches(rule, queryset, lambda ns, name, phase, restarts:
+                        f"pod {ns}/{name} is crash-looping (a container waits in CrashLoopBackOff; {restarts} restarts)",
+                        value="restarts")
+
+
+def control_plane_unhealthy(rule, cluster_ids):
+    """The failing checks of each cluster's API server (``monitoring.controlplane``), one alert per check."""
+    from monitoring.models import ClusterMonitorState
+
+    wanted = (rule.selector or {}).get("check")
+    found = []
+    for cluster_id, name, failing in ClusterMonitorState.objects.filter(
+            cluster_id__in=cluster_ids, cluster__state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).exclude(
+            control_plane_failing=[]).values_list("cluster_id", "cluster__name", "control_plane_failing"):
+        checks = {}
+        for item in failing or []:
+            check = item.get("check", "")
+            if not wanted or check == wanted:
+                checks.setdefault(check, []).append(f"/{item.get('endpoint')}: {item.get('reason')}")
+        for check, reasons in checks.items():
+            found.append((cluster_id, f"control-plane/{check}", Match(
+                f"cluster {name}: control-plane check {check} is failing ({'; '.join(reasons)})"[:1000],
+                labels={"cluster": name, "check": check})))
+    return _by_cluster(found)
 
 
 def workload_unavailable(rule, cluster_ids):
@@ -292,6 +341,8 @@ CONDITIONS = {
     AlertCondition.POD_NOT_RUNNING: pod_not_running,
     AlertCondition.POD_NOT_SCHEDULED: pod_not_scheduled,
     AlertCondition.POD_RESTARTS: pod_restarts,
+    AlertCondition.POD_CRASH_LOOPING: pod_crash_looping,
+    AlertCondition.CONTROL_PLANE: control_plane_unhealthy,
     AlertCondition.WORKLOAD_UNAVAILABLE: workload_unavailable,
     AlertCondition.WARNING_EVENT: warning_event,
     AlertCondition.CPU_REQUESTED: _requested("cpu"),
@@ -322,57 +373,127 @@ def announce(alert, event="alert.updated"):
     emit(event, alert_payload(alert), alert, group_name("cluster", alert.cluster_id), FEED_ALERTS)
 
 
+@dataclass
+class Plan:
+    """What bringing one rule's alerts on one cluster in line with its matches takes."""
+
+    create: list = field(default_factory=list)
+    update: list = field(default_factory=list)  # changed alerts (message, value, labels, state, fired, resolved)
+    drop: list = field(default_factory=list)  # pending alerts that never fired
+    notify: bool = False
+    next_due: object = None
+
+
+def plan(rule, cluster_id, open_alerts, matches, now):
+    """Compare the open alerts ({target: Alert}) with the matches; nothing is written here."""
+    hold = timedelta(seconds=rule.for_seconds)
+    out = Plan()
+    for target, match in matches.items():
+        alert = open_alerts.get(target)
+        if alert is None:
+            firing = hold.total_seconds() == 0
+            out.create.append(Alert(rule_id=rule.pk, cluster_id=cluster_id, target=target[:300], project_id=match.project_id,
+                                    severity=rule.severity, cluster_wide_id=None if match.namespaced else cluster_id,
+                                    state=AlertState.FIRING if firing else AlertState.PENDING, message=match.message, value=match.value,
+                                    labels=match.labels, started=now, fired=now if firing else None))
+            out.notify |= firing
+            if not firing:
+                out.next_due = _earliest(out.next_due, now + hold)
+            continue
+        changed = (alert.message, alert.value, alert.labels) != (match.message, match.value, match.labels)
+        alert.message, alert.value, alert.labels = match.message, match.value, match.labels
+        if alert.state == AlertState.PENDING:
+            if now - alert.started >= hold:
+                alert.state, alert.fired, changed, out.notify = AlertState.FIRING, now, True, True
+            else:
+                out.next_due = _earliest(out.next_due, alert.started + hold)
+        if changed:
+            alert.modified = now
+            out.update.append(alert)
+    for target, alert in open_alerts.items():
+        if target in matches:
+            continue
+        if alert.state == AlertState.PENDING:
+            out.drop.append(alert)  # it never fired: nobody was told, nothing to resolve
+            continue
+        alert.state, alert.resolved, alert.modified = AlertState.RESOLVED, now, now
+        out.update.append(alert)
+        out.notify = True
+    return out
+
+
+UPDATED_FIELDS = ["message", "value", "labels", "state", "fired", "resolved", "modified"]
+
+
 def evaluate_rule(rule, cluster, now=None, matches=None):
     """Bring the rule's alerts on ``cluster`` in line with what matches now (``matches``, when the
     caller already asked).  Returns the earliest time a pending alert will be due to fire (or None)."""
     now = now or timezone.now()
     matches = matches_for(rule, cluster) if matches is None else matches
-    hold = timedelta(seconds=rule.for_seconds)
-    notify, next_due = False, None
-    with transaction.atomic():
+    with transaction.atomic(), events.batched():
         open_alerts = {a.target: a for a in Alert.objects.select_for_update().filter(rule=rule, cluster=cluster, state__in=OPEN_STATES)}
-        for target, match in matches.items():
-            alert = open_alerts.get(target)
-            if alert is None:
-                firing = hold.total_seconds() == 0
-                alert = Alert(rule=rule, cluster=cluster, target=target[:300], project_id=match.project_id, severity=rule.severity,
-                              cluster_wide=None if match.namespaced else cluster,
-                              state=AlertState.FIRING if firing else AlertState.PENDING, message=match.message, value=match.value,
-                              labels=match.labels, started=now, fired=now if firing else None)
-                try:
-                    with transaction.atomic():
-                        alert.save()
-                except IntegrityError:  # another pass opened it meanwhile
-                    continue
-                notify |= firing
-                announce(alert)
-                if not firing:
-                    next_due = _earliest(next_due, now + hold)
+        todo = plan(rule, cluster.pk, open_alerts, matches, now)
+        for alert in todo.create:
+            try:
+                with transaction.atomic():
+                    alert.save()
+            except IntegrityError:  # another pass opened it meanwhile
                 continue
-            changed = (alert.message, alert.value, alert.labels) != (match.message, match.value, match.labels)
-            alert.message, alert.value, alert.labels = match.message, match.value, match.labels
-            if alert.state == AlertState.PENDING:
-                if now - alert.started >= hold:
-                    alert.state, alert.fired, changed, notify = AlertState.FIRING, now, True, True
-                else:
-                    next_due = _earliest(next_due, alert.started + hold)
-            if changed:
-                alert.save(update_fields=["message", "value", "labels", "state", "fired", "modified"])
-                announce(alert)
-        for target, alert in open_alerts.items():
-            if target in matches:
-                continue
-            if alert.state == AlertState.PENDING:
-                announce_dropped(alert)
-                alert.delete()  # it never fired: nobody was told, nothing to resolve
-                continue
-            alert.state, alert.resolved = AlertState.RESOLVED, now
-            alert.save(update_fields=["state", "resolved", "modified"])
             announce(alert)
-            notify = True
-        if notify:
+        for alert in todo.update:
+            alert.save(update_fields=UPDATED_FIELDS)
+            announce(alert)
+        _drop(todo.drop)
+        if todo.notify:
             delivery.group_changed(rule, cluster.pk, now)
-    return next_due
+    return todo.next_due
+
+
+def _drop(alerts):
+    for alert in alerts:
+        announce_dropped(alert)
+    if alerts:
+        Alert.objects.filter(pk__in=[a.pk for a in alerts]).delete()
+
+
+def apply_all(work, now):
+    """Apply many rules' changes at once (the periodic pass): ``work`` is [(rule, cluster id,
+    matches)].  One transaction: the open alerts locked and read in one query, new ones inserted
+    in one statement, changed ones updated in one, live events sent in one trip, groups made due
+    together.  If another evaluation opened one of the same alerts meanwhile, each rule is
+    evaluated on its own instead (under its own lock).  Returns how many rules changed."""
+    if not work:
+        return 0
+    try:
+        with transaction.atomic(), events.batched():
+            rule_ids, cluster_ids = {rule.pk for rule, _, _ in work}, {cluster_id for _, cluster_id, _ in work}
+            wanted = {(rule.pk, cluster_id) for rule, cluster_id, _ in work}
+            open_alerts = defaultdict(dict)
+            for alert in Alert.objects.select_for_update().filter(rule_id__in=rule_ids, cluster_id__in=cluster_ids, state__in=OPEN_STATES):
+                if (alert.rule_id, alert.cluster_id) in wanted:
+                    open_alerts[alert.rule_id, alert.cluster_id][alert.target] = alert
+            create, update, drop, due = [], [], [], []
+            for rule, cluster_id, matches in work:
+                todo = plan(rule, cluster_id, open_alerts.get((rule.pk, cluster_id), {}), matches, now)
+                create += todo.create
+                update += todo.update
+                drop += todo.drop
+                if todo.notify:
+                    due.append((rule, cluster_id))
+            with transaction.atomic():
+                Alert.objects.bulk_create(create, batch_size=2000)
+            Alert.objects.bulk_update(update, UPDATED_FIELDS, batch_size=2000)
+            for alert in create + update:
+                announce(alert)
+            _drop(drop)
+            delivery.groups_changed(due, now)
+    except IntegrityError:
+        log.info("periodic pass: an alert was opened meanwhile; evaluating rule by rule")
+        clusters = Cluster.objects.in_bulk({cluster_id for _, cluster_id, _ in work})
+        for rule, cluster_id, matches in work:
+            if cluster_id in clusters:
+                evaluate_rule(rule, clusters[cluster_id], now, matches)
+    return len(work)
 
 
 def announce_dropped(alert):
@@ -416,20 +537,34 @@ def _same(matches, open_alerts, hold, now):
     return True
 
 
+@dataclass
+class RuleRow:
+    """What the periodic pass reads of each rule: enough to ask its condition and compare."""
+
+    pk: int
+    condition: str
+    threshold: float | None
+    window_seconds: int | None
+    selector: dict
+    project_id: int | None
+    cluster_id: int | None
+    for_seconds: int
+
+
 def evaluate_all(now=None):
     """The periodic pass over every monitored cluster's rules.  Rules that share a condition,
     threshold, selector and project are asked in one query for all their clusters; the open
-    alerts are read in one query; only the rules whose alerts would change are evaluated one by
-    one (under their row locks, as the event-driven evaluation does).  Returns
-    (rules looked at, rules that changed)."""
+    alerts are read in one query; only the rules whose alerts would change are then read whole
+    and applied, together (``apply_all``).  Returns (rules looked at, rules that changed)."""
     now = now or timezone.now()
-    monitored = dict(Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
-                     .values_list("pk", "name"))
-    rules = list(AlertRule.objects.filter(enabled=True).filter(Q(cluster_id__in=list(monitored)) | Q(cluster__isnull=True)))
+    monitored = list(Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+                     .values_list("pk", flat=True))
+    rules = [RuleRow(*row) for row in AlertRule.objects.filter(enabled=True).filter(Q(cluster_id__in=monitored) | Q(cluster__isnull=True))
+             .values_list("pk", "condition", "threshold", "window_seconds", "selector", "project_id", "cluster_id", "for_seconds")]
     pairs = [(rule, cluster_id) for rule in rules for cluster_id in ([rule.cluster_id] if rule.cluster_id else monitored)]
     groups = defaultdict(list)
     for rule, cluster_id in pairs:
-        key = (rule.condition, rule.threshold, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
+        key = (rule.condition, rule.threshold, rule.window_seconds, json.dumps(rule.selector or {}, sort_keys=True), rule.project_id)
         groups[key].append((rule, cluster_id))
     found = {}
     for members in groups.values():
@@ -441,16 +576,13 @@ def evaluate_all(now=None):
         state__in=OPEN_STATES, rule__enabled=True
     ).values_list("rule_id", "cluster_id", "target", "state", "started", "message", "value", "labels"):
         open_alerts[rule_id, cluster_id][target] = (state, started, message, value, labels)
-    changed = 0
-    clusters = {}
-    for rule, cluster_id in pairs:
-        matches = found[rule.pk, cluster_id]
-        if _same(matches, open_alerts.get((rule.pk, cluster_id), {}), timedelta(seconds=rule.for_seconds), now):
-            continue
-        cluster = clusters.get(cluster_id) or clusters.setdefault(cluster_id, Cluster.objects.get(pk=cluster_id))
-        try:
-            evaluate_rule(rule, cluster, now, matches)
-            changed += 1
-        except Exception:
-            log.exception("alert rule %s on cluster %s: evaluation failed", rule.pk, cluster_id)
-    return len(pairs), changed
+    changed = [(rule, cluster_id) for rule, cluster_id in pairs
+               if not _same(found[rule.pk, cluster_id], open_alerts.get((rule.pk, cluster_id), {}), timedelta(seconds=rule.for_seconds), now)]
+    whole = AlertRule.objects.in_bulk({rule.pk for rule, _ in changed})
+    work = [(whole[rule.pk], cluster_id, found[rule.pk, cluster_id]) for rule, cluster_id in changed if rule.pk in whole]
+    try:
+        applied = apply_all(work, now)
+    except Exception:
+        log.exception("periodic alert evaluation: applying %d rules' changes failed", len(work))
+        applied = 0
+    return len(pairs), applied

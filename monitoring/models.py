@@ -1,5 +1,7 @@
 """Alert rules, the alerts they raise, where notifications go, and every delivery attempt."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
@@ -55,8 +57,12 @@ class Notifier(ChangeLoggedModel):
 
     Kind = NotifierKind
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=NotifierKind.choices)
+    # Whose it is: a cluster's (its owners manage it), a project's (its owners manage it), or,
+    # with neither, the administrators'.  Rules may use the notifiers their author may see.
+    cluster = models.ForeignKey("clusters.Cluster", null=True, blank=True, on_delete=models.CASCADE, related_name="notifiers")
+    project = models.ForeignKey("projects.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="notifiers")
     config = models.JSONField(default=dict, blank=True)
     secrets = EncryptedJSONField()
     enabled = models.BooleanField(default=True)
@@ -68,6 +74,13 @@ class Notifier(ChangeLoggedModel):
 
     class Meta:
         ordering = ["name"]
+        # Names are unique where their owners see them: two tenants may both call theirs "ops".
+        constraints = [
+            models.UniqueConstraint(fields=["name"], condition=models.Q(cluster__isnull=True, project__isnull=True),
+                                    name="notifier_name_global"),
+            models.UniqueConstraint(fields=["cluster", "name"], condition=models.Q(project__isnull=True), name="notifier_name_cluster"),
+            models.UniqueConstraint(fields=["project", "name"], name="notifier_name_project"),
+        ]
 
     def __str__(self):
         return self.name
@@ -97,6 +110,17 @@ class Notifier(ChangeLoggedModel):
         super().save(*args, **kwargs)
 
     def clean(self):
+        if self.project_id is not None:
+            if self.cluster_id is None:
+                self.cluster_id = self.project.cluster_id
+            elif self.project.cluster_id != self.cluster_id:
+                raise ValidationError({"project": "must be a project of the notifier's cluster"})
+        if self.name:
+            same = Notifier.objects.filter(name=self.name, project_id=self.project_id).exclude(pk=self.pk)
+            if self.project_id is None:
+                same = same.filter(cluster_id=self.cluster_id)
+            if same.exists():
+                raise ValidationError({"name": "a notifier with this name already exists here"})
         if not isinstance(self.config, dict):
             raise ValidationError({"config": "must be an object"})
         if any(isinstance(value, str) and "\x00" in value for value in self.config.values()):
@@ -140,6 +164,18 @@ class Notifier(ChangeLoggedModel):
                 raise ValidationError({"config": 'a pagerduty notifier needs "routing_key": the integration key'})
             if "url" in merged:
                 _url(merged["url"], "a pagerduty notifier's events endpoint")
+        self._check_outbound(merged)
+
+    def _check_outbound(self, merged):
+        """The host must not resolve to an address the notifiers' outbound policy refuses."""
+        from monitoring.outbound import host_problem, url_problem
+
+        if self.kind == NotifierKind.EMAIL:
+            problem = host_problem(merged.get("host"), merged.get("port") or 587)
+        else:
+            problem = url_problem(merged["url"]) if merged.get("url") else None
+        if problem:
+            raise ValidationError({"config": problem})
 
 
 class AlertCondition(models.TextChoices):
@@ -156,6 +192,8 @@ class AlertCondition(models.TextChoices):
     KUBERNETES_EOL = "kubernetes-version-eol", "Cluster's Kubernetes version past its end of life"
     CPU_REQUESTED = "cpu-requested-percent", "CPU requested at or above threshold (% of allocatable)"
     MEMORY_REQUESTED = "memory-requested-percent", "Memory requested at or above threshold (% of allocatable)"
+    CONTROL_PLANE = "control-plane-unhealthy", "Control-plane check failing (the API server's /livez and /readyz)"
+    POD_CRASH_LOOPING = "pod-crash-looping", "Pod crash-looping (a container waiting in CrashLoopBackOff)"
 
 
 THRESHOLD_REQUIRED = {AlertCondition.POD_RESTARTS, AlertCondition.PROJECT_QUOTA, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED,
@@ -173,9 +211,15 @@ SELECTOR_KEYS = {
     AlertCondition.POD_NOT_RUNNING: {"namespace", "labels", "node"},
     AlertCondition.POD_NOT_SCHEDULED: {"namespace", "labels"},
     AlertCondition.POD_RESTARTS: {"namespace", "labels", "node"},
+    AlertCondition.POD_CRASH_LOOPING: {"namespace", "labels", "node"},
+    AlertCondition.CONTROL_PLANE: {"check"},
     AlertCondition.WORKLOAD_UNAVAILABLE: {"namespace", "labels"},
     AlertCondition.WARNING_EVENT: {"namespace", "kind", "reason"},
 }
+
+
+# How far back pod restart counts are kept (the longest window a pod-restarts rule may take).
+RESTART_HISTORY = timedelta(days=1)
 
 
 class Severity(models.TextChoices):
@@ -203,6 +247,8 @@ class AlertRule(ChangeLoggedModel):
     )
     condition = models.CharField(max_length=32, choices=AlertCondition.choices)
     threshold = models.FloatField(null=True, blank=True, help_text="For restarts and percentages")
+    window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="pod-restarts: count the restarts within this window (at most a day); empty: all of them")
     selector = models.JSONField(
         default=dict, blank=True,
         help_text='Which objects: {"namespace": "web", "labels": {"app": "api"}, "node": "worker-1", "kind": "Pod", "reason": "BackOff"}',
@@ -227,13 +273,18 @@ class AlertRule(ChangeLoggedModel):
             raise ValidationError({"threshold": f"is required for the condition {self.condition}"})
         if self.threshold is not None and self.threshold < 0:
             raise ValidationError({"threshold": "must not be negative"})
+        if self.window_seconds is not None:
+            if self.condition != AlertCondition.POD_RESTARTS:
+                raise ValidationError({"window_seconds": "is only for the pod-restarts condition"})
+            if not 60 <= self.window_seconds <= RESTART_HISTORY.total_seconds():
+                raise ValidationError({"window_seconds": "must be between 60 and 86400 (a day)"})
         if self.project_id is not None:
             if self.cluster_id is None:
                 self.cluster_id = self.project.cluster_id
             elif self.project.cluster_id != self.cluster_id:
                 raise ValidationError({"project": "must be a project of the rule's cluster"})
             if self.condition in (AlertCondition.CLUSTER_UNAVAILABLE, AlertCondition.NODE_NOT_READY, AlertCondition.CPU_USAGE,
-                                  AlertCondition.KUBERNETES_EOL,
+                                  AlertCondition.KUBERNETES_EOL, AlertCondition.CONTROL_PLANE,
                                   AlertCondition.MEMORY_USAGE, AlertCondition.CPU_REQUESTED, AlertCondition.MEMORY_REQUESTED):
                 raise ValidationError({"condition": f"{self.condition} is about the whole cluster: make it a cluster rule"})
         if not isinstance(self.selector, dict):
@@ -426,3 +477,35 @@ class ClusterUsageStatus(models.Model):
     available = models.BooleanField(default=False)
     checked = models.DateTimeField(default=timezone.now)
     error = models.CharField(max_length=500, blank=True)
+
+
+class RestartSample(models.Model):
+    """A pod's restart count went up: from ``previous`` to ``restarts``, seen at ``at``.  Only
+    increases are kept, for a day (``RESTART_HISTORY``): what "restarts >= N within M minutes" needs,
+    and next to nothing for the pods that never restart.  ``pod_id`` is no database constraint: the
+    inventory deletes pods in bulk, and the periodic pruning drops the rows of pods gone."""
+
+    pod = models.ForeignKey("clusters.Pod", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    cluster = models.ForeignKey("clusters.Cluster", on_delete=models.CASCADE, related_name="+", db_index=False)
+    at = models.DateTimeField()
+    restarts = models.IntegerField()
+    previous = models.IntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pod", "restarts"], name="restartsample_one_per_count")]
+        indexes = [models.Index(fields=["cluster", "at"], name="restartsample_cluster_at")]
+
+
+class ClusterMonitorState(models.Model):
+    """What monitoring keeps per cluster besides usage: the control plane's failing checks (from
+    /livez?verbose and /readyz?verbose) and since when pod restarts are followed."""
+
+    cluster = models.OneToOneField("clusters.Cluster", on_delete=models.CASCADE, related_name="monitor_state")
+    control_plane_checked = models.DateTimeField(null=True, blank=True)
+    # [{"check": "etcd", "endpoint": "readyz", "reason": "failed: reason withheld"}]
+    control_plane_failing = models.JSONField(default=list, blank=True)
+    control_plane_error = models.CharField(max_length=500, blank=True)
+    # The last time restart counts were recorded, and the newest pod row then: a pod row older than
+    # that without a sample had no restart then, so all its restarts are new.
+    restarts_checked = models.DateTimeField(null=True, blank=True)
+    restarts_pod_id = models.BigIntegerField(default=0)

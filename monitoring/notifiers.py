@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from monitoring import outbound
 from monitoring.models import PAGERDUTY_EVENTS_URL, NotifierKind
 
 DEFAULT_TIMEOUT = 10
@@ -82,11 +83,26 @@ def _timeout(conf):
     return conf.get("timeout") or DEFAULT_TIMEOUT
 
 
+def _http_post(url, **kwargs):
+    """POST through a session obeying the notifiers' outbound policy (``monitoring.outbound``);
+    a refused address raises DeliveryError naming the address and the rule."""
+    with outbound.session() as session:
+        try:
+            return session.post(url, allow_redirects=False, **kwargs)
+        except outbound.ConnectionNotAllowed as exc:
+            raise DeliveryError(f"not sent: {exc}") from None
+        except requests.RequestException as exc:
+            refused = outbound.refused_by(exc)
+            if refused is not None:
+                raise DeliveryError(f"not sent: {refused}") from None
+            raise
+
+
 def _post(url, payload, conf, headers=None):
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=_timeout(conf), allow_redirects=False)
+        response = _http_post(url, data=body, headers=headers, timeout=_timeout(conf))
     except requests.RequestException as exc:
         # The URL may carry a token: name the failure, not the URL.
         raise DeliveryError(f"could not reach the receiver: {type(exc).__name__}: {_without_url(exc, url)}") from None
@@ -118,7 +134,7 @@ def send_webhook(conf, message):
         headers["X-Corral-Timestamp"] = timestamp
         headers["X-Corral-Signature"] = f"sha256={sign(conf['secret'], timestamp, body)}"
     try:
-        response = requests.post(conf["url"], data=body, headers=headers, timeout=_timeout(conf), allow_redirects=False)
+        response = _http_post(conf["url"], data=body, headers=headers, timeout=_timeout(conf))
     except requests.RequestException as exc:
         raise DeliveryError(f"could not reach the receiver: {type(exc).__name__}: {_without_url(exc, conf['url'])}") from None
     if not 200 <= response.status_code < 300:
@@ -222,7 +238,7 @@ def send_alertmanager(conf, message):
     base = conf["url"].rstrip("/")
     auth = (conf["username"], conf.get("password", "")) if conf.get("username") else None
     try:
-        response = requests.post(f"{base}/api/v2/alerts", json=items, auth=auth, timeout=_timeout(conf), allow_redirects=False,
+        response = _http_post(f"{base}/api/v2/alerts", json=items, auth=auth, timeout=_timeout(conf),
                                  headers={"User-Agent": USER_AGENT})
     except requests.RequestException as exc:
         raise DeliveryError(f"could not reach Alertmanager: {type(exc).__name__}: {_without_url(exc, base)}") from None
@@ -239,7 +255,7 @@ def send_email(conf, message):
     mail.set_content(message.text())
     port = conf.get("port") or (587 if conf.get("starttls", True) else 25)
     try:
-        with smtplib.SMTP(conf["host"], port, timeout=_timeout(conf)) as smtp:
+        with outbound.SMTP(conf["host"], port, timeout=_timeout(conf)) as smtp:
             smtp.ehlo()
             if conf.get("starttls", True):
                 context = ssl.create_default_context(cadata=conf["ca_cert"]) if conf.get("ca_cert") else ssl.create_default_context()
@@ -248,6 +264,8 @@ def send_email(conf, message):
             if conf.get("username"):
                 smtp.login(conf["username"], conf.get("password", ""))
             refused = smtp.send_message(mail)
+    except outbound.ConnectionNotAllowed as exc:
+        raise DeliveryError(f"not sent: {exc}") from None
     except smtplib.SMTPResponseException as exc:
         raise DeliveryError(f"the SMTP server answered {exc.smtp_code}: {exc.smtp_error.decode(errors='replace')[:200]}", exc.smtp_code) from None
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from monitoring import delivery, evaluate, usage
+from monitoring import controlplane, delivery, evaluate, restarts, usage
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,16 @@ def flush_group(group_id):
 
 
 @shared_task(ignore_result=True, acks_late=True)
+def flush_groups(group_ids):
+    """Groups due at the same moment (the periodic pass makes many due at once)."""
+    for group_id in group_ids:
+        try:
+            delivery.flush(group_id)
+        except Exception:
+            log.exception("alert group %s: flush failed", group_id)
+
+
+@shared_task(ignore_result=True, acks_late=True)
 def deliver(notification_id):
     delivery.attempt(notification_id)
 
@@ -42,6 +52,17 @@ def collect_all_usage():
 
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         collect_usage.delay(cluster_id)
+        check_control_plane.delay(cluster_id)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def check_control_plane(cluster_id):
+    """Ask the cluster's /livez and /readyz (with each usage collection); evaluate at once on a change."""
+    from clusters.models import Cluster, ClusterState
+
+    cluster = Cluster.objects.filter(pk=cluster_id, state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).first()
+    if cluster is not None and controlplane.probe(cluster):
+        evaluate.evaluate_cluster(cluster_id, evaluate.affected_conditions({"control-plane"}))
 
 
 @shared_task(ignore_result=True, acks_late=True)
@@ -55,3 +76,4 @@ def collect_usage(cluster_id):
 def rollup_and_prune_usage():
     usage.rollup()
     usage.prune()
+    restarts.prune(timezone.now())

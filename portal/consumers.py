@@ -1,5 +1,7 @@
 """The websocket at ``/ws/``: a signed-in client subscribes to topics (``cluster-<id>``,
-``project-<id>``, ``operation-<id>``, or the ``clusters`` feed) and receives live events.
+``project-<id>``, ``operation-<id>``, or the ``clusters`` feed) and receives live events; a
+``{"action": "ping"}`` is answered ``{"type": "pong"}`` through the channel layer (the page's
+"Live updates on" stays true only while those answers come).
 
 A topic is followed only after the same ``restrict`` check the API makes, and then only through the
 channel groups of the audience tokens its user holds (portal.events): a cluster page hears of the
@@ -116,8 +118,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "error": "messages must be JSON objects"})
             return
         action, topic = content.get("action"), content.get("group")
+        if action == "ping":
+            # Answered through the channel layer, so a pong proves events can reach this socket.
+            await self.channel_layer.send(self.channel_name, {"type": "live.pong", "id": str(content.get("id", ""))[:40]})
+            return
         if action not in ("subscribe", "unsubscribe") or not isinstance(topic, str):
-            await self.send_json({"type": "error", "error": 'send {"action": "subscribe"|"unsubscribe", "group": "cluster-<id>"}'})
+            await self.send_json({"type": "error", "error": 'send {"action": "subscribe"|"unsubscribe", "group": "cluster-<id>"} or {"action": "ping"}'})
             return
         async with self.lock:
             if action == "unsubscribe":
@@ -208,6 +214,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.session_key and message.get("session") == events.session_tag(self.session_key):
             async with self.lock:
                 await self._end(CLOSE_SIGNED_OUT, "you signed out")
+
+    async def live_pong(self, message):
+        await self.send_json({"type": "pong", "id": message.get("id", "")})
 
     async def live_event(self, message):
         group = message.get("group")

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -81,17 +82,24 @@ _outage_lock = threading.Lock()
 
 
 def _send(groups, message):
+    _send_many([(groups, message)])
+
+
+def _send_many(items):
+    """Send each ``(groups, message)`` in one trip to the channel layer."""
     layer = get_channel_layer()
-    if layer is None or not groups:
+    items = [(groups, message) for groups, message in items if groups]
+    if layer is None or not items:
         return
     with _outage_lock:
         if time.monotonic() < _outage["until"]:
-            _outage["dropped"] += 1
+            _outage["dropped"] += len(items)
             return
 
     async def send_all():
-        for group in groups:
-            await layer.group_send(group, {**message, "group": group})
+        for groups, message in items:
+            for group in groups:
+                await layer.group_send(group, {**message, "group": group})
 
     try:
         async_to_sync(send_all)()
@@ -100,6 +108,7 @@ def _send(groups, message):
             first = _outage["until"] == 0.0
             _outage["until"] = time.monotonic() + OUTAGE_RETRY_SECONDS
         if first:
+            message = items[0][1]
             log.warning("could not send live event %s (%s); live events are dropped until the channel layer answers",
                         message.get("event") or message.get("type"), exc)
         return
@@ -107,6 +116,25 @@ def _send(groups, message):
         if _outage["until"]:
             log.warning("live events flow again; %d were dropped while the channel layer could not be reached", _outage["dropped"])
             _outage.update(until=0.0, dropped=0)
+
+
+_batch = threading.local()
+
+
+@contextmanager
+def batched():
+    """Within this block (inside the transaction that makes the changes), ``emit`` gathers its
+    events and they go together after the commit: one trip to the channel layer, not one each."""
+    if getattr(_batch, "items", None) is not None:
+        yield
+        return
+    _batch.items = []
+    try:
+        yield
+    finally:
+        items, _batch.items = _batch.items, None
+        if items:
+            transaction.on_commit(lambda: _send_many(items))
 
 
 def emit(event, data, about, *topics):
@@ -117,6 +145,9 @@ def emit(event, data, about, *topics):
     tokens = about if isinstance(about, (set, frozenset)) else permissions.audience(about)
     groups = sorted({group for topic in topics for group in audience_groups(topic, tokens)})
     message = {"type": "live.event", "id": uuid.uuid4().hex, "event": event, "data": data}
+    if getattr(_batch, "items", None) is not None:
+        _batch.items.append((groups, message))
+        return
     transaction.on_commit(lambda: _send(groups, message))
 
 

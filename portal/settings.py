@@ -24,7 +24,7 @@ from portal import keyfiles
 from portal.envconfig import env_bool, env_int, env_list, env_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(os.environ.get("CORRAL_VAR_DIR") or BASE_DIR / "var")
 
 
 def env(name, default=None):
@@ -431,6 +431,13 @@ CLUSTER_ALLOWED_NETWORKS = env_networks("PORTAL_CLUSTER_ALLOWED_NETWORKS", "0.0.
 CLUSTER_DENIED_NETWORKS = env_networks("PORTAL_CLUSTER_DENIED_NETWORKS", "169.254.0.0/16,fe80::/10,fd00:ec2::254/128")
 if not CLUSTER_ALLOWED_NETWORKS:
     raise ImproperlyConfigured("PORTAL_CLUSTER_ALLOWED_NETWORKS is empty: Corral could connect to no cluster (unset it to allow every network)")
+
+# Where alert notifiers may send (webhook, Slack, Teams, PagerDuty, Alertmanager URLs and SMTP
+# hosts are typed in by cluster and project owners): every network but this host's own
+# (loopback) and link-local / cloud metadata addresses.
+NOTIFIER_ALLOWED_NETWORKS = env_networks("PORTAL_NOTIFIER_ALLOWED_NETWORKS", "0.0.0.0/0,::/0")
+NOTIFIER_DENIED_NETWORKS = env_networks(
+    "PORTAL_NOTIFIER_DENIED_NETWORKS", "127.0.0.0/8,::1/128,0.0.0.0/8,169.254.0.0/16,fe80::/10,fd00:ec2::254/128")
 
 # --- Production hardening ---------------------------------------------------------------------
 

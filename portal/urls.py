@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from monitoring import views as monitoring_views
-from portal import views
+from portal import dashboard, views
 from portal.accounts import views as account_views
 
 admin.site.site_header = "Corral administration"
@@ -11,7 +11,12 @@ admin.site.site_title = "Corral"
 admin.site.index_title = "Platform"
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("clusters/<int:pk>/row/", dashboard.cluster_row, name="portal-cluster-row"),
+    path("fleet/health/", dashboard.fleet_health_fragment, name="portal-fleet-health"),
+    path("fleet/nodes-not-ready/", dashboard.nodes_not_ready, name="portal-nodes-not-ready"),
+    path("fleet/workloads-degraded/", dashboard.workloads_degraded, name="portal-workloads-degraded"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("clusters/import/", views.cluster_import, name="cluster-import"),
     path("clusters/new/", views.cluster_create, name="cluster-create"),
     path("clusters/<int:pk>/remove/", views.cluster_remove, name="portal-cluster-remove"),

@@ -8,8 +8,8 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from clusters.explain import why_not_ready
-from clusters.models import Cluster, ClusterEvent, Namespace, Node, Pod, Workload
+from clusters import rows
+from clusters.models import Cluster, Namespace, Node, Pod, Workload
 from portal.models import Operation
 from portal.permissions import ADD, can, can_add
 
@@ -23,15 +23,6 @@ def query_text(request, name, limit=100):
 
 class LogoutView(auth_views.LogoutView):
     http_method_names = ["post", "options"]
-
-
-@login_required
-def dashboard(request):
-    from clusters.drivers import refuse_new_cluster
-
-    clusters = Cluster.objects.restrict(request.user, "view").with_summary(request.user)
-    may_create = refuse_new_cluster(request.user, "imported") is None
-    return render(request, "portal/dashboard.html", {"clusters": clusters, "may_create": may_create})
 
 
 def deploy_namespaces(user, cluster):
@@ -49,27 +40,19 @@ def cluster_detail(request, pk):
     """One cluster: nodes, namespaces, workloads with their pods, events; ?q= and ?namespace= filter."""
     cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").with_summary(request.user), pk=pk)
     user, q, namespace = request.user, query_text(request, "q"), query_text(request, "namespace", 63)
-    workloads = Workload.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
-    pods = Pod.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
-    events = ClusterEvent.objects.restrict(user, "view").filter(cluster=cluster).select_related("namespace")
-    if namespace:
-        workloads, pods, events = (qs.filter(namespace__name=namespace) for qs in (workloads, pods, events))
-    if q:
-        workloads = workloads.filter(Q(name__icontains=q) | Q(images__icontains=q))
-        pods = pods.filter(Q(name__icontains=q) | Q(images__icontains=q) | Q(node_name__icontains=q))
-    workloads, pods = list(workloads[:LIST_LIMIT]), list(pods[:LIST_LIMIT])
-    why = why_not_ready(workloads, events)
+    table_filter = {"cluster": str(cluster.pk), **({"namespace": namespace} if namespace else {}), **({"q": q} if q else {})}
+    nodes = rows.table("node", user, {"cluster": str(cluster.pk)}, request=request)
     context = {
-        "cluster": cluster, "q": q, "namespace": namespace,
-        "changeable": set(Workload.objects.restrict(user, "change").filter(pk__in=[w.pk for w in workloads]).values_list("pk", flat=True)),
-        "deletable": set(Pod.objects.restrict(user, "delete").filter(pk__in=[p.pk for p in pods]).values_list("pk", flat=True)),
+        "cluster": cluster, "q": q, "namespace": namespace, "nav_active": "clusters",
         "deploy_namespaces": deploy_namespaces(user, cluster),
-        "nodes": Node.objects.restrict(user, "view").filter(cluster=cluster)[:LIST_LIMIT],
+        "nodes": nodes,
+        # A project member may not see nodes: say so rather than "no nodes" (only when they truly may not).
+        "nodes_hidden": not nodes["count"] and Node.objects.filter(cluster=cluster).exists(),
         "namespaces": Namespace.objects.restrict(user, "view").filter(cluster=cluster).select_related("project")[:LIST_LIMIT],
-        "workloads": workloads,
-        "pods": pods,
-        "events": events[:50],
-        "why": why,
+        "namespace_rows": rows.table("namespace", user, {"cluster": str(cluster.pk)}, request=request),
+        "workloads": rows.table("workload", user, table_filter, request=request),
+        "pods": rows.table("pod", user, table_filter, request=request),
+        "events": rows.table("event", user, {k: v for k, v in table_filter.items() if k != "q"}, limit=50, request=request),
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
         **usage_status(cluster),
@@ -160,6 +143,9 @@ def search(request):
             .select_related("cluster", "namespace")[:LIST_LIMIT],
             "nodes": Node.objects.restrict(user, "view").filter(name__icontains=q).select_related("cluster")[:LIST_LIMIT],
         }
+        results["pods"] = list(results["pods"])
+        results["visible_nodes"] = set(Node.objects.restrict(user, "view").filter(pk__in={p.node_id for p in results["pods"] if p.node_id})
+                                       .values_list("pk", flat=True))
     return render(request, "portal/search.html", {"q": q, "results": results})
 
 
@@ -167,6 +153,13 @@ def search(request):
 def operation_detail(request, pk):
     operation = get_object_or_404(Operation.objects.restrict(request.user, "view"), pk=pk)
     return render(request, "portal/operation_detail.html", {"operation": operation})
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: the SVG in static answers."""
+    from django.templatetags.static import static
+
+    return redirect(static("portal/favicon.svg"))
 
 
 def healthz(request):

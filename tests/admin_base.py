@@ -57,14 +57,16 @@ TENANT_A = {
     ),
     "projects.project": lambda world: world.project,
     "projects.projectmembership": lambda world: ProjectMembership.objects.get(project=world.project, user=world.member),
-    # An e-mail notifier: what it needs is not secret, so the admin form copies it whole.
+    # An e-mail notifier of cluster A: what it needs is not secret, so the admin form copies it whole.
     "monitoring.notifier": lambda world: Notifier.objects.create(
-        name="alpha-pager", kind="email", config={"recipients": ["oncall@alpha.example.com"], "host": "smtp.alpha.example.com"}),
+        name="alpha-pager", kind="email", cluster=world.cluster,
+        config={"recipients": ["oncall@alpha.example.com"], "host": "smtp.alpha.example.com"}),
     "monitoring.alertrule": _alert_rule,
     "monitoring.alert": lambda world: Alert.objects.create(rule=_alert_rule(world), cluster=world.cluster, target="node/alpha-node-1"),
-    # Notifications name notifiers and what was sent: administrators only, like notifiers.
+    # Notifications name notifiers and what was sent: they follow their notifier (project A's here).
     "monitoring.notification": lambda world: Notification.objects.create(
-        notifier=Notifier.objects.create(name="alpha-hook", kind="webhook", config={"url": "https://alpha.example.com/h"}),
+        notifier=Notifier.objects.create(name="alpha-hook", kind="webhook", project=world.project, cluster=world.cluster,
+                                         config={"url": "https://alpha.example.com/h"}),
         rule=_alert_rule(world), cluster=world.cluster, kind="firing", subject="[FIRING:1] alpha-rule on alpha",
     ),
 }

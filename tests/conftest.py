@@ -19,6 +19,9 @@ def _isolated_cache_and_eager_celery(settings):
     app.conf.task_always_eager = True
     # Password hashing is deliberately slow; tests make many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The tests' receivers (HTTP, SMTP, Alertmanager) listen on loopback, which notifiers may not
+    # reach by default (tests/test_notifier_outbound.py tests the defaults).
+    settings.NOTIFIER_DENIED_NETWORKS = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]
     yield
     app.conf.task_always_eager = False
 

@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 from django.conf import settings as django_settings
 
-from clusters.models import Cluster, ClusterMembership, Pod, Workload
+from clusters.models import Cluster, ClusterMembership, Pod
 from clusters.watcher import ClusterWatch
 from tests.conftest import make_user
 
@@ -299,11 +299,13 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
     watch.start()
     page = f"{live_server_url}/clusters/{cluster.pk}/?namespace={kubectl.namespace}"
 
+    # Read in one script: rows come and go live, and an element found a moment earlier may be gone.
     def pod_rows(d):
-        return [e.get_attribute("id") for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]")]
+        return d.execute_script("return Array.from(document.querySelectorAll('#pods tr[id^=pod-]'), r => r.id);")
 
     def running_rows(d):
-        return [e for e in d.find_elements(By.CSS_SELECTOR, "#pods tr[id^=pod-]") if "Running" in e.text]
+        return d.execute_script("return Array.from(document.querySelectorAll('#pods tr[id^=pod-]'), r => r.id)"
+                                ".filter(id => document.getElementById(id).textContent.includes('Running'));")
 
     try:
         log_in(browser, live_server_url, user)
@@ -341,7 +343,7 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         browser.find_element(By.ID, f"expose-{workload_id}").submit()
         WebDriverWait(browser, 10).until(lambda d: Service.objects.filter(cluster=cluster, name="nginx").exists())
         service = Service.objects.get(cluster=cluster, name="nginx")
-        result = f"#workload-{Workload.objects.get(pk=workload_id).uid} .form-result"
+        result = "#workloads-table-result"  # above the table: a live row may be drawn again under it
 
         def reported(d):
             box = d.find_element(By.CSS_SELECTOR, result)
@@ -353,6 +355,15 @@ def test_the_walkthrough_in_the_browser(sandbox, kubectl, browser, live_server_u
         endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx",
                             "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
         assert len(endpoints) == 3
+        assert not csp_violations(browser)
+
+        def three_endpoints(d):  # read on demand when the page is drawn: look again until the slices are in
+            d.get(link)
+            return "3 of 3 ready" in d.find_element(By.ID, f"service-endpoints-{service.pk}").text
+
+        WebDriverWait(browser, 30, poll_frequency=1).until(three_endpoints)
+        shown = browser.find_element(By.ID, f"service-endpoints-{service.pk}").text
+        assert all(name in shown for name in endpoints)
         assert not csp_violations(browser)
     finally:
         watch.stop(wait=10)

@@ -61,7 +61,11 @@ def test_create_rename_sync_and_remove_a_sandbox_from_the_portal(worker, browser
         field.clear()
         field.send_keys(f"{name}-renamed")
         field.submit()
-        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == f"{name}-renamed")
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        # The page reloads under the wait: a heading read as it goes is read again.
+        WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.TAG_NAME, "h1").text == f"{name}-renamed")
         assert Cluster.objects.get(pk=cluster.pk).name == f"{name}-renamed"
 
         browser.find_element(By.ID, "sync-now").click()

@@ -40,7 +40,9 @@ def tenant_a(world):
     # A project rule and an alert about the project: its people see them, no other tenant does.
     project_rule = AlertRule.objects.create(name="a-pods", cluster=cluster, project=world.project, condition="pod-not-running")
     Alert.objects.create(rule=project_rule, cluster=cluster, project=world.project, target=f"pod/{ns.name}/a-web-1")
-    notifier = Notifier.objects.create(name="a-pager", kind="webhook", config={"url": "https://hooks.example.com/a"})
+    # Project web's notifier (its owners and the cluster's manage it) and what it sent.
+    notifier = Notifier.objects.create(name="a-pager", kind="webhook", cluster=cluster, project=world.project,
+                                       config={"url": "https://hooks.example.com/a"})
     Notification.objects.create(notifier=notifier, rule=rule, cluster=cluster, kind="firing", subject="[FIRING:1] a-rule on alpha")
     ApiToken.issue(world.owner, description="a's token")
     AuditEvent.objects.create(action="create", object_type="clusters.cluster", object_id=str(cluster.pk), object_repr="alpha")
@@ -282,6 +284,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
     objects = {
         "portal-cluster": world.cluster,
         "portal-cluster-remove": world.cluster,
+        "portal-cluster-row": world.cluster,
         "portal-cluster-members": world.cluster,
         "manage-user": world.owner,
         "manage-group": Group.objects.get_or_create(name="a-team")[0],
@@ -295,7 +298,23 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
         "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
         "portal-service-yaml": Service.objects.get(uid="a-svc"),
+        # The inventory pages and their live rows (issue 13).
+        "portal-namespace": world.namespace,
+        "portal-workload": Workload.objects.get(uid="a-wl"),
+        "portal-pod": Pod.objects.get(uid="a-pod"),
+        "portal-node": Node.objects.get(uid="a-node"),
+        "portal-service": Service.objects.get(uid="a-svc"),
+        "portal-row-pod": Pod.objects.get(uid="a-pod"),
+        "portal-row-workload": Workload.objects.get(uid="a-wl"),
+        "portal-row-node": Node.objects.get(uid="a-node"),
+        "portal-row-namespace": world.namespace,
+        "portal-row-event": ClusterEvent.objects.get(uid="a-ev"),
+        "portal-row-service": Service.objects.get(uid="a-svc"),
+        "portal-explore-home": world.cluster,
+        "portal-explore": world.cluster,
+        "portal-explore-counts": world.cluster,
     }
+    extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()
     assert patterns
     unknown = [name for _, name in patterns if name not in objects]
@@ -304,10 +323,10 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         client = Client()
         client.force_login(getattr(world, username))
         for _, name in patterns:
-            url = reverse(name, args=[objects[name].pk])
+            url = reverse(name, args=[objects[name].pk, *extra_args.get(name, [])])
             for method in ("get", "post"):
                 response = getattr(client, method)(url)
-                missing = getattr(client, method)(reverse(name, args=[MISSING]))
+                missing = getattr(client, method)(reverse(name, args=[MISSING, *extra_args.get(name, [])]))
                 # 405 for a method the page does not take, whatever the id; else not found.
                 assert response.status_code in (404, 405), (username, method, url, response.status_code)
                 assert response.status_code == missing.status_code, (username, method, url)

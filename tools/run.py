@@ -32,7 +32,7 @@ def local_tls(host):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from portal.tls import daphne_endpoint, ensure_local_tls
 
-    var = Path(os.environ.get("CORRAL_VAR_DIR", Path(__file__).resolve().parents[1] / "var"))
+    var = Path(os.environ.get("CORRAL_VAR_DIR") or Path(__file__).resolve().parents[1] / "var")
     tls_port = int(os.environ.get("PORTAL_TLS_PORT", "8443"))
     names = ("127.0.0.1", "localhost", "::1") if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0") else (host, "127.0.0.1", "localhost")
     ca, cert, key = ensure_local_tls(var / "tls", hosts=names)
@@ -173,8 +173,26 @@ def supervise_then_stop(named_commands, stops, banner=None):
         stop_services(stops)
 
 
+def running_sandboxes():
+    """Sandbox clusters still running under this run's state directory: clusters, not part of the
+    portal, so they outlive a stop (Corral has no way to start a stopped one again), but said so."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        from clusters.sandbox import Sandbox, default_root
+
+        root = default_root()
+        names = sorted(p.parent.name for p in root.glob("*/sandbox.json")) if root.is_dir() else []
+        return root, [name for name in names if Sandbox(name, root).is_running()]
+    except Exception:  # noqa: BLE001 - a note at stop time must not keep the rest from stopping
+        return None, []
+
+
 def stop_services(names):
     """Stop the private services `make run` started (its data stays for the next start)."""
+    root, sandboxes = running_sandboxes()
+    if sandboxes:
+        say(f"sandbox clusters left running (their processes belong to the clusters): {', '.join(sandboxes)}; "
+            f"remove them in the portal, or `manage.py sandbox down NAME` (state under {root})")
     if not names:
         return
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -210,6 +210,8 @@ def pod_fields(obj):
         "phase": status.get("phase", ""),
         "ready": any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions),
         "restarts": sum(s.get("restartCount", 0) for s in statuses),
+        "waiting_reason": next((str(w.get("reason") or "")[:64] for s in (status.get("initContainerStatuses") or []) + statuses
+                                if (w := (s.get("state") or {}).get("waiting")) and w.get("reason")), ""),
         "images": [c.get("image", "") for c in _containers(spec)],
         "pod_ip": status.get("podIP", "") or "",
         "cpu_request_m": cpu, "memory_request_bytes": mem,

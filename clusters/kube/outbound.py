@@ -6,11 +6,15 @@ where urllib3 opens the TCP connection of Corral's cluster clients: every addres
 resolves to is checked before a packet is sent to it, the socket connects to that very address (no
 second lookup, so DNS rebinding has nothing to rebind), and the peer actually connected to is
 checked again.  Only the pools of ``clusters.kube.client.api_client`` use it; nothing global.
+
+The same mechanism serves other outbound doors with their own settings (a ``Policy``): the alert
+notifiers' URLs and SMTP hosts (``monitoring.outbound``).
 """
 
 import ipaddress
 import socket
 import sys
+from dataclasses import dataclass
 
 from django.conf import settings
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -21,6 +25,19 @@ from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 ALLOWED_ENV = "PORTAL_CLUSTER_ALLOWED_NETWORKS"
 DENIED_ENV = "PORTAL_CLUSTER_DENIED_NETWORKS"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which settings say the allowed and denied networks, and the variables named in refusals."""
+
+    allowed_setting: str
+    denied_setting: str
+    allowed_env: str
+    denied_env: str
+
+
+CLUSTERS = Policy("CLUSTER_ALLOWED_NETWORKS", "CLUSTER_DENIED_NETWORKS", ALLOWED_ENV, DENIED_ENV)
 
 
 class ConnectionNotAllowed(Exception):
@@ -38,36 +55,36 @@ def _networks(values):
     return [ipaddress.ip_network(v.strip()) for v in values if v.strip()]
 
 
-def refusal(address):
+def refusal(address, policy=CLUSTERS):
     """Why Corral may not connect to ``address`` (an IP address string), or None if it may."""
     ip = ipaddress.ip_address(address)
     if ip.version == 6 and ip.ipv4_mapped:  # ::ffff:a.b.c.d is a.b.c.d
         ip = ip.ipv4_mapped
     if ip.is_unspecified:  # connecting to 0.0.0.0 or :: reaches this host
         ip = ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1")
-    for network in _networks(settings.CLUSTER_DENIED_NETWORKS):
+    for network in _networks(getattr(settings, policy.denied_setting)):
         if ip in network:
-            return f"it is in {network} ({DENIED_ENV})"
-    allowed = _networks(settings.CLUSTER_ALLOWED_NETWORKS)
+            return f"it is in {network} ({policy.denied_env})"
+    allowed = _networks(getattr(settings, policy.allowed_setting))
     if not any(ip in network for network in allowed):
-        return f"it is not in {ALLOWED_ENV} ({', '.join(map(str, allowed)) or 'empty'})"
+        return f"it is not in {policy.allowed_env} ({', '.join(map(str, allowed)) or 'empty'})"
     return None
 
 
-def check(host, address):
-    reason = refusal(address)
+def check(host, address, policy=CLUSTERS):
+    reason = refusal(address, policy)
     if reason:
         raise ConnectionNotAllowed(host, address, reason)
 
 
-def create_connection(address, timeout=_DEFAULT_TIMEOUT, source_address=None, socket_options=None):
+def create_connection(address, timeout=_DEFAULT_TIMEOUT, source_address=None, socket_options=None, policy=CLUSTERS):
     """urllib3's ``create_connection``, connecting only to addresses the policy allows."""
     host, port = address
     host = host.strip("[]")
     error = refused = None
     for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM):
         try:
-            check(host, sockaddr[0])
+            check(host, sockaddr[0], policy)
         except ConnectionNotAllowed as exc:
             refused = refused or exc
             continue
@@ -87,7 +104,7 @@ def create_connection(address, timeout=_DEFAULT_TIMEOUT, source_address=None, so
             error = exc
             continue
         try:
-            check(host, sock.getpeername()[0])
+            check(host, sock.getpeername()[0], policy)
         except ConnectionNotAllowed:
             sock.close()
             raise
@@ -100,11 +117,13 @@ def create_connection(address, timeout=_DEFAULT_TIMEOUT, source_address=None, so
 
 
 class _Guarded:
+    policy = CLUSTERS
+
     def _new_conn(self):
         # As urllib3's HTTPConnection._new_conn, with the guarded create_connection.
         try:
             sock = create_connection((self._dns_host, self.port), self.timeout,
-                                     source_address=self.source_address, socket_options=self.socket_options)
+                                     source_address=self.source_address, socket_options=self.socket_options, policy=self.policy)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc
         except TimeoutError as exc:
@@ -131,7 +150,21 @@ class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = GuardedHTTPSConnection
 
 
-def guard(pool_manager):
+_pool_classes = {}
+
+
+def _pools(policy):
+    """Connection pool classes whose connections obey ``policy`` (made once per policy)."""
+    if policy not in _pool_classes:
+        http = type("GuardedHTTPConnection", (GuardedHTTPConnection,), {"policy": policy})
+        https = type("GuardedHTTPSConnection", (GuardedHTTPSConnection,), {"policy": policy})
+        _pool_classes[policy] = {"http": type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
+                                 "https": type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https})}
+    return _pool_classes[policy]
+
+
+def guard(pool_manager, policy=CLUSTERS):
     """Make every connection ``pool_manager`` opens obey the policy."""
-    pool_manager.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+    pool_manager.pool_classes_by_scheme = (
+        {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool} if policy is CLUSTERS else dict(_pools(policy)))
     return pool_manager

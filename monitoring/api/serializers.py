@@ -18,9 +18,16 @@ class NotifierSerializer(ModelSerializer):
 
     class Meta:
         model = Notifier
-        fields = ["id", "name", "kind", "config", "enabled", "secrets_set", "last_sent", "last_error", "last_error_at", "created",
-                  "modified"]
+        fields = ["id", "name", "kind", "cluster", "project", "config", "enabled", "secrets_set", "last_sent", "last_error",
+                  "last_error_at", "created", "modified"]
         read_only_fields = ["last_sent", "last_error", "last_error_at", "created", "modified"]
+        validators = []  # names are unique per owner: the model's clean() says so, naming the field
+
+    def validate(self, attrs):
+        project = attrs.get("project", getattr(self.instance, "project", None))
+        if project is not None and attrs.get("cluster", getattr(self.instance, "cluster", None)) is None:
+            attrs["cluster"] = project.cluster
+        return super().validate(attrs)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_secrets_set(self, obj):
@@ -39,7 +46,7 @@ class AlertRuleSerializer(ModelSerializer):
     class Meta:
         model = AlertRule
         fields = [
-            "id", "name", "cluster", "project", "condition", "threshold", "selector", "for_seconds", "severity", "enabled", "notifiers",
+            "id", "name", "cluster", "project", "condition", "threshold", "window_seconds", "selector", "for_seconds", "severity", "enabled", "notifiers",
             "group_wait_seconds", "group_interval_seconds", "repeat_interval_seconds", "send_resolved", "created", "modified",
         ]
         read_only_fields = ["created", "modified"]

@@ -17,6 +17,9 @@ from portal.permissions import CHANGE
 
 
 class NotifierViewSet(ModelViewSet):
+    """Where alerts go: a cluster's (its owners), a project's (its owners and the cluster's), or
+    the administrators' (neither).  Secrets are write-only; ``test`` sends one message now."""
+
     queryset = Notifier.objects.all()
     serializer_class = s.NotifierSerializer
     filterset_class = filters.NotifierFilter
@@ -90,7 +93,7 @@ class AlertViewSet(ReadOnlyModelViewSet):
 
 
 class NotificationViewSet(ReadOnlyModelViewSet):
-    """Every notification sent (or being retried) and each delivery attempt: administrators."""
+    """Every notification sent (or being retried) and each delivery attempt, of the notifiers one may see."""
 
     queryset = Notification.objects.select_related("notifier").prefetch_related("attempt_log", "alerts")
     serializer_class = s.NotificationSerializer

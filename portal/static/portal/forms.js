@@ -73,8 +73,13 @@
   function report(form, payload) {
     var errors = form.querySelector(".form-errors");
     if (errors) errors.textContent = "";
-    var box = form.querySelector(".form-result");
-    if (!box) { box = document.createElement("p"); box.className = "form-result"; box.setAttribute("role", "status"); form.appendChild(box); }
+    // A form in a live table row reports above the table: the row may be drawn again any moment.
+    var table = form.closest("tr") && form.closest("table"), anchor = table ? (table.closest(".table-wrap") || table) : null;
+    var box = anchor ? document.getElementById(table.id + "-result") : form.querySelector(".form-result");
+    if (!box) {
+      box = document.createElement("p"); box.className = "form-result"; box.setAttribute("role", "status");
+      if (anchor) { box.id = table.id + "-result"; anchor.parentNode.insertBefore(box, anchor); } else form.appendChild(box);
+    }
     box.textContent = "Created " + ((payload && payload.summary) || "it");
     if (payload && payload.page) {
       var link = document.createElement("a");

@@ -1,4 +1,12 @@
 // Corral live updates: one websocket, subscriptions checked by the server, DOM patched in place.
+//
+// Every message (its type, event, data, group: "subscribed" and "pong" too) is also dispatched as document's `corral:event` CustomEvent ({detail: message})
+// for other scripts to follow (rows.js, usage.js).  The socket reconnects with back-off (1 s doubling to 30 s),
+// subscribes again and then catches up on what it missed: each element of the page marked
+// `data-live-region` (with an id) is replaced by the same element of a fresh copy of the page (the
+// same server templates; `corral:caught-up` is dispatched after), and the dashboard's rows are
+// fetched again.  "Live updates on" is shown only while the server answers a ping through the
+// channel layer (every 20 s, 10 s allowed), so an outage of Redis or of the server is shown.
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -16,28 +24,93 @@
     });
   }
 
+  // Dashboard rows come from the server's row template (the same as on page load), fetched when the
+  // cluster changes; fetches for one row are coalesced, so a busy cluster costs one request a second.
+  var rowFetches = {};
+  function refreshRow(id) {
+    var body = document.getElementById("cluster-rows");
+    if (!body) return;
+    var pending = rowFetches[id];
+    if (pending) { pending.again = true; return; }
+    rowFetches[id] = pending = { again: false };
+    setTimeout(function () {
+      fetch("/clusters/" + id + "/row/", { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.status === 404 ? "" : r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) return;
+          var row = document.getElementById("cluster-" + id);
+          if (html === "") { if (row) row.remove(); return; }  // gone, or no longer visible
+          var fresh = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html").getElementById("cluster-" + id);
+          if (!fresh) return;
+          if (body.closest("table").dataset.state && fresh.querySelector('[data-field="state"]').textContent.trim() !== body.closest("table").dataset.state) {
+            if (row) row.remove();  // a list filtered by state keeps to it
+            return;
+          }
+          fresh = document.importNode(fresh, true);
+          if (row) row.replaceWith(fresh);
+          else { insertSorted(body, fresh); follow("cluster-" + id); }
+          var empty = document.getElementById("no-clusters"); if (empty) empty.remove();
+          if (window.Corral) window.Corral.refreshTimes(fresh);
+        })
+        .catch(function () {})
+        .then(function () {
+          setTimeout(function () {  // at most about one fetch a second per row, however busy its cluster
+            delete rowFetches[id];
+            if (pending.again) refreshRow(id);
+          }, 1000);
+        });
+    }, 150);
+  }
+
+  // Rows are ordered by name, as the page renders them.
+  function insertSorted(body, row) {
+    var name = row.querySelector("th").textContent.trim();
+    var next = Array.prototype.find.call(body.rows, function (r) { return r.querySelector("th").textContent.trim().localeCompare(name) > 0; });
+    body.insertBefore(row, next || null);
+  }
+
+  var healthTimer = null;
+  function refreshHealth() {
+    var health = document.getElementById("fleet-health");
+    if (!health || healthTimer) return;
+    healthTimer = setTimeout(function () {
+      fetch(health.dataset.fragmentUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          healthTimer = null;
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("fleet-health");
+          var now = document.getElementById("fleet-health");
+          if (fresh && now) now.replaceWith(document.importNode(fresh, true));
+        })
+        .catch(function () { healthTimer = null; });
+    }, 1000);
+  }
+
   function onCluster(event, data) {
     var row = document.getElementById("cluster-" + data.id);
+    refreshHealth();
     if (event === "cluster.deleted") { if (row && row.tagName === "TR") row.remove(); return; }
-    if (!row) {
-      var table = document.querySelector("#clusters tbody");
-      if (!table || event !== "cluster.created" && event !== "cluster.updated") return;
-      row = document.createElement("tr");
-      row.id = "cluster-" + data.id;
-      var th = document.createElement("th"); th.scope = "row";
-      var link = document.createElement("a"); link.href = "/clusters/" + data.id + "/"; link.textContent = data.name;
-      th.appendChild(link); row.appendChild(th);
-      ["state", "kubernetes_version", "", "", "", "", "last_seen"].forEach(function (f) {
-        var td = document.createElement("td"); if (f) td.dataset.field = f; row.appendChild(td);
-      });
-      table.appendChild(row);
-    }
+    if (document.getElementById("cluster-rows")) { refreshRow(data.id); return; }
+    if (!row) return;  // the cluster's own page: its facts patched in place
     var state = row.querySelector('[data-field="state"]');
     if (state) state.className = "state state-" + data.state;
     setText(row, "state", data.state);
     setText(row, "kubernetes_version", data.kubernetes_version || "–");
-    setText(row, "last_seen", data.last_seen ? new Date(data.last_seen).toLocaleString() : null);
+    setWhen(row, "last_seen", data.last_seen);
     setText(row, "last_error", data.state === "unavailable" || data.state === "error" ? data.last_error : "");
+  }
+
+  // A date field, rendered as the `when` template filter renders it.
+  function setWhen(root, field, value, empty) {
+    root.querySelectorAll('[data-field="' + field + '"]').forEach(function (el) {
+      if (!window.Corral) { el.textContent = value || (empty == null ? "never" : empty); return; }
+      var fresh = window.Corral.when(value, empty);
+      if (el.tagName === "TIME") {  // the field is the <time> itself
+        if (fresh.nodeType === 1) { el.setAttribute("datetime", value); el.className = "when"; el.textContent = fresh.textContent; el.title = fresh.title; }
+        else { el.removeAttribute("datetime"); el.textContent = fresh.textContent; el.title = ""; }
+      } else el.replaceChildren(fresh);
+    });
   }
 
   function cores(m) { return String(Math.round((m || 0) / 100) / 10); }
@@ -49,6 +122,7 @@
 
   // A reader who may not see every pod gets node figures only (or none): keep what the page shows.
   function onSummary(data) {
+    if (document.getElementById("cluster-rows")) { refreshRow(data.id); refreshHealth(); return; }
     var row = document.getElementById("cluster-" + data.id);
     if (!row) return;
     if ("nodes_total" in data) setText(row, "nodes", data.nodes_ready + " / " + data.nodes_total);
@@ -137,13 +211,13 @@
       row = document.createElement("li");
       row.id = "event-" + data.uid;
       ["last_seen", "type", "reason", "involved", "message", "count"].forEach(function (f) {
-        var el = document.createElement(f === "last_seen" ? "time" : f === "reason" ? "strong" : "span");
+        var el = document.createElement(f === "reason" ? "strong" : "span");
         el.dataset.field = f; row.appendChild(el); row.appendChild(document.createTextNode(" "));
       });
       var empty = list.querySelector(".empty-row"); if (empty) empty.remove();
     }
     row.className = "event event-" + String(data.type).toLowerCase();
-    setText(row, "last_seen", data.last_seen ? new Date(data.last_seen).toLocaleString() : "");
+    setWhen(row, "last_seen", data.last_seen, "");
     setText(row, "type", data.type);
     setText(row, "reason", data.reason);
     setText(row, "involved", data.involved_kind + "/" + data.involved_name + (data.namespace ? " in " + data.namespace : "") + ":");
@@ -160,7 +234,10 @@
     setText(root, "error", data.error);
     var log = root.querySelector('[data-field="log"]');
     if (log && data.log) data.log.forEach(function (line) {
-      var li = document.createElement("li"); li.textContent = line.time + " " + line.message; log.appendChild(li);
+      var li = document.createElement("li");
+      li.appendChild(window.Corral ? window.Corral.when(line.time, "") : document.createTextNode(line.time));
+      li.appendChild(document.createTextNode(" " + line.message));
+      log.appendChild(li);
     });
   }
 
@@ -190,20 +267,91 @@
     setText(row, "message", data.message);
   }
 
+  // Catching up: the page's live regions from a fresh copy of the page, the dashboard's rows and
+  // health from their fragments.  A region holding the focus keeps the focused row (a form being
+  // filled in) and takes the rest.
+  function swapRegion(region, fresh) {
+    var active = document.activeElement;
+    if (!active || active === document.body || !region.contains(active)) { region.replaceWith(fresh); return; }
+    var keep = active;
+    while (keep.parentNode !== region) keep = keep.parentNode;
+    var nodes = Array.prototype.map.call(fresh.childNodes, function (n) { return keep.id && n.id === keep.id ? keep : n; });
+    Array.prototype.slice.call(region.childNodes).forEach(function (n) { if (n !== keep) n.remove(); });
+    var before = nodes.indexOf(keep) >= 0;
+    nodes.forEach(function (n) {
+      if (n === keep) { before = false; return; }
+      if (before) region.insertBefore(n, keep); else region.appendChild(n);
+    });
+  }
+
+  function catchUp() {
+    var regions = document.querySelectorAll("[data-live-region][id]");
+    if (!regions.length) return Promise.resolve();
+    return fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) {
+        if (!r.ok || r.redirected) throw new Error("the page answered " + r.status);
+        return r.text();
+      })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        Array.prototype.forEach.call(regions, function (region) {
+          var fresh = doc.getElementById(region.id);
+          if (fresh && region.isConnected) swapRegion(region, document.importNode(fresh, true));
+        });
+        var health = doc.getElementById("fleet-health"), now = document.getElementById("fleet-health");
+        if (health && now) now.replaceWith(document.importNode(health, true));
+        var empty = document.getElementById("no-clusters");
+        if (empty && document.querySelector("#cluster-rows tr")) empty.remove();
+        document.querySelectorAll("#cluster-rows tr[data-cluster]").forEach(function (row) { follow("cluster-" + row.dataset.cluster); });
+        if (window.Corral) window.Corral.refreshTimes(document);
+        document.dispatchEvent(new CustomEvent("corral:caught-up"));
+      });
+  }
+
+  var PING_SECONDS = 20, PONG_SECONDS = 10, socket = null;
+
+  // A topic the page learns of later (a cluster created while the dashboard is open): followed from
+  // now on, and after every reconnect.
+  function follow(group) {
+    if (groups.indexOf(group) >= 0) return;
+    groups.push(group);
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ action: "subscribe", group: group }));
+  }
+
   function connect() {
-    var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/");
+    var ws = socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/");
     var unanswered = groups.length;  // "on" once every subscription is answered: no event is missed after it
+    var pinger = null, waiting = null, ended = false;
+    function say(text) { if (status && !ended) status.textContent = text; }
+    function ping() {
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(JSON.stringify({ action: "ping", id: String(Date.now()) }));
+      waiting = setTimeout(function () {
+        say("Live updates interrupted: the server does not answer; reconnecting…");
+        ws.close();
+      }, PONG_SECONDS * 1000);
+    }
     ws.onopen = function () {
-      delay = 1000;
-      if (status) status.textContent = "Live updates starting…";
+      say("Live updates starting…");
       groups.forEach(function (g) { ws.send(JSON.stringify({ action: "subscribe", group: g })); });
     };
     ws.onmessage = function (message) {
       var msg = JSON.parse(message.data);
-      if ((msg.type === "subscribed" || (msg.type === "error" && msg.group)) && --unanswered === 0 && status) status.textContent = "Live updates on";
+      document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));  // every message, "subscribed" too (rows.js)
+      if (msg.type === "pong") { clearTimeout(waiting); waiting = null; return; }
+      if ((msg.type === "subscribed" || (msg.type === "error" && msg.group)) && --unanswered === 0) {
+        delay = 1000;  // a healthy connection: the next outage starts its back-off afresh
+        say("Live updates catching up…");
+        catchUp().then(function () {
+          say("Live updates on");
+        }, function (error) {
+          say("Live updates on; what changed while disconnected could not be fetched (" + error.message + "): reload to see it");
+        });
+        pinger = setInterval(ping, PING_SECONDS * 1000);
+      }
       if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
       if (msg.type === "closed") stopped = msg.reason;
-      if (msg.type === "unsubscribed" && msg.reason && status) status.textContent = "Live updates stopped: " + msg.reason;
+      if (msg.type === "unsubscribed" && msg.reason) say("Live updates stopped: " + msg.reason);
       if (msg.type !== "event") return;
       if (msg.event === "cluster.summary") onSummary(msg.data);
       else if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);
@@ -213,14 +361,17 @@
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
       else if (msg.event.indexOf("event.") === 0) onKubeEvent(msg.event, msg.data);
-      document.dispatchEvent(new CustomEvent("corral:event", { detail: msg }));
+      if (/^(node|alert|deployment|statefulset|daemonset)\./.test(msg.event)) refreshHealth();
     };
     ws.onclose = function (close) {
+      clearInterval(pinger); clearTimeout(waiting);
       if (stopped || close.code === 4401 || close.code === 4403) {
-        if (status) status.textContent = "Live updates stopped: " + (stopped || (close.code === 4403 ? "no access" : "signed out")) + ". Reload the page to sign in again.";
+        say("Live updates stopped: " + (stopped || (close.code === 4403 ? "no access" : "signed out")) + ". Reload the page to sign in again.");
+        ended = true;
         return;
       }
-      if (status) status.textContent = "Live updates paused; reconnecting…";
+      say("Live updates paused; reconnecting in " + Math.round(delay / 1000) + " s…");
+      ended = true;
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     };

@@ -5,7 +5,8 @@
 (function () {
   "use strict";
   var root = document.querySelector("[data-usage-cluster]");
-  if (!root || !window.uPlot) return;
+  if (!root || !window.uPlot || root.dataset.usageStarted) return;  // the page may load this script twice
+  root.dataset.usageStarted = "1";
   var range = "1h", charts = {};
 
   function size(b) {
