@@ -12,6 +12,7 @@ from django.urls import path  # noqa: E402
 
 from clusters.proxy.http import proxy_http  # noqa: E402
 from clusters.proxy.websocket import proxy_websocket  # noqa: E402
+from portal.backpressure import apply_to_daphne  # noqa: E402
 from portal.consumers import LiveConsumer  # noqa: E402
 from portal.limits import PROXY_PREFIX, BodyLimitMiddleware, limit_daphne_requests  # noqa: E402
 
@@ -39,3 +40,5 @@ application = ProtocolTypeRouter(
 )
 # Under daphne the body must be refused in the server itself: it queues whole bodies before the app runs.
 limit_daphne_requests()
+# ... and a client that stops reading must not make it buffer a stream without bound.
+apply_to_daphne()

@@ -6,6 +6,7 @@ token stopping a watch, and kubeconfigs listing only what each person may see.""
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +24,7 @@ from tests.conftest import make_user
 from tests.live_server import daphne
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
+STALLED = 4  # PORTAL_STALLED_CLIENT_SECONDS of the test server
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def corral(sandbox, kubectl, tmp_path):
     dev = make_user(f"dev-{uuid.uuid4().hex[:4]}")
     ProjectMembership.objects.create(project=web, user=dev, role="project-member")
     reconciler.reconcile(cluster.pk)
-    with daphne(tls_dir=tmp_path / "tls", PORTAL_PROXY_TOKEN_RECHECK_SECONDS="1") as (url, proc):
+    with daphne(tls_dir=tmp_path / "tls", PORTAL_PROXY_TOKEN_RECHECK_SECONDS="1", PORTAL_STALLED_CLIENT_SECONDS=str(STALLED)) as (url, proc):
         yield {"cluster": cluster, "dev": dev, "url": url, "tls_url": proc.tls_url, "other_ns": other_ns, "tmp": tmp_path, "server": proc}
     try:
         sandbox.api().request("DELETE", f"/api/v1/namespaces/{other_ns}")
@@ -306,6 +308,62 @@ def test_dropped_watch_clients_leave_no_connection_to_the_cluster(sandbox, kubec
     while upstream_connections() > baseline and time.monotonic() < deadline:
         time.sleep(0.2)
     assert upstream_connections() <= baseline
+
+
+def test_a_client_that_stops_reading_is_held_back_then_disconnected(sandbox, kubectl, corral):
+    """A watch whose client stops reading while the cluster goes on sending (~22 MB of events):
+    the web process does not buffer it (the relay waits for the client's connection to drain, so
+    the API server's own TCP flow control holds the rest), and after PORTAL_STALLED_CLIENT_SECONDS
+    the client is disconnected and the connection to the cluster closed."""
+    import psutil
+
+    server = psutil.Process(corral["server"].pid)
+    api_port = int(sandbox.endpoint.rsplit(":", 1)[1])
+
+    def upstream_connections():
+        return sum(1 for c in server.net_connections(kind="tcp") if c.raddr and c.raddr.port == api_port and c.status == "ESTABLISHED")
+
+    path = f"/api/v1/namespaces/{kubectl.namespace}/configmaps"
+    api = sandbox.api()
+    api.request("POST", path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"d": "0" * 900_000}})
+    secret = ApiToken.issue(corral["dev"])[1]
+    port = int(corral["url"].rsplit(":", 1)[1])
+    time.sleep(1)
+    baseline, memory_before = upstream_connections(), server.memory_info().rss
+
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that takes (almost) nothing
+    client.connect(("127.0.0.1", port))
+    client.sendall(f"GET /k8s/clusters/{corral['cluster'].pk}{path}?watch=1 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {secret}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += client.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    memory_peak = memory_before
+    for i in range(1, 26):  # the client reads no more from here on
+        api.request("PUT", f"{path}/big", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"d": str(i % 10) * 900_000}})
+        memory_peak = max(memory_peak, server.memory_info().rss)
+        if i == 3:
+            assert upstream_connections() == baseline + 1, "the watch is not open to the cluster"
+    for _ in range(10):
+        memory_peak = max(memory_peak, server.memory_info().rss)
+        time.sleep(0.2)
+    grown = (memory_peak - memory_before) / 2**20
+    print(f"web process memory grew {grown:.1f} MiB while ~22 MiB of events waited for a stalled client")
+    assert grown < 10, f"the web process buffered {grown:.1f} MiB for a client that reads nothing"
+
+    deadline = time.monotonic() + STALLED + 20
+    while upstream_connections() > baseline and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert upstream_connections() <= baseline, "the stalled client's watch still holds a connection to the cluster"
+    # Disconnected by the server, not ended politely: a reset drops what the client had not read.
+    with pytest.raises(ConnectionResetError):
+        while client.recv(65536):
+            pass
+    client.close()
+    code = urllib.request.urlopen(corral["url"] + "/healthz", timeout=10).status
+    assert code == 200
 
 
 def test_large_answers_arrive_whole(sandbox, kubectl, corral):
