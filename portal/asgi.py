@@ -10,6 +10,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from clusters.proxy import spdy  # noqa: E402
 from clusters.proxy.http import proxy_http  # noqa: E402
 from clusters.proxy.websocket import proxy_websocket  # noqa: E402
 from portal.backpressure import apply_to_daphne  # noqa: E402
@@ -42,3 +43,5 @@ application = ProtocolTypeRouter(
 limit_daphne_requests()
 # ... and a client that stops reading must not make it buffer a stream without bound.
 apply_to_daphne()
+# ... and SPDY upgrades (kubectl exec/attach/port-forward without websockets) reach the proxy.
+spdy.install_in_daphne()

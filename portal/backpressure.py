@@ -19,10 +19,15 @@ from django.conf import settings
 from zope.interface import implementer
 
 log = logging.getLogger("corral.backpressure")
+_flow_class = None
 
 
-def _push_producer():
+def flow_class():
     from twisted.internet.interfaces import IPushProducer
+
+    global _flow_class
+    if _flow_class is not None:
+        return _flow_class
 
     @implementer(IPushProducer)
     class Flow:
@@ -42,6 +47,7 @@ def _push_producer():
         def stopProducing(self):
             self.writable.set()  # the connection is going: nobody waits for it
 
+    _flow_class = Flow
     return Flow
 
 
@@ -53,20 +59,22 @@ def apply_to_daphne():
     server = sys.modules.get("daphne.server")
     if protocol is None or server is None or getattr(protocol.WebRequest, "corral_flow_control", False):
         return
-    protocol.WebRequest = _flowing_web_request(protocol.WebRequest, _push_producer())
+    protocol.WebRequest = _flowing_web_request(protocol.WebRequest, flow_class())
     original = server.Server.handle_reply
 
     async def handle_reply(self, protocol, message):
         await original(self, protocol, message)
         flow = getattr(protocol, "corral_flow", None)
-        if flow is None or flow.writable.is_set() or not message.get("more_body"):
+        streaming = message.get("more_body") or message["type"] in ("websocket.send",)
+        if flow is None or flow.writable.is_set() or not streaming:
             return
         try:
             await asyncio.wait_for(flow.writable.wait(), settings.STALLED_CLIENT_SECONDS)
         except TimeoutError:
-            transport = getattr(getattr(protocol, "channel", None), "transport", None)
+            channel = getattr(protocol, "channel", None)
+            transport = channel.transport if channel is not None else getattr(protocol, "transport", None)
             if transport is not None:
-                log.info("client %s read nothing for %ss: disconnected", protocol.client_addr, settings.STALLED_CLIENT_SECONDS)
+                log.info("client %s read nothing for %ss: disconnected", getattr(protocol, "client_addr", None), settings.STALLED_CLIENT_SECONDS)
                 transport.abortConnection()
 
     server.Server.handle_reply = handle_reply
@@ -78,9 +86,23 @@ def _flowing_web_request(web_request, flow_class):
         corral_flow = None
 
         def process(self):
-            if self.channel is not None and not self.requestHeaders.hasHeader(b"upgrade"):
-                self.corral_flow = flow_class(paused=bool(getattr(self.channel, "_waitingForTransport", False)))
-                self.registerProducer(self.corral_flow, True)
+            if self.channel is None:
+                return super().process()
+            flow = flow_class(paused=bool(getattr(self.channel, "_waitingForTransport", False)))
+            upgrade = (self.requestHeaders.getRawHeaders(b"upgrade") or [b""])[0].lower()
+            if upgrade == b"websocket":
+                # daphne hands the connection to its websocket protocol and leaves the HTTP channel
+                # the transport's producer: the channel passes pause/resume on to this flow.
+                transport = self.channel.transport
+                result = super().process()
+                websocket = getattr(transport, "wrappedProtocol", None) or getattr(transport, "protocol", None)
+                if websocket is not None and websocket is not self.channel and self.channel._requestProducer is None:
+                    websocket.corral_flow = flow
+                    self.channel.registerProducer(flow, True)
+                return result
+            if not upgrade:
+                self.corral_flow = flow
+                self.registerProducer(flow, True)
             return super().process()
 
         def _let_go(self):
