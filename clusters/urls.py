@@ -10,4 +10,6 @@ urlpatterns = [
     path("pods/<int:pk>/yaml/", views.pod_yaml, name="portal-pod-yaml"),
     path("workloads/<int:pk>/yaml/", views.workload_yaml, name="portal-workload-yaml"),
     path("services/<int:pk>/yaml/", views.service_yaml, name="portal-service-yaml"),
+    # Any object: ?apiVersion=..&kind=..&namespace=..&name=.. (namespace left out for cluster-wide kinds)
+    path("clusters/<int:pk>/yaml/", views.object_yaml, name="portal-object-yaml"),
 ]

@@ -295,6 +295,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-pod-yaml": Pod.objects.get(uid="a-pod"),
         "portal-workload-yaml": Workload.objects.get(uid="a-wl"),
         "portal-service-yaml": Service.objects.get(uid="a-svc"),
+        "portal-object-yaml": world.cluster,
     }
     patterns = _portal_patterns()
     assert patterns
