@@ -65,8 +65,8 @@ def _scope(request):
 
 
 def _answer(request, code, body, headers=()):
-    if request.finished or request.channel is None:
-        return
+    if request.finished or request.channel is None or getattr(request, "_disconnected", False):
+        return  # the client left meanwhile
     request.setResponseCode(code)
     for name, value in headers:
         request.responseHeaders.addRawHeader(name, value)
@@ -131,6 +131,8 @@ async def relay(request):
         if status != 101:
             headers = [tuple(part.strip().encode("latin-1") for part in line.split(":", 1)) for line in lines if ":" in line]
             length = next((int(v) for n, v in headers if n.lower() == b"content-length" and v.isdigit()), None)
+            if length is not None and length > settings.PROXY_MAX_REQUEST_BYTES:
+                raise ValueError(f"an answer of {length} bytes to an upgrade")
             body = await asyncio.wait_for(reader.readexactly(length) if length is not None else reader.read(HEAD_LIMIT), settings.KUBE_REQUEST_TIMEOUT)
             kept = [(n, v) for n, v in headers if n.lower() in (b"content-type", b"cache-control", b"audit-id")]
             writer.close()
@@ -181,6 +183,9 @@ async def _take_over(request, answer, reader, writer, target):
     from twisted.protocols.policies import ProtocolWrapper
 
     channel = request.channel
+    if channel is None or channel.transport is None or getattr(request, "_disconnected", False):
+        writer.close()  # the client left while the cluster answered
+        return
     channel.setTimeout(None)  # no HTTP idle timeout on a stream
     transport = channel.transport
     relay_side = _relay_protocol()(writer)
