@@ -332,9 +332,11 @@ class ClusterWatch:
                         raise ValueError("the cluster has no API server address")
                     await loop.run_in_executor(rt.readers, self._use, credentials)
                     if state is not None and state.server == self.server and all(state.versions.get(r) for r in WATCHED):
-                        self.versions.update(state.versions)  # resume where the last watcher left off
+                        log.info("cluster %s: resuming its watches where they were left", self.cluster_id)
+                        self.versions.update(state.versions)
                         self.resumed = True
                     else:
+                        log.info("cluster %s: listing it (no watch to resume)", self.cluster_id)
                         await self._relist()
                     break
                 except sync.SyncBusy:
@@ -545,7 +547,7 @@ class Supervisor:
         close_old_connections()
         if self.membership is not None:
             self.membership.renew()
-        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE])
+        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only("pk", "credentials")
         wanted = {c.pk: _fingerprint(c) for c in monitored if self.membership is None or self.membership.owns(c.pk)}
         for cluster_id, watch in list(self.watches.items()):
             if wanted.get(cluster_id) != watch.fingerprint:

@@ -1,4 +1,5 @@
 import logging
+import resource
 import signal
 
 from django.core.management.base import BaseCommand
@@ -18,6 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, poll, member_id, alone, **options):
         logging.getLogger("clusters").setLevel(logging.INFO)
+        # Ten watches a cluster, a connection each: open files up to the hard limit.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         membership = None if alone else Membership(member_id)
         supervisor = Supervisor(poll_seconds=poll, membership=membership)
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
