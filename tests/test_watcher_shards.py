@@ -82,11 +82,8 @@ def test_a_killed_watchers_clusters_are_taken_over_within_30_seconds_missing_not
             wait_for(lambda: ClusterWatchState.objects.filter(cluster_id__in=ids).count() == CLUSTERS
                      and not pod_differences(clusters, api, kube_namespace), 120, "both watchers to list their clusters")
             time.sleep(3)  # where each watch got to is stored every 2 s
-            for name, log in logs.items():
-                log.seek(0)
-                listed = log.read().count("listing it (no watch to resume)")
-                mine = len(owned) if name == first else CLUSTERS - len(owned)
-                assert listed == mine, f"{name} listed {listed} clusters, owns {mine}"
+            logs[second].seek(0, os.SEEK_END)
+            before_kill = logs[second].tell()  # (the first to start may have listed all, then given some up)
 
             procs[first].send_signal(signal.SIGKILL)
             procs[first].wait()
@@ -101,10 +98,11 @@ def test_a_killed_watchers_clusters_are_taken_over_within_30_seconds_missing_not
             took = time.monotonic() - killed
             time.sleep(2)
             assert not pod_differences(clusters, api, kube_namespace)
-            logs[second].seek(0)
+            logs[second].seek(before_kill)
             output = logs[second].read()
+            # It took the dead one's clusters over, resuming their watches: no relist.
             assert output.count("resuming its watches where they were left") == len(owned), output[-3000:]
-            assert output.count("listing it (no watch to resume)") == CLUSTERS - len(owned)  # no relist on takeover
+            assert "listing it" not in output, output[-3000:]
             print(f"taken over and caught up {took:.1f} s after the kill")
         finally:
             for proc in procs.values():
