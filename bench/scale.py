@@ -120,6 +120,7 @@ def main():
     redis.Redis.from_url(settings.REDIS_URL).delete(shards.KEY)
     tmp = tempfile.mkdtemp(prefix="corral-bench-scale-")
     boxes = []
+    boxes_to_stop = []
     watchers = []
     try:
         for index in range(args.sandboxes):
@@ -134,20 +135,32 @@ def main():
             creds = {"server": box.endpoint, "ca_data": box.ca_pem, "client_cert": box.admin_cert_pem, "client_key": box.admin_key_pem}
             clusters += [Cluster(name=f"c{index}-{i:04d}", slug=f"c{index}-{i:04d}", driver="imported", state="active",
                                  api_endpoint=box.endpoint, credentials=creds) for i in range(per)]
+        # One more sandbox, registered once: the delay of a change in one cluster while all the
+        # others are followed (a change in the others' sandboxes is a change in hundreds of clusters).
+        probe_box = Sandbox("bench-scale-probe", Path(tmp) / "probe")
+        print("starting the probe sandbox (2 nodes, 10 pods) ...", flush=True)
+        probe_box.up(nodes=2, timeout=600)
+        boxes_to_stop.append(probe_box)
+        sync_bench.populate(probe_box, 10, 1, sandbox_bench.ready_replicas)
+        clusters.append(Cluster(name="probe", slug="probe", driver="imported", state="active", api_endpoint=probe_box.endpoint,
+                                credentials={"server": probe_box.endpoint, "ca_data": probe_box.ca_pem,
+                                             "client_cert": probe_box.admin_cert_pem, "client_key": probe_box.admin_key_pem}))
         Cluster.objects.bulk_create(clusters)
+        probe_id = Cluster.objects.get(slug="probe").pk
         total = per * len(boxes)
         by_box = [list(Cluster.objects.filter(api_endpoint=box.endpoint).order_by("pk").values_list("pk", flat=True)) for box in boxes]
         print(f"{total:,} clusters registered: {len(boxes)} real sandboxes ({args.nodes} nodes, {args.pods} pods each), "
               f"each registered {per:,} times as distinct clusters ({total * args.nodes:,} nodes, {total * args.pods:,} pods "
-              f"in Corral's database; {len(boxes)} API servers answer {total * 10:,} watches)", flush=True)
+              f"in Corral's database; {len(boxes)} API servers answer {total * 10:,} watches), and one probe cluster "
+              f"(a sandbox of its own, 2 nodes, 10 pods)", flush=True)
         connections.close_all()
 
         # --- one watcher process follows every cluster ---
         single = Watcher("bench-single", tmp, alone=True)
         watchers.append(single)
         started = time.monotonic()
-        expected = total * args.pods
-        wait_for(lambda: single.sample() and ClusterWatchState.objects.count() >= total and Pod.objects.count() >= expected,
+        expected = total * args.pods + 10
+        wait_for(lambda: single.sample() and ClusterWatchState.objects.count() >= total + 1 and Pod.objects.count() >= expected,
                  3600, "the initial catch-up", every=2)
         caught_up = time.monotonic() - started
         time.sleep(10)  # every watch connected
@@ -159,18 +172,21 @@ def main():
               f"{'meets' if rss <= 2**30 else 'MISSES'} the 1 GiB target)")
         print(f"  TCP connections   {sockets:,}", flush=True)
 
-        db_delays, ws_delays, all_delays = asyncio.run(deletion_delays(boxes[0], by_box[0], args.trials))
-        print(f"  pod deleted -> row gone from one cluster     p50 {statistics.median(db_delays) * 1000:.0f} ms, p95 {p95(db_delays) * 1000:.0f} ms "
+        db_delays, ws_delays, _ = asyncio.run(deletion_delays(probe_box, [probe_id], args.trials))
+        print(f"  probe pod deleted -> its row gone            p50 {statistics.median(db_delays) * 1000:.0f} ms, p95 {p95(db_delays) * 1000:.0f} ms "
               f"({'meets' if p95(db_delays) <= 1 else 'MISSES'} the 1 s target), {args.trials} trials")
-        print(f"  pod deleted -> websocket pod.deleted          p50 {statistics.median(ws_delays) * 1000:.0f} ms, p95 {p95(ws_delays) * 1000:.0f} ms "
+        print(f"  probe pod deleted -> websocket pod.deleted    p50 {statistics.median(ws_delays) * 1000:.0f} ms, p95 {p95(ws_delays) * 1000:.0f} ms "
               f"({'meets' if p95(ws_delays) <= 1 else 'MISSES'} the 1 s target)")
-        print(f"  pod deleted -> gone from all {len(by_box[0])} clusters of its sandbox  p50 {statistics.median(all_delays):.1f} s, "
-              f"p95 {p95(all_delays):.1f} s", flush=True)
+        _, _, all_delays = asyncio.run(deletion_delays(boxes[0], by_box[0], 3))
+        print(f"  a pod deleted in a sandbox registered {len(by_box[0])} times -> gone from all {len(by_box[0])} clusters: "
+              f"{', '.join(f'{d:.1f}' for d in all_delays)} s (3 trials)", flush=True)
+        threads, rss, sockets = single.sample()
+        print(f"  after the deletions: {threads} threads, {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB)", flush=True)
         single.stop()
         watchers.remove(single)
 
         # --- two shards, one killed ---
-        ids = [i for group in by_box for i in group]
+        ids = [i for group in by_box for i in group] + [probe_id]
         for n in range(1000):
             names = [f"shard-{n}-a", f"shard-{n}-b"]
             owned = [i for i in ids if shards.owner(i, names) == names[0]]
@@ -178,17 +194,17 @@ def main():
                 break
         shard_a, shard_b = Watcher(names[0], tmp), Watcher(names[1], tmp)
         watchers += [shard_a, shard_b]
-        probe_all(boxes, 600, "both shards to follow their clusters")
+        probe_all(boxes + [probe_box], 600, "both shards to follow their clusters")
         print(f"two watcher shards: {len(owned):,} and {total - len(owned):,} clusters; "
               f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident")
         shard_a.stop(signal.SIGKILL)
         watchers.remove(shard_a)
         killed = time.monotonic()
-        took = probe_all(boxes, 300, "the surviving shard to take over", since=killed)
+        took = probe_all(boxes + [probe_box], 300, "the surviving shard to take over", since=killed)
         print(f"  shard SIGKILLed: a pod deleted in every sandbox right after is gone from all {total:,} clusters after "
               f"{took:.1f} s ({'meets' if took <= 30 else 'MISSES'} the 30 s target)", flush=True)
         deadline = time.monotonic() + 120
-        while (differ := compare(boxes, by_box)) and time.monotonic() < deadline:
+        while (differ := compare(boxes + [probe_box], by_box + [[probe_id]])) and time.monotonic() < deadline:
             time.sleep(2)
         print("  nothing missed: every cluster's pods equal its sandbox's, uid by uid" if not differ else
               f"  MISSED: {len(differ)} clusters' pods differ from their sandbox's after 2 minutes", flush=True)
@@ -210,7 +226,7 @@ def main():
     finally:
         for watcher in watchers:
             watcher.stop(signal.SIGKILL)
-        for box in boxes:
+        for box in boxes + boxes_to_stop:
             box.down()
 
     print(f"database: {Cluster.objects.count():,} clusters, {Node.objects.count():,} nodes, {Pod.objects.count():,} pods")
