@@ -33,6 +33,7 @@ import logging
 import queue
 import threading
 import time
+from asyncio import selector_events, sslproto
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -172,13 +173,31 @@ def writers():
         return _writers
 
 
+class _SmallBufferTLS(sslproto.SSLProtocol):
+    # asyncio gives every TLS connection a 256 KiB read buffer: 2.5 MiB a cluster for its ten
+    # watches.  A TLS record holds at most 16 KiB, so reading 32 KiB at a time loses nothing.
+    max_size = 32 * 1024
+
+
+class _WatchLoop(asyncio.SelectorEventLoop):
+    """The event loop of the watches: asyncio's, with smaller TLS read buffers (as
+    ``selector_events.BaseSelectorEventLoop._make_ssl_transport``, with the protocol class above)."""
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False, server_hostname=None,
+                            extra=None, server=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        ssl_protocol = _SmallBufferTLS(self, protocol, sslcontext, waiter, server_side, server_hostname,
+                                       ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+
 class Runtime:
     """The process's one event loop (in a thread of its own) and what its watches share: one HTTP
     session (connections through the outbound policy), the listing threads, TLS contexts by
     credentials, and the clusters with something to announce or store."""
 
     def __init__(self):
-        self.loop = asyncio.new_event_loop()
+        self.loop = _WatchLoop()
         self.listers = ThreadPoolExecutor(LISTERS, thread_name_prefix="watch-list")
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="watch-read")
         self.dirty = set()
