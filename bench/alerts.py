@@ -71,7 +71,7 @@ def latency(args):
             watch = ClusterWatch(cluster.pk, None)
             watch.start()
             deadline = time.monotonic() + 60
-            while not (Node.objects.filter(cluster=cluster, name=node, ready=True).exists() and len(watch.threads) > 1):
+            while not (Node.objects.filter(cluster=cluster, name=node, ready=True).exists() and watch.following.is_set()):
                 assert time.monotonic() < deadline, "the watcher never listed the sandbox"
                 time.sleep(0.1)
             time.sleep(2)  # every watch connected

@@ -371,3 +371,17 @@ def grant_creator_ownership(cluster, user):
         return
     ClusterMembership.objects.get_or_create(cluster=cluster, user=user, defaults={"role": CLUSTER_OWNER})
 
+
+
+class ClusterWatchState(models.Model):
+    """Where the watcher left each of a cluster's watches (the resourceVersion of the last change it
+    committed, or of a bookmark), so that a watcher started again, or the one taking the cluster
+    over, resumes the watches from there instead of listing the whole cluster again."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    server = models.CharField(max_length=300)  # the versions are only good for this API server
+    versions = models.JSONField(default=dict)
+    updated = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"watch state of cluster {self.cluster_id}"

@@ -13,7 +13,7 @@ from clusters.drivers import driver_for
 from clusters.events import cluster_changed
 from clusters.kube.client import api_client, server_version
 from clusters.models import Cluster, ClusterState
-from portal import operations
+from portal import operations, spread
 from portal.operations import Progress
 from projects.defaults import create_default_projects
 
@@ -90,12 +90,13 @@ def _pending_key(kind, cluster_id):
     return f"clusters:pending:{kind}:{cluster_id}"
 
 
-def enqueue_once(kind, task, cluster_id, ttl):
-    """Queue ``task(cluster_id)`` unless one is already queued or running: however long a cluster
-    is down or the workers are behind, each cluster has at most one such task waiting."""
+def enqueue_once(kind, task, cluster_id, ttl, countdown=0):
+    """Queue ``task(cluster_id)`` (to run ``countdown`` seconds from now) unless one is already
+    queued or running: however long a cluster is down or the workers are behind, each cluster has
+    at most one such task waiting."""
     if cache.add(_pending_key(kind, cluster_id), 1, ttl):
         try:
-            task.delay(cluster_id)
+            task.apply_async((cluster_id,), countdown=countdown)
         except Exception:
             cache.delete(_pending_key(kind, cluster_id))  # nothing was queued: the next round tries again
             raise
@@ -114,7 +115,7 @@ def check_cluster(cluster_id):
 @shared_task(ignore_result=True)
 def check_all_clusters():
     for cluster_id in Cluster.objects.monitored().values_list("pk", flat=True):
-        enqueue_once("health", check_cluster, cluster_id, ttl=300)
+        enqueue_once("health", check_cluster, cluster_id, ttl=300, countdown=spread.countdown("health", cluster_id, check_all_clusters.name))
 
 
 def _set_state(cluster, state, error=None):
@@ -148,7 +149,8 @@ def sync_cluster_quietly(cluster_id):
 def sync_all_clusters():
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         if sync.due(cluster_id):
-            enqueue_once("sync", sync_cluster_quietly, cluster_id, ttl=30 * 60)
+            enqueue_once("sync", sync_cluster_quietly, cluster_id, ttl=30 * 60,
+                         countdown=spread.countdown("sync", cluster_id, sync_all_clusters.name))
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=65 * 60, soft_time_limit=62 * 60)

@@ -22,4 +22,6 @@ urlpatterns = [
     # One row of a live table, rendered for the viewer (clusters.rows); the whole table to catch up.
     *[path(f"rows/{kind}/<int:pk>/", rows.row_view(kind), name=f"portal-row-{kind}") for kind in rows.MODELS],
     path("rows/<str:kind>/", login_required(rows.rows_view), name="portal-rows"),
+    # Any object: ?apiVersion=..&kind=..&namespace=..&name=.. (namespace left out for cluster-wide kinds)
+    path("clusters/<int:pk>/yaml/", views.object_yaml, name="portal-object-yaml"),
 ]

@@ -4,6 +4,9 @@ object with edit-and-apply.  The page itself is shown only for an object the use
 otherwise, as everywhere); everything it reads or changes goes through ``/k8s/`` with the user's
 session, so the same decision and the cluster's own RBAC apply."""
 
+import re
+from types import SimpleNamespace
+
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
@@ -61,6 +64,33 @@ def workload_yaml(request, pk):
 @login_required
 def service_yaml(request, pk):
     return render(request, "clusters/object_yaml.html", _context(_visible(request, Service, pk)))
+
+
+# What an object's coordinates may hold: an API group/version, a kind, and names as Kubernetes
+# allows them (RBAC objects have ":" in theirs).  Anything else is refused before the page is built.
+OBJECT_PARAMS = {
+    "apiVersion": re.compile(r"^(?:[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?v[0-9]+(?:(?:alpha|beta)[0-9]+)?$"),
+    "kind": re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$"),
+    "namespace": re.compile(r"^(?:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)?$"),
+    "name": re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:@_-]{0,251}[A-Za-z0-9])?$"),
+}
+
+
+@login_required
+def object_yaml(request, pk):
+    """The YAML of any object of a cluster one may see, by its coordinates (``?apiVersion=apps/v1&
+    kind=Deployment&namespace=web&name=shop``): the page finds the resource through the cluster's
+    discovery and reads and writes it through the proxy, so the cluster's RBAC decides what is
+    shown (a Secret's values masked until asked for) and whether Apply may change it."""
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    values = {key: request.GET.get(key, "").strip() for key in OBJECT_PARAMS}
+    problems = [
+        f"{key} is required" if not value and key != "namespace" else f"{key} {value[:80]!r} is not a valid Kubernetes {key}"
+        for key, value in values.items() if (not value and key != "namespace") or not OBJECT_PARAMS[key].match(value)
+    ]
+    target = SimpleNamespace(name=values["name"], namespace=SimpleNamespace(name=values["namespace"]), kind=values["kind"])
+    context = {"object": target, "cluster": cluster, "proxy": f"/k8s/clusters/{cluster.pk}", "api_path": "", "coordinates": values, "problems": problems}
+    return render(request, "clusters/object_yaml.html", context, status=400 if problems else 200)
 
 
 def _download(request, clusters, filename):

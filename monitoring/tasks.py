@@ -7,6 +7,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from monitoring import controlplane, delivery, evaluate, restarts, usage
+from portal import spread
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,9 @@ def collect_all_usage():
     from clusters.models import Cluster, ClusterState
 
     for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
-        collect_usage.delay(cluster_id)
-        check_control_plane.delay(cluster_id)
+        countdown = spread.countdown("usage", cluster_id, collect_all_usage.name)  # portal.spread
+        collect_usage.apply_async((cluster_id,), countdown=countdown)
+        check_control_plane.apply_async((cluster_id,), countdown=countdown)
 
 
 @shared_task(ignore_result=True, acks_late=True)

@@ -10,8 +10,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from clusters.proxy import spdy  # noqa: E402
 from clusters.proxy.http import proxy_http  # noqa: E402
 from clusters.proxy.websocket import proxy_websocket  # noqa: E402
+from portal.backpressure import apply_to_daphne  # noqa: E402
 from portal.consumers import LiveConsumer  # noqa: E402
 from portal.limits import PROXY_PREFIX, BodyLimitMiddleware, limit_daphne_requests  # noqa: E402
 
@@ -39,3 +41,7 @@ application = ProtocolTypeRouter(
 )
 # Under daphne the body must be refused in the server itself: it queues whole bodies before the app runs.
 limit_daphne_requests()
+# ... and a client that stops reading must not make it buffer a stream without bound.
+apply_to_daphne()
+# ... and SPDY upgrades (kubectl exec/attach/port-forward without websockets) reach the proxy.
+spdy.install_in_daphne()

@@ -418,6 +418,8 @@ KUBE_IDENTITY_PREFIX = env("PORTAL_KUBE_IDENTITY_PREFIX", "corral:")
 PROXY_AUDIT_BODIES = env_bool("PORTAL_PROXY_AUDIT_BODIES", False)  # request bodies of writes (never secrets')
 PROXY_TOKEN_RECHECK_SECONDS = env_int("PORTAL_PROXY_TOKEN_RECHECK_SECONDS", 5)
 PROXY_DECISION_CACHE_SECONDS = env_int("PORTAL_PROXY_DECISION_CACHE_SECONDS", 2)
+# A client that reads nothing of a streaming answer (a watch, logs -f) for this long is disconnected.
+STALLED_CLIENT_SECONDS = env_int("PORTAL_STALLED_CLIENT_SECONDS", 60)
 EXTERNAL_URL = env("PORTAL_EXTERNAL_URL", "").rstrip("/")  # the URL kubeconfigs name; default: the request's
 TLS_CA_FILE = env("PORTAL_TLS_CA_FILE", "")  # CA of Corral's own certificate, put in kubeconfigs
 KUBECONFIG_TOKEN_DAYS = env_int("PORTAL_KUBECONFIG_TOKEN_DAYS", 30)

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from clusters.models import Cluster
+from portal import spread
 from projects import reconciler
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ def reconcile_cluster(cluster_id):
 def reconcile_all_clusters():
     """Every active cluster; projects of clusters that are down show why and wait."""
     for cluster_id in Cluster.objects.exclude(state__in=["pending", "provisioning", "removing"]).values_list("pk", flat=True):
-        if cache.add(_queued_key(cluster_id), 1, 60):
-            reconcile_cluster.delay(cluster_id)
+        if cache.add(_queued_key(cluster_id), 1, 60):  # spread over the round (portal.spread)
+            reconcile_cluster.apply_async((cluster_id,), countdown=spread.countdown("reconcile", cluster_id, reconcile_all_clusters.name))
 
 
 @shared_task(ignore_result=True, acks_late=True, time_limit=10 * 60, soft_time_limit=9 * 60)

@@ -65,7 +65,7 @@ def test_node_not_ready_fires_reaches_the_webhook_and_resolves(sandbox):
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
-        wait_until(lambda: Node.objects.filter(cluster=cluster, name=node, ready=True).exists() and len(watch.threads) > 1,
+        wait_until(lambda: Node.objects.filter(cluster=cluster, name=node, ready=True).exists() and watch.following.is_set(),
                    what="the watcher's first list")
         assert not Alert.objects.filter(rule=rule).exists()
         started = time.monotonic()

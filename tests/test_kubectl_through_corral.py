@@ -6,6 +6,7 @@ token stopping a watch, and kubeconfigs listing only what each person may see.""
 import json
 import os
 import select
+import socket
 import subprocess
 import time
 import urllib.request
@@ -23,6 +24,7 @@ from tests.conftest import make_user
 from tests.live_server import daphne
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
+STALLED = 4  # PORTAL_STALLED_CLIENT_SECONDS of the test server
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def corral(sandbox, kubectl, tmp_path):
     dev = make_user(f"dev-{uuid.uuid4().hex[:4]}")
     ProjectMembership.objects.create(project=web, user=dev, role="project-member")
     reconciler.reconcile(cluster.pk)
-    with daphne(tls_dir=tmp_path / "tls", PORTAL_PROXY_TOKEN_RECHECK_SECONDS="1") as (url, proc):
+    with daphne(tls_dir=tmp_path / "tls", PORTAL_PROXY_TOKEN_RECHECK_SECONDS="1", PORTAL_STALLED_CLIENT_SECONDS=str(STALLED)) as (url, proc):
         yield {"cluster": cluster, "dev": dev, "url": url, "tls_url": proc.tls_url, "other_ns": other_ns, "tmp": tmp_path, "server": proc}
     try:
         sandbox.api().request("DELETE", f"/api/v1/namespaces/{other_ns}")
@@ -261,6 +263,7 @@ def test_port_forward_and_top_pass_through(sandbox, kubectl, corral):
     finally:
         forward.terminate()
         forward.wait(10)
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the echo thread's accept: the port is free again
         listener.close()
 
     # `top` reads the metrics API (metrics-server, when built, serves it in a sandbox; its first
@@ -306,6 +309,176 @@ def test_dropped_watch_clients_leave_no_connection_to_the_cluster(sandbox, kubec
     while upstream_connections() > baseline and time.monotonic() < deadline:
         time.sleep(0.2)
     assert upstream_connections() <= baseline
+
+
+def _upgrade(url, path, secret):
+    """(status, body) of a raw SPDY upgrade request through Corral."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nConnection: Upgrade\r\n"
+                     f"Upgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += sock.recv(4096)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_exec_and_port_forward_over_spdy(sandbox, kubectl, corral):
+    """kubectl told not to use websockets (as older versions, or its fallback) speaks SPDY: exec and
+    port-forward (bytes both ways) work through Corral all the same, under the cluster's RBAC.
+    Not here: `exec -i` with stdin, which lost its output in 2 of 10 runs through Corral over SPDY
+    (0 of 10 straight, 0 of 10 over websockets); cause not found yet (README, Not yet)."""
+    kc = Kubectl(sandbox, fetch_kubeconfig(corral["url"], corral["dev"]), corral["tmp"], kubectl.namespace)
+    spdy = {**os.environ, "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+    kc("run", "shell", "--image=busybox", "--restart=Never", "--port=80")
+    running_pods(kc, "run=shell", 1)
+
+    said = subprocess.run(kc.argv("exec", "shell", "--", "echo", "hi"), capture_output=True, text=True, timeout=60, env=spdy)
+    assert (said.returncode, said.stdout.strip()) == (0, "hi"), said.stderr
+    served = open(corral["server"].log_path).read()
+    assert "SPDY upgrade" in served, f"kubectl did not speak SPDY: {served[-3000:]}"
+
+    listener = socket.create_server(("127.0.0.1", sandbox.port_forward_port))
+    listener.settimeout(20)
+    forward = subprocess.Popen(kc.argv("port-forward", "pod/shell", ":80"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=spdy)
+    try:
+        [line] = lines_until(forward, lambda line: "Forwarding from 127.0.0.1:" in line)[-1:]
+        local = int(line.split("127.0.0.1:")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", local), timeout=20) as conn:
+            conn.sendall(b"ping")
+            served, _ = listener.accept()
+            with served:
+                assert served.recv(100) == b"ping"
+                served.sendall(b"pong")
+            assert conn.recv(100) == b"pong"
+    finally:
+        forward.terminate()
+        forward.wait(10)
+        listener.close()
+
+    # The cluster's RBAC answers for another project's namespace; a cluster one may not see is
+    # Corral's 404 before anything is sent.
+    secret = ApiToken.issue(corral["dev"])[1]
+    cluster = corral["cluster"].pk
+    code, status = _upgrade(corral["url"], f"/k8s/clusters/{cluster}/api/v1/namespaces/{corral['other_ns']}/pods/x/exec?command=echo&stdout=true", secret)
+    assert (code, status["reason"]) == (403, "Forbidden"), status
+    outsider = ApiToken.issue(make_user(f"out-{uuid.uuid4().hex[:4]}"))[1]
+    code, status = _upgrade(corral["url"], f"/k8s/clusters/{cluster}/api/v1/namespaces/{kubectl.namespace}/pods/shell/exec?command=echo&stdout=true", outsider)
+    assert code == 404, status
+    assert ("create", "kubernetes.pods/portforward", 101) in audited_eventually(corral["dev"], {("create", "kubernetes.pods/portforward", 101)})
+
+
+def test_a_client_that_stops_reading_is_held_back_then_disconnected(sandbox, kubectl, corral):
+    """A watch whose client stops reading while the cluster goes on sending (~22 MB of events):
+    the web process does not buffer it (the relay waits for the client's connection to drain, so
+    the API server's own TCP flow control holds the rest), and after PORTAL_STALLED_CLIENT_SECONDS
+    the client is disconnected and the connection to the cluster closed."""
+    import psutil
+
+    server = psutil.Process(corral["server"].pid)
+    api_port = int(sandbox.endpoint.rsplit(":", 1)[1])
+
+    def upstream_connections():
+        return sum(1 for c in server.net_connections(kind="tcp") if c.raddr and c.raddr.port == api_port and c.status == "ESTABLISHED")
+
+    path = f"/api/v1/namespaces/{kubectl.namespace}/configmaps"
+    api = sandbox.api()
+    api.request("POST", path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"d": "0" * 900_000}})
+    secret = ApiToken.issue(corral["dev"])[1]
+    port = int(corral["url"].rsplit(":", 1)[1])
+    time.sleep(1)
+    baseline, memory_before = upstream_connections(), server.memory_info().rss
+
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a reader that takes (almost) nothing
+    client.connect(("127.0.0.1", port))
+    client.sendall(f"GET /k8s/clusters/{corral['cluster'].pk}{path}?watch=1 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {secret}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += client.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    memory_peak = memory_before
+    for i in range(1, 26):  # the client reads no more from here on
+        api.request("PUT", f"{path}/big", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"d": str(i % 10) * 900_000}})
+        memory_peak = max(memory_peak, server.memory_info().rss)
+        if i == 3:
+            assert upstream_connections() == baseline + 1, "the watch is not open to the cluster"
+    for _ in range(10):
+        memory_peak = max(memory_peak, server.memory_info().rss)
+        time.sleep(0.2)
+    grown = (memory_peak - memory_before) / 2**20
+    print(f"web process memory grew {grown:.1f} MiB while ~22 MiB of events waited for a stalled client")
+    assert grown < 10, f"the web process buffered {grown:.1f} MiB for a client that reads nothing"
+
+    deadline = time.monotonic() + STALLED + 20
+    while upstream_connections() > baseline and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert upstream_connections() <= baseline, "the stalled client's watch still holds a connection to the cluster"
+    # Disconnected by the server, not ended politely: a reset drops what the client had not read.
+    with pytest.raises(ConnectionResetError):
+        while client.recv(65536):
+            pass
+    client.close()
+    code = urllib.request.urlopen(corral["url"] + "/healthz", timeout=10).status
+    assert code == 200
+
+
+def test_an_exec_whose_client_stops_reading_is_held_back_then_disconnected(sandbox, kubectl, corral):
+    """The same over the websocket kubectl and the browser shell use for exec: a command that
+    prints without end (`yes`) to a client that reads nothing after the handshake."""
+    import base64
+
+    import psutil
+
+    kc = Kubectl(sandbox, fetch_kubeconfig(corral["url"], corral["dev"]), corral["tmp"], kubectl.namespace)
+    kc("run", "shell", "--image=busybox", "--restart=Never")
+    running_pods(kc, "run=shell", 1)
+    server = psutil.Process(corral["server"].pid)
+    api_port = int(sandbox.endpoint.rsplit(":", 1)[1])
+
+    def upstream_connections():
+        return sum(1 for c in server.net_connections(kind="tcp") if c.raddr and c.raddr.port == api_port and c.status == "ESTABLISHED")
+
+    marker = f"corral-slow-{uuid.uuid4().hex[:6]}"
+    secret = ApiToken.issue(corral["dev"])[1]
+    time.sleep(1)
+    baseline, memory_before = upstream_connections(), server.memory_info().rss
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect(("127.0.0.1", int(corral["url"].rsplit(":", 1)[1])))
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        client.sendall(f"GET /k8s/clusters/{corral['cluster'].pk}/api/v1/namespaces/{kubectl.namespace}/pods/shell/exec?command=yes&command={marker}"
+                       f"&stdout=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                       f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        memory_peak, deadline = memory_before, time.monotonic() + 3
+        while time.monotonic() < deadline:  # `yes` writes as fast as it is let
+            memory_peak = max(memory_peak, server.memory_info().rss)
+            time.sleep(0.1)
+        grown = (memory_peak - memory_before) / 2**20
+        print(f"web process memory grew {grown:.1f} MiB while `yes` wrote to a stalled exec client")
+        assert grown < 10, f"the web process buffered {grown:.1f} MiB for an exec client that reads nothing"
+        deadline = time.monotonic() + STALLED + 20
+        while upstream_connections() > baseline and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert upstream_connections() <= baseline, "the stalled exec still holds a connection to the cluster"
+        with pytest.raises(ConnectionResetError):
+            while client.recv(65536):
+                pass
+    finally:
+        client.close()
+        for process in psutil.process_iter(["cmdline"]):  # kwok runs the command on this host
+            if process.info["cmdline"] == ["yes", marker]:
+                process.kill()
 
 
 def test_large_answers_arrive_whole(sandbox, kubectl, corral):

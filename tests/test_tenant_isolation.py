@@ -313,6 +313,7 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-explore-home": world.cluster,
         "portal-explore": world.cluster,
         "portal-explore-counts": world.cluster,
+        "portal-object-yaml": world.cluster,
     }
     extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()

@@ -55,7 +55,7 @@ async def test_pod_deleted_in_the_cluster_reaches_database_and_websocket_within_
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
-        await wait_until(lambda: len(watch.threads) > 1 and "pods" in watch.versions)
+        await wait_until(lambda: watch.following.is_set() and "pods" in watch.versions)
         communicator, connected, _ = await connect(user)
         assert connected
         await communicator.send_json_to({"action": "subscribe", "group": f"cluster-{cluster.pk}"})

@@ -114,9 +114,9 @@ async def proxy_http(scope, receive, send):
         target, rest = await decide(scope, method)
     except access.Refusal as refusal:
         return await answer(send, refusal.code, refusal.reason, refusal.message)
-    # kubectl tries SPDY (exec, attach, port-forward) only after the websocket upgrade was refused.
-    # Upgrade headers are hop-by-hop and not forwarded, so the API server answers the plain request:
-    # RBAC's 403 or a missing pod's 404, the real reason, or 400 "Upgrade request required".
+    # SPDY upgrades are taken before ASGI under daphne (spdy.py). Under another server they arrive
+    # here; upgrade headers are hop-by-hop and not forwarded, so the API server answers the plain
+    # request: RBAC's 403 or a missing pod's 404, the real reason, or 400 "Upgrade request required".
     body = await read_body(receive)
     if body is None:
         return

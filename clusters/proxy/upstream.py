@@ -62,7 +62,8 @@ class Upstream:
         self.headers = {}
         if credentials.get("token"):
             self.headers["Authorization"] = "Bearer " + credentials["token"]
-        connector = GuardedConnector(ssl=ssl_context(credentials), limit=0, limit_per_host=0, keepalive_timeout=60)
+        self.ssl_context = ssl_context(credentials)
+        connector = GuardedConnector(ssl=self.ssl_context, limit=0, limit_per_host=0, keepalive_timeout=60)
         self.session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,  # bytes pass through as the API server encoded them

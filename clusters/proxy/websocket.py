@@ -17,7 +17,7 @@ from clusters.proxy.upstream import describe, upstream_for
 log = logging.getLogger("corral.proxy")
 
 # Closing before accepting makes the server answer the handshake with 403; kubectl then falls back
-# to SPDY, which the HTTP side forwards plainly so the API server's own reason is shown.
+# to SPDY (spdy.py), where the API server's own reason reaches it.
 REFUSE = {"type": "websocket.close", "code": 1008}
 
 

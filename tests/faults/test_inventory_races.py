@@ -84,7 +84,7 @@ def test_watch_events_and_resyncs_at_once_leave_the_inventory_exact(sandbox, kub
     resyncer = threading.Thread(target=resync_over_and_over)
     try:
         deadline = time.monotonic() + 60
-        while len(watch.threads) < 2 or "pods" not in watch.versions:
+        while not watch.following.is_set() or "pods" not in watch.versions:
             assert time.monotonic() < deadline, "the watcher never listed the cluster"
             time.sleep(0.1)
         resyncer.start()

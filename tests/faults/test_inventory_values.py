@@ -69,7 +69,7 @@ def test_nul_and_literal_backslash_u0000_images_are_stored_by_the_watcher(sandbo
     watch.start()
     try:
         deadline = time.monotonic() + 60
-        while len(watch.threads) < 2 or "pods" not in watch.versions:
+        while not watch.following.is_set() or "pods" not in watch.versions:
             assert time.monotonic() < deadline, "the watcher never listed the cluster"
             time.sleep(0.1)
         uids = create_pods(api, kube_namespace)  # these arrive as watch events

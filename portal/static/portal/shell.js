@@ -12,34 +12,43 @@
   var term = new window.Terminal({ cols: 120, rows: 32, convertEol: true });
   term.open(box);
   var socket = null;
+  var pending = [];  // keys typed while connecting, sent once the socket is open
   var encoder = new TextEncoder();
 
-  function send(channel, text) {
-    if (!socket || socket.readyState !== 1) { return; }
+  function frame(channel, text) {
     var data = encoder.encode(text);
-    var frame = new Uint8Array(data.length + 1);
-    frame[0] = channel;
-    frame.set(data, 1);
-    socket.send(frame);
+    var bytes = new Uint8Array(data.length + 1);
+    bytes[0] = channel;
+    bytes.set(data, 1);
+    return bytes;
+  }
+
+  function send(channel, text) {
+    if (!socket || socket.readyState > 1) { return; }
+    if (socket.readyState === 0) { pending.push(frame(channel, text)); return; }
+    socket.send(frame(channel, text));
   }
 
   term.onData(function (data) { send(0, data); });
 
   function connect() {
     if (socket) { socket.close(); }
+    pending = [];
     term.reset();
     var query = new URLSearchParams({ container: select.value, stdin: "true", stdout: "true", tty: "true" });
     command.value.split(/\s+/).filter(Boolean).forEach(function (part) { query.append("command", part); });
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + base + "/exec?" + query.toString(), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
-    socket.binaryType = "arraybuffer";
+    var ws = new WebSocket(scheme + location.host + base + "/exec?" + query.toString(), ["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+    socket = ws;
+    ws.binaryType = "arraybuffer";
     status.textContent = "connecting…";
-    socket.onopen = function () {
+    ws.onopen = function () {
       status.textContent = "connected";
-      send(4, JSON.stringify({ Width: term.cols, Height: term.rows }));
+      ws.send(frame(4, JSON.stringify({ Width: term.cols, Height: term.rows })));
+      pending.splice(0).forEach(function (bytes) { ws.send(bytes); });
       term.focus();
     };
-    socket.onmessage = function (event) {
+    ws.onmessage = function (event) {
       var bytes = new Uint8Array(event.data);
       if (!bytes.length) { return; }
       var text = new TextDecoder().decode(bytes.subarray(1));
@@ -48,7 +57,8 @@
         try { var s = JSON.parse(text); if (s.status !== "Success") { status.textContent = s.message || text; } } catch (e) { status.textContent = text; }
       }
     };
-    socket.onclose = function (event) {
+    ws.onclose = function () {
+      if (ws !== socket) { return; }
       if (status.textContent === "connecting…") { status.textContent = "refused (no access, or the pod is gone)"; }
       else if (status.textContent === "connected") { status.textContent = "closed"; }
     };

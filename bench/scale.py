@@ -1,0 +1,350 @@
+"""2,000 clusters on two cores (issue 14), on PostgreSQL.  Several real sandboxes are registered
+many times each as distinct clusters (4 sandboxes of 10 nodes / 100 pods, 500 times each, by
+default): Corral holds 2,000 clusters' rows and follows 2,000 x 10 watches, but only 4 API servers
+answer them, and one change in a sandbox is a change in each of its 500 clusters.  The output says
+so.  Figures:
+
+  - one watcher process following every cluster: its threads, resident memory (target <= 1 GiB),
+    the initial catch-up (every cluster listed, its watches started and where they got to stored);
+  - a pod deleted in a sandbox: p95 delay until its row is gone from one cluster's inventory and
+    until a websocket client subscribed to that cluster hears pod.deleted (target <= 1 s), and until
+    it is gone from all the clusters behind that sandbox;
+  - two watcher shards, then one SIGKILLed: time until its clusters are followed again (a pod
+    deleted in every sandbox just after the kill is gone from every cluster; target <= 30 s), and
+    nothing missed (every cluster's pods equal its sandbox's, uid by uid);
+  - a full resync of every cluster (Celery's sync, on as many processes as cores; target <= 2 min);
+  - p95 of GET /api/v1/clusters/, the dashboard page and a cross-cluster pod search, with their
+    query counts (target <= 100 ms each).
+
+    python bench/scale.py                                  # the issue's size
+    python bench/scale.py --clusters 400 --sandboxes 2     # smaller
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import benchdb
+
+DB = "corral_bench_scale_watch"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def p95(samples):
+    return statistics.quantiles(samples, n=20)[-1] if len(samples) > 1 else samples[0]
+
+
+def _worker_init(url):
+    os.environ["PORTAL_DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    os.environ["PORTAL_LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+
+
+def _sync(cluster_id):
+    from clusters import sync
+
+    return sum(sync.sync(cluster_id).values())
+
+
+def wait_for(predicate, timeout, what, every=0.5):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+    return value
+
+
+class Watcher:
+    """A ``manage.py watch_clusters`` process; its threads and memory read with psutil."""
+
+    def __init__(self, member, log_dir, alone=False):
+        import psutil
+
+        env = {**os.environ, "PORTAL_DB_CONN_MAX_AGE": "60", "PORTAL_LOG_LEVEL": "WARNING",
+               "PORTAL_CELERY_BROKER_URL": os.environ["PORTAL_REDIS_URL"].rsplit("/", 1)[0] + "/14"}
+        argv = [sys.executable, "manage.py", "watch_clusters", "--poll", "2", "--member-id", member] + (["--alone"] if alone else [])
+        self.log = open(Path(log_dir) / f"{member}.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.ps = psutil.Process(self.proc.pid)
+        self.peak = 0
+
+    def sample(self):
+        rss = self.ps.memory_info().rss
+        self.peak = max(self.peak, rss)
+        return self.ps.num_threads(), rss, len(self.ps.net_connections(kind="tcp"))
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clusters", type=int, default=2000)
+    parser.add_argument("--sandboxes", type=int, default=4)
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--skip-resync", action="store_true")
+    args = parser.parse_args()
+
+    url = benchdb.setup(DB)
+    sync_bench = benchdb.load_bench_module("sync")
+    sandbox_bench = benchdb.load_bench_module("sandbox")
+    import redis
+    from django.conf import settings
+    from django.db import connections
+
+    from clusters import shards
+    from clusters.models import Cluster, ClusterWatchState, Node, Pod
+    from clusters.sandbox import Sandbox
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(shards.KEY)
+    tmp = tempfile.mkdtemp(prefix="corral-bench-scale-")
+    boxes = []
+    boxes_to_stop = []
+    watchers = []
+    try:
+        for index in range(args.sandboxes):
+            box = Sandbox(f"bench-scale-{index}", Path(tmp) / f"s{index}")
+            print(f"starting sandbox {index} ({args.nodes} nodes, {args.pods} pods) ...", flush=True)
+            box.up(nodes=args.nodes, timeout=600)
+            boxes.append(box)
+            sync_bench.populate(box, args.pods, 4, sandbox_bench.ready_replicas)
+        per = args.clusters // args.sandboxes
+        clusters = []
+        for index, box in enumerate(boxes):
+            creds = {"server": box.endpoint, "ca_data": box.ca_pem, "client_cert": box.admin_cert_pem, "client_key": box.admin_key_pem}
+            clusters += [Cluster(name=f"c{index}-{i:04d}", slug=f"c{index}-{i:04d}", driver="imported", state="active",
+                                 api_endpoint=box.endpoint, credentials=creds) for i in range(per)]
+        # One more sandbox, registered once: the delay of a change in one cluster while all the
+        # others are followed (a change in the others' sandboxes is a change in hundreds of clusters).
+        probe_box = Sandbox("bench-scale-probe", Path(tmp) / "probe")
+        print("starting the probe sandbox (2 nodes, 10 pods) ...", flush=True)
+        probe_box.up(nodes=2, timeout=600)
+        boxes_to_stop.append(probe_box)
+        sync_bench.populate(probe_box, 10, 1, sandbox_bench.ready_replicas)
+        clusters.append(Cluster(name="probe", slug="probe", driver="imported", state="active", api_endpoint=probe_box.endpoint,
+                                credentials={"server": probe_box.endpoint, "ca_data": probe_box.ca_pem,
+                                             "client_cert": probe_box.admin_cert_pem, "client_key": probe_box.admin_key_pem}))
+        Cluster.objects.bulk_create(clusters)
+        probe_id = Cluster.objects.get(slug="probe").pk
+        total = per * len(boxes)
+        by_box = [list(Cluster.objects.filter(api_endpoint=box.endpoint).order_by("pk").values_list("pk", flat=True)) for box in boxes]
+        print(f"{total:,} clusters registered: {len(boxes)} real sandboxes ({args.nodes} nodes, {args.pods} pods each), "
+              f"each registered {per:,} times as distinct clusters ({total * args.nodes:,} nodes, {total * args.pods:,} pods "
+              f"in Corral's database; {len(boxes)} API servers answer {total * 10:,} watches), and one probe cluster "
+              f"(a sandbox of its own, 2 nodes, 10 pods)", flush=True)
+        connections.close_all()
+
+        # --- one watcher process follows every cluster ---
+        single = Watcher("bench-single", tmp, alone=True)
+        watchers.append(single)
+        started = time.monotonic()
+        expected = total * args.pods + 10
+        wait_for(lambda: single.sample() and ClusterWatchState.objects.count() >= total + 1 and Pod.objects.count() >= expected,
+                 3600, "the initial catch-up", every=2)
+        caught_up = time.monotonic() - started
+        time.sleep(10)  # every watch connected
+        threads, rss, sockets = single.sample()
+        print(f"one watcher process, {total:,} clusters:")
+        print(f"  initial catch-up  {caught_up:.1f} s (every cluster listed: {Pod.objects.count():,} pods, watches started)")
+        print(f"  threads           {threads}")
+        print(f"  memory            {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB; "
+              f"{'meets' if rss <= 2**30 else 'MISSES'} the 1 GiB target)")
+        print(f"  TCP connections   {sockets:,}", flush=True)
+
+        db_delays, ws_delays, _ = asyncio.run(deletion_delays(probe_box, [probe_id], args.trials))
+        print(f"  probe pod deleted -> its row gone            p50 {statistics.median(db_delays) * 1000:.0f} ms, p95 {p95(db_delays) * 1000:.0f} ms "
+              f"({'meets' if p95(db_delays) <= 1 else 'MISSES'} the 1 s target), {args.trials} trials")
+        print(f"  probe pod deleted -> websocket pod.deleted    p50 {statistics.median(ws_delays) * 1000:.0f} ms, p95 {p95(ws_delays) * 1000:.0f} ms "
+              f"({'meets' if p95(ws_delays) <= 1 else 'MISSES'} the 1 s target)")
+        _, _, all_delays = asyncio.run(deletion_delays(boxes[0], by_box[0], 3))
+        print(f"  a pod deleted in a sandbox registered {len(by_box[0])} times -> gone from all {len(by_box[0])} clusters: "
+              f"{', '.join(f'{d:.1f}' for d in all_delays)} s (3 trials)", flush=True)
+        threads, rss, sockets = single.sample()
+        print(f"  after the deletions: {threads} threads, {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB)", flush=True)
+        single.stop()
+        watchers.remove(single)
+
+        # --- two shards, one killed ---
+        ids = [i for group in by_box for i in group] + [probe_id]
+        for n in range(1000):
+            names = [f"shard-{n}-a", f"shard-{n}-b"]
+            owned = [i for i in ids if shards.owner(i, names) == names[0]]
+            if abs(len(owned) - total / 2) < total / 10:
+                break
+        shard_a, shard_b = Watcher(names[0], tmp), Watcher(names[1], tmp)
+        watchers += [shard_a, shard_b]
+        probe_all(boxes + [probe_box], 600, "both shards to follow their clusters")
+        print(f"two watcher shards: {len(owned):,} and {total - len(owned):,} clusters; "
+              f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident")
+        shard_a.stop(signal.SIGKILL)
+        watchers.remove(shard_a)
+        killed = time.monotonic()
+        took = probe_all(boxes + [probe_box], 300, "the surviving shard to take over", since=killed)
+        print(f"  shard SIGKILLed: a pod deleted in every sandbox right after is gone from all {total:,} clusters after "
+              f"{took:.1f} s ({'meets' if took <= 30 else 'MISSES'} the 30 s target)", flush=True)
+        deadline = time.monotonic() + 120
+        while (differ := compare(boxes + [probe_box], by_box + [[probe_id]])) and time.monotonic() < deadline:
+            time.sleep(2)
+        print("  nothing missed: every cluster's pods equal its sandbox's, uid by uid" if not differ else
+              f"  MISSED: {len(differ)} clusters' pods differ from their sandbox's after 2 minutes", flush=True)
+        threads, rss, _ = shard_b.sample()
+        print(f"  the surviving shard follows all {total:,}: {threads} threads, {rss / 2**20:,.0f} MiB resident")
+        shard_b.stop()
+        watchers.remove(shard_b)
+
+        # --- full resync ---
+        if not args.skip_resync:
+            connections.close_all()
+            workers = os.cpu_count() or 2
+            started = time.perf_counter()
+            with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(url,)) as pool:
+                objects = sum(pool.map(_sync, ids, chunksize=8))
+            seconds = time.perf_counter() - started
+            print(f"full resync of {total:,} clusters ({workers} processes): {objects:,} objects in {seconds:.1f} s "
+                  f"({'meets' if seconds <= 120 else 'MISSES'} the 2-minute target)", flush=True)
+    finally:
+        for watcher in watchers:
+            watcher.stop(signal.SIGKILL)
+        for box in boxes + boxes_to_stop:
+            box.down()
+
+    print(f"database: {Cluster.objects.count():,} clusters, {Node.objects.count():,} nodes, {Pod.objects.count():,} pods")
+    pages(args.requests)
+
+
+def probe_all(boxes, timeout, what, since=None):
+    """Delete one pod in every sandbox; seconds until each is gone from all its clusters."""
+    from clusters.models import Pod
+
+    started = since or time.monotonic()
+    victims = []
+    for box in boxes:
+        pod = box.api().get("/api/v1/namespaces/bench/pods?limit=1")["items"][0]["metadata"]
+        box.api().request("DELETE", f"/api/v1/namespaces/bench/pods/{pod['name']}?gracePeriodSeconds=0")
+        victims.append(pod["uid"])
+    wait_for(lambda: not Pod.objects.filter(uid__in=victims).exists(), timeout, what, every=0.2)
+    return time.monotonic() - started
+
+
+def compare(boxes, by_box):
+    """Clusters whose pods differ from their sandbox's (by uid)."""
+    from clusters.models import Pod
+
+    differ = []
+    for box, ids in zip(boxes, by_box):
+        listed = {p["metadata"]["uid"] for p in box.api().get("/api/v1/pods")["items"]}
+        stored = {}
+        for cluster_id, uid in Pod.objects.filter(cluster_id__in=ids).values_list("cluster_id", "uid").iterator(chunk_size=20000):
+            stored.setdefault(cluster_id, set()).add(uid)
+        differ += [i for i in ids if stored.get(i, set()) != listed]
+    return differ
+
+
+async def deletion_delays(box, ids, trials):
+    """Delete pods in ``box`` one at a time; delays to one cluster's row, its websocket, all its clusters."""
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from clusters.models import Pod
+    from portal.asgi import application
+
+    def cookie():
+        user = User.objects.filter(username="bench-admin").first() or User.objects.create_superuser("bench-admin", "", "bench-admin-password")
+        client = Client()
+        client.force_login(user)
+        return client.cookies["sessionid"].value
+
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", f"sessionid={await sync_to_async(cookie)()}".encode())]
+    socket = WebsocketCommunicator(application, "/ws/", headers=headers)
+    connected, _ = await socket.connect()
+    assert connected
+    watched = ids[len(ids) // 2]
+    await socket.send_json_to({"action": "subscribe", "group": f"cluster-{watched}"})
+    await socket.receive_json_from(timeout=10)
+    api = box.api()
+    db_delays, ws_delays, all_delays = [], [], []
+    for _ in range(trials):
+        while not await socket.receive_nothing(timeout=0.2):
+            await socket.receive_json_from()
+        pod = await sync_to_async(lambda: Pod.objects.filter(cluster_id=watched, phase="Running").values_list("name", "uid").first())()
+        started = time.monotonic()
+        await sync_to_async(api.request)("DELETE", f"/api/v1/namespaces/bench/pods/{pod[0]}?gracePeriodSeconds=0")
+
+        async def heard(pod=pod, started=started):
+            while True:
+                message = await socket.receive_json_from(timeout=30)
+                if message.get("event") == "pod.deleted" and message["data"]["uid"] == pod[1]:
+                    return time.monotonic() - started
+
+        async def gone(pod=pod, started=started):
+            while await sync_to_async(Pod.objects.filter(cluster_id=watched, uid=pod[1]).exists)():
+                await asyncio.sleep(0.01)
+            return time.monotonic() - started
+
+        ws, db = await asyncio.gather(heard(), gone())
+        ws_delays.append(ws)
+        db_delays.append(db)
+        while await sync_to_async(Pod.objects.filter(uid=pod[1]).exists)():
+            await asyncio.sleep(0.05)
+        all_delays.append(time.monotonic() - started)
+        await asyncio.sleep(1)  # the ReplicaSet's replacement arrives
+    await socket.disconnect()
+    return db_delays, ws_delays, all_delays
+
+
+def pages(requests):
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    from portal.models import ApiToken
+
+    admin = User.objects.get(username="bench-admin")
+    _, secret = ApiToken.issue(admin)
+    api = APIClient(SERVER_NAME="localhost")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    browser = APIClient(SERVER_NAME="localhost")
+    browser.force_login(admin)
+    for label, client, path, params in (("GET /api/v1/clusters/", api, "/api/v1/clusters/", {}),
+                                        ("dashboard page /", browser, "/", {}),
+                                        ("GET /api/v1/pods/?search=web-1", api, "/api/v1/pods/", {"search": "web-1"})):
+        for _ in range(3):
+            client.get(path, params)
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(path, params)
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 200, (path, response.status_code)
+        figure = p95(samples) * 1000
+        print(f"  {label:<32} p50 {statistics.median(samples) * 1000:6.1f} ms  p95 {figure:6.1f} ms  {len(queries)} queries "
+              f"({'meets' if figure <= 100 else 'MISSES'} the 100 ms target)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
