@@ -2,7 +2,8 @@
 # Builds the sandbox add-ons, each pinned in its own Go module with its own cache key, into
 #   ${CORRAL_KUBE_CACHE:-$HOME/.cache/corral/kube}/addons/<name>-<key>/bin/<name>
 # metrics-server (tools/kube/metrics-server/) serves metrics.k8s.io in sandboxes; Alertmanager
-# (tools/kube/alertmanager/) receives Corral's alerts in the tests.  Each key hashes only that
+# (tools/kube/alertmanager/) receives Corral's alerts in the tests; helm (tools/kube/helm/) lints,
+# renders and installs the chart deploy/helm/corral in the tests.  Each key hashes only that
 # module's go.mod/go.sum, its package and flags, and the Go version: adding or bumping an add-on
 # never changes the key of the control plane built by build.sh (nor of the other add-on).
 #
@@ -23,8 +24,9 @@ ldflags="-s -w"
 declare -A package=(
     [metrics-server]="sigs.k8s.io/metrics-server/cmd/metrics-server"
     [alertmanager]="github.com/prometheus/alertmanager/cmd/alertmanager"
+    [helm]="helm.sh/helm/v3/cmd/helm"
 )
-names=(metrics-server alertmanager)
+names=(metrics-server alertmanager helm)
 
 addon_key() {  # Kept in sync with clusters/sandbox/binaries.py (addon_path).
     local name="$1"
