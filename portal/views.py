@@ -3,9 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import Q
-from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from clusters.explain import why_not_ready
@@ -167,10 +165,3 @@ def search(request):
 def operation_detail(request, pk):
     operation = get_object_or_404(Operation.objects.restrict(request.user, "view"), pk=pk)
     return render(request, "portal/operation_detail.html", {"operation": operation})
-
-
-def healthz(request):
-    """Liveness for load balancers: the database answers."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return JsonResponse({"status": "ok"})

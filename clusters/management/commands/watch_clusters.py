@@ -4,6 +4,7 @@ import signal
 from django.core.management.base import BaseCommand
 
 from clusters.watcher import Supervisor
+from portal import liveness
 
 
 class Command(BaseCommand):
@@ -15,7 +16,17 @@ class Command(BaseCommand):
     def handle(self, poll, **options):
         logging.getLogger("clusters").setLevel(logging.INFO)
         supervisor = Supervisor(poll_seconds=poll)
+        reconcile = supervisor.reconcile
+
+        def reconcile_and_beat():  # every turn of the supervisor's loop (manage.py alive --component watcher)
+            liveness.touch("watcher")
+            reconcile()
+
+        supervisor.reconcile = reconcile_and_beat
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
         signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
         self.stdout.write("watching clusters; Ctrl-C stops")
-        supervisor.run()
+        try:
+            supervisor.run()
+        finally:
+            liveness.clear("watcher")
