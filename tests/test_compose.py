@@ -128,7 +128,8 @@ def image(dockerd):
 def stack(dockerd, image, tmp_path_factory):
     stack = Stack(dockerd, tmp_path_factory.mktemp("compose"))
     try:
-        stack.compose("up", "-d", "--no-build", timeout=900)
+        started = stack.compose("up", "-d", "--no-build", timeout=900, check=False)
+        assert started.returncode == 0, f"compose up failed:\n{started.stderr[-3000:]}\n{stack.logs()}"
         wait_for(lambda: services.port_accepts(stack.web_port), 180, "the web container", stack.logs)
         yield stack
     finally:

@@ -29,12 +29,14 @@ directory /var/lib/ldap
 index objectClass eq
 index uid,cn,member,memberUid eq
 CONF
-if [ ! -e /var/lib/ldap/data.mdb ]; then
+if [ ! -e /var/lib/ldap/.seeded ]; then
+    rm -f /var/lib/ldap/*.mdb  # the database Debian's postinst made (dc=nodomain) is not ours
     {
         printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: %s\no: %s\n\n' "$suffix" "$first" "$LDAP_ORGANISATION"
         printf 'dn: ou=people,%s\nobjectClass: organizationalUnit\nou: people\n\n' "$suffix"
         printf 'dn: ou=groups,%s\nobjectClass: organizationalUnit\nou: groups\n\n' "$suffix"
         for seed in /seed/*.ldif; do [ -e "$seed" ] && { cat "$seed"; echo; }; done
     } | slapadd -f "$conf" -b "$suffix"
+    touch /var/lib/ldap/.seeded
 fi
 exec slapd -f "$conf" -h "ldap://0.0.0.0:$LDAP_PORT/" -d 0

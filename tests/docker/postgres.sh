@@ -17,7 +17,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -k /tmp" -w start >/dev/null
-    if [ "$POSTGRES_DB" != "$POSTGRES_USER" ]; then createdb -h /tmp -U "$POSTGRES_USER" "$POSTGRES_DB"; fi
+    if [ "$POSTGRES_DB" != postgres ]; then createdb -h /tmp -U "$POSTGRES_USER" "$POSTGRES_DB"; fi
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
 fi
 exec postgres -D "$PGDATA" -p "$PGPORT" -k /tmp -c "listen_addresses=${POSTGRES_LISTEN_ADDRESSES:-*}" "$@"
