@@ -102,6 +102,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.health.HealthMiddleware",  # /healthz and /readyz: first, so any Host and plain HTTP get an answer
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.csp.ContentSecurityPolicyMiddleware",  # outside CommonMiddleware: its 400s carry the policy too
@@ -188,6 +189,8 @@ def _redis_client_options(retry_class):
 
 
 REDIS_CLIENT_OPTIONS = _redis_client_options(Retry)
+# Where the worker, beat and the watcher touch their liveness files (portal.liveness; manage.py alive).
+LIVENESS_DIR = Path(env("PORTAL_LIVENESS_DIR", VAR_DIR / "liveness"))
 
 CACHES = {
     "default": {
@@ -328,7 +331,8 @@ CELERY_TASK_TIME_LIMIT = env_int("PORTAL_TASK_TIME_LIMIT", 30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("PORTAL_TASK_SOFT_TIME_LIMIT", 25 * 60)
 CELERY_TASK_ALWAYS_EAGER = env_bool("PORTAL_CELERY_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, sending only while it holds the beat lease (portal.beat).
+CELERY_BEAT_SCHEDULER = "portal.beat:LeasedScheduler"
 # Unacknowledged tasks (acks_late) go back to the queue after the visibility timeout: a worker
 # that died mid-task has its work redelivered (a killed pool child's at once, by reject_on_worker_lost).
 CELERY_BROKER_TRANSPORT_OPTIONS = {

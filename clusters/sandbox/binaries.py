@@ -48,10 +48,10 @@ def require_binaries(bin_dir: Path | None = None) -> Path:
     return bin_dir
 
 
-# Add-ons (metrics-server, Alertmanager): each pinned in its own module under tools/kube/<name>/
+# Add-ons (metrics-server, Alertmanager, helm): each pinned in its own module under tools/kube/<name>/
 # with its own cache key, so they never change the control plane's key (tools/kube/addons.sh).
 ADDONS_SCRIPT = REPO_ROOT / "tools" / "kube" / "addons.sh"
-ADDONS = ("metrics-server", "alertmanager")
+ADDONS = ("metrics-server", "alertmanager", "helm")
 
 
 @functools.cache

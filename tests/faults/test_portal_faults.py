@@ -199,13 +199,14 @@ def test_postgresql_restarted(portal):
     answer = portal.api("GET", "/api/v1/clusters/")
     assert answer.status_code == 503, answer.text[:1000]
     assert answer.json() == {"detail": "Corral cannot reach the database right now; try again in a few seconds."}
-    assert requests_status(portal, "/healthz") == 503
+    assert requests_status(portal, "/readyz") == 503
+    assert requests_status(portal, "/healthz") == 200  # the process is up: no restart for an outage
     # The cluster changes meanwhile; the watcher cannot write it down yet.
     kubectl(portal, "-n", "db-restart", "create", "deployment", "while-down", "--image=nginx", "--replicas=2")
     time.sleep(3)
 
     portal.start_postgres()
-    wait_for(lambda: requests_status(portal, "/healthz") == 200, 30, "the portal to answer again")
+    wait_for(lambda: requests_status(portal, "/readyz") == 200, 30, "the portal to answer again")
     assert session.get(f"{portal.url}/clusters/{portal.cluster_id}/", timeout=30).status_code == 200
     assert portal.api("GET", "/api/v1/clusters/").status_code == 200
     portal.assert_inventory_exact(timeout=90)

@@ -2,7 +2,8 @@
 # Builds the sandbox add-ons, each pinned in its own Go module with its own cache key, into
 #   ${CORRAL_KUBE_CACHE:-$HOME/.cache/corral/kube}/addons/<name>-<key>/bin/<name>
 # metrics-server (tools/kube/metrics-server/) serves metrics.k8s.io in sandboxes; Alertmanager
-# (tools/kube/alertmanager/) receives Corral's alerts in the tests.  Each key hashes only that
+# (tools/kube/alertmanager/) receives Corral's alerts in the tests; helm (tools/kube/helm/) lints,
+# renders and installs the chart deploy/helm/corral in the tests.  Each key hashes only that
 # module's go.mod/go.sum, its package and flags, and the Go version: adding or bumping an add-on
 # never changes the key of the control plane built by build.sh (nor of the other add-on).
 #
@@ -23,14 +24,32 @@ ldflags="-s -w"
 declare -A package=(
     [metrics-server]="sigs.k8s.io/metrics-server/cmd/metrics-server"
     [alertmanager]="github.com/prometheus/alertmanager/cmd/alertmanager"
+    [helm]="helm.sh/helm/v3/cmd/helm"
 )
-names=(metrics-server alertmanager)
+names=(metrics-server alertmanager helm)
+
+module_version() {  # the version tools/kube/<name>/go.mod pins for a module
+    awk -v m="$2" '$1 == m {print $2; exit}' "$here/$1/go.mod"
+}
+
+# Flags an add-on's own release build sets: helm's version, and the Kubernetes version it assumes
+# without a cluster (`helm template`, `helm lint`), from the client-go it is built with (as helm's Makefile).
+addon_ldflags() {
+    case "$1" in
+        helm)
+            local k8s; k8s="$(module_version helm k8s.io/client-go)"; k8s="${k8s#v0.}"; k8s="${k8s%%.*}"
+            echo "$ldflags -X helm.sh/helm/v3/internal/version.version=$(module_version helm helm.sh/helm/v3)" \
+                "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s" \
+                "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s" ;;
+        *) echo "$ldflags" ;;
+    esac
+}
 
 addon_key() {  # Kept in sync with clusters/sandbox/binaries.py (addon_path).
     local name="$1"
     {
         cat "$here/$name/go.mod" "$here/$name/go.sum"
-        echo "${package[$name]} $ldflags"
+        echo "${package[$name]} $(addon_ldflags "$name")"
         "$go" env GOVERSION
     } | sha256sum | cut -c1-16
 }
@@ -60,7 +79,7 @@ for name in "${names[@]}"; do
     if [[ ! -x "$bin" ]]; then
         started=$SECONDS
         echo "kube-tools: building $name (${package[$name]}) ..."
-        (cd "$here/$name" && "$go" build -trimpath -ldflags "$ldflags" -o "$bin.tmp" "${package[$name]}")
+        (cd "$here/$name" && "$go" build -trimpath -ldflags "$(addon_ldflags "$name")" -o "$bin.tmp" "${package[$name]}")
         mv "$bin.tmp" "$bin"
         echo "kube-tools: built $name in $((SECONDS - started))s: $bin"
     fi

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from clusters.shards import Membership
 from clusters.watcher import Supervisor
+from portal import liveness
 
 
 class Command(BaseCommand):
@@ -25,7 +26,17 @@ class Command(BaseCommand):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         membership = None if alone else Membership(member_id)
         supervisor = Supervisor(poll_seconds=poll, membership=membership)
+        reconcile = supervisor.reconcile
+
+        def reconcile_and_beat():  # every turn of the supervisor's loop (manage.py alive --component watcher)
+            liveness.touch("watcher")
+            reconcile()
+
+        supervisor.reconcile = reconcile_and_beat
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
         signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
         self.stdout.write("watching clusters" + ("" if alone else f" as {membership.member_id}") + "; Ctrl-C stops")
-        supervisor.run()
+        try:
+            supervisor.run()
+        finally:
+            liveness.clear("watcher")
