@@ -156,3 +156,14 @@ class Kubectl:
 @pytest.fixture
 def kubectl(sandbox, kube_namespace) -> Kubectl:
     return Kubectl(sandbox, kube_namespace)
+
+
+def imported_cluster(sandbox, name):
+    """A Corral cluster for ``sandbox``, imported with its administrator's credentials and active."""
+    from clusters.models import Cluster
+
+    return Cluster.objects.create(
+        name=name, driver="imported", state="active", api_endpoint=sandbox.endpoint,
+        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem,
+                     "client_key": sandbox.admin_key_pem},
+    )

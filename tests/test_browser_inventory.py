@@ -8,30 +8,13 @@ import time
 
 import pytest
 
-from clusters.models import Cluster, ClusterMembership, Node, Pod, Workload
+from clusters.models import ClusterMembership, Node, Pod, Workload
 from clusters.watcher import ClusterWatch
+from tests.kube_fixtures import imported_cluster
 from tests.test_browser import browser, csp_violations, live_server_url, log_in, person  # noqa: F401 - fixtures
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.kube, pytest.mark.django_db(transaction=True)]
-
-
-def _cluster(sandbox, name):
-    return Cluster.objects.create(
-        name=name, driver="imported", state="active", api_endpoint=sandbox.endpoint,
-        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem,
-                     "client_key": sandbox.admin_key_pem},
-    )
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def _normalised(html):
@@ -61,16 +44,16 @@ def test_a_live_inserted_pod_row_equals_the_row_after_reload_and_names_lead_to_t
     from selenium.webdriver.support.ui import WebDriverWait
 
     user = person("inventory-owner")
-    cluster = _cluster(sandbox, "inventory-live")
+    cluster = imported_cluster(sandbox, "inventory-live")
     ClusterMembership.objects.create(cluster=cluster, user=user, role="cluster-owner")
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
         ns = kubectl.namespace
         kubectl("create", "deployment", "web", "--image=nginx:1.27", "--replicas=1")
-        workload = _wait(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="web", ready_replicas=1).first(),
+        workload = wait_for(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="web", ready_replicas=1).first(),
                          60, "the deployment at 1 of 1")
-        first = _wait(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, phase="Running").first(), 60, "its pod running")
+        first = wait_for(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, phase="Running").first(), 60, "its pod running")
 
         log_in(browser, live_server_url, user)
         page = f"{live_server_url}/clusters/{cluster.pk}/?namespace={ns}"
@@ -80,9 +63,9 @@ def test_a_live_inserted_pod_row_equals_the_row_after_reload_and_names_lead_to_t
 
         # A new pod appears live; its row, once settled, is the row a reload renders.
         kubectl("scale", "deployment", "web", "--replicas=2")
-        second = _wait(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, workload=workload).exclude(pk=first.pk).first(),
+        second = wait_for(lambda: Pod.objects.filter(cluster=cluster, namespace__name=ns, workload=workload).exclude(pk=first.pk).first(),
                        30, "the second pod")
-        _wait(lambda: Pod.objects.filter(pk=second.pk, phase="Running", ready=True).exists(), 60, "the second pod ready")
+        wait_for(lambda: Pod.objects.filter(pk=second.pk, phase="Running", ready=True).exists(), 60, "the second pod ready")
         row_id = f"pod-{second.uid}"
         live = _steady(browser, row_id, lambda html: "Running" in html and ">yes<" in html and "data-method=\"DELETE\"" in html)
         assert browser.execute_script("return window.__notReloaded === true;"), "the page was reloaded"
@@ -114,7 +97,7 @@ def test_a_live_inserted_pod_row_equals_the_row_after_reload_and_names_lead_to_t
 
         # Held below its count by a quota, the workload's page says why, live, within 5 seconds.
         kubectl("create", "quota", "two-pods", "--hard=pods=2")
-        _wait(lambda: kubectl("get", "quota", "two-pods", "-o", "jsonpath={.status.used.pods}").strip() == "2", 30, "the quota's usage")
+        wait_for(lambda: kubectl("get", "quota", "two-pods", "-o", "jsonpath={.status.used.pods}").strip() == "2", 30, "the quota's usage")
         started = time.monotonic()
         kubectl("scale", "deployment", "web", "--replicas=3")
         why = f"#workload-{workload.uid} [data-field=why]"

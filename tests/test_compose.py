@@ -8,18 +8,19 @@ and watcher containers.
 
 Skips (fails under CI=true) without root, docker.io or debootstrap."""
 
+import functools
 import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests import waiting
 from tests.kube_fixtures import _in_ci
 from tools import docker, services
 
@@ -55,23 +56,16 @@ def require_docker():
         pytest.skip(problem)
 
 
+# Each look runs docker or an HTTP request through the stack: once a second is enough.
+wait_for = functools.partial(waiting.wait_for, interval=1)
+
+
 @pytest.fixture(scope="module")
 def dockerd():
     require_docker()
     host = docker.up()
     yield host
     docker.down()
-
-
-def wait_for(predicate, timeout, what, detail=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail()}")
-        time.sleep(1)
 
 
 class Stack:

@@ -8,43 +8,26 @@ import time
 import pytest
 
 from clusters.explain import plain_words
-from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Workload
+from clusters.models import ClusterEvent, ClusterMembership, Namespace, Workload
 from clusters.watcher import ClusterWatch
+from tests.kube_fixtures import imported_cluster
 from tests.test_browser import browser, csp_violations, live_server_url, log_in, person  # noqa: F401 - fixtures
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
-
-
-def _cluster(sandbox, name):
-    return Cluster.objects.create(
-        name=name, driver="imported", state="active", api_endpoint=sandbox.endpoint,
-        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem,
-                     "client_key": sandbox.admin_key_pem},
-    )
-
-
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_quota_failures_and_normal_events_reach_the_api_within_seconds_one_row_per_event(sandbox, kubectl):
     from rest_framework.test import APIClient
 
     owner = person("events-owner")
-    cluster = _cluster(sandbox, "events-live")
+    cluster = imported_cluster(sandbox, "events-live")
     ClusterMembership.objects.create(cluster=cluster, user=owner, role="cluster-owner")
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
         ns = kubectl.namespace
-        _wait(lambda: Namespace.objects.filter(cluster=cluster, name=ns).exists(), 60, "the namespace in the inventory")
+        wait_for(lambda: Namespace.objects.filter(cluster=cluster, name=ns).exists(), 60, "the namespace in the inventory")
         kubectl("create", "quota", "two-pods", "--hard=pods=2")
         started = time.monotonic()
         kubectl("create", "deployment", "crowd", "--image=nginx:1.27", "--replicas=5")
@@ -56,11 +39,11 @@ def test_quota_failures_and_normal_events_reach_the_api_within_seconds_one_row_p
             assert answer.status_code == 200, answer.content
             return [e for e in answer.json()["results"] if "exceeded quota" in e["message"]]
 
-        events = _wait(failed_create, 10, "the ReplicaSet's FailedCreate event in the API")
+        events = wait_for(failed_create, 10, "the ReplicaSet's FailedCreate event in the API")
         assert time.monotonic() - started < 10
         assert events[0]["type"] == "Warning" and events[0]["involved_kind"] == "ReplicaSet"
         # Normal events too (the Deployment scaling its ReplicaSet, pods scheduled).
-        _wait(lambda: ClusterEvent.objects.filter(cluster=cluster, namespace__name=ns, type="Normal", reason="ScalingReplicaSet").exists(),
+        wait_for(lambda: ClusterEvent.objects.filter(cluster=cluster, namespace__name=ns, type="Normal", reason="ScalingReplicaSet").exists(),
               20, "a Normal event")
 
         # Deduplicated by count: one row per Kubernetes event, holding the count the cluster holds.
@@ -70,12 +53,12 @@ def test_quota_failures_and_normal_events_reach_the_api_within_seconds_one_row_p
             ours = dict(ClusterEvent.objects.filter(cluster=cluster, uid__in=theirs).values_list("uid", "count"))
             return theirs and ours == theirs and max(theirs.values()) > 1 and (theirs, ours)
 
-        _wait(counts_match, 60, "the FailedCreate event repeated, with the same count in Corral")
+        wait_for(counts_match, 60, "the FailedCreate event repeated, with the same count in Corral")
         rows = ClusterEvent.objects.filter(cluster=cluster, namespace__name=ns, reason="FailedCreate")
         assert rows.count() == len(set(rows.values_list("uid", flat=True)))
 
         # The workload's row in plain words, on the page the owner opens.
-        workload = _wait(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="crowd").first(), 10, "the deployment")
+        workload = wait_for(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="crowd").first(), 10, "the deployment")
         from django.test import Client
 
         browser_client = Client()
@@ -104,16 +87,16 @@ def test_a_deployment_over_its_quota_shows_the_reason_live_within_5_seconds(sand
     from selenium.webdriver.support.ui import WebDriverWait
 
     user = person("quota-watcher")
-    cluster = _cluster(sandbox, "quota-live")
+    cluster = imported_cluster(sandbox, "quota-live")
     ClusterMembership.objects.create(cluster=cluster, user=user, role="cluster-owner")
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
         ns = kubectl.namespace
-        _wait(lambda: Namespace.objects.filter(cluster=cluster, name=ns).exists(), 60, "the namespace in the inventory")
+        wait_for(lambda: Namespace.objects.filter(cluster=cluster, name=ns).exists(), 60, "the namespace in the inventory")
         kubectl("create", "quota", "two-pods", "--hard=pods=2")
         kubectl("create", "deployment", "web", "--image=nginx:1.27", "--replicas=2")
-        workload = _wait(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="web", ready_replicas=2).first(),
+        workload = wait_for(lambda: Workload.objects.filter(cluster=cluster, namespace__name=ns, name="web", ready_replicas=2).first(),
                          60, "the deployment at 2 of 2")
 
         log_in(browser, live_server_url, user)

@@ -18,6 +18,7 @@ from django.db import connection
 
 from clusters import shards
 from clusters.models import Cluster, ClusterWatchState, Pod
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +34,6 @@ def start_watcher(member, log):
            "PORTAL_CELERY_BROKER_URL": settings.REDIS_URL.rsplit("/", 1)[0] + "/15"}
     return subprocess.Popen([sys.executable, "manage.py", "watch_clusters", "--poll", "1", "--member-id", member],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.25)
-    return value
 
 
 def pod_differences(clusters, api, namespace):

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -26,20 +25,10 @@ import psycopg
 import requests
 
 from tests.faults.inventory_match import LISTS
+from tests.waiting import wait_for
 from tools import services
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout, what, detail=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail()}")
-        time.sleep(0.25)
 
 
 class Supervisor:

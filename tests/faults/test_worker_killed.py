@@ -22,24 +22,16 @@ import psutil
 import pytest
 
 from clusters import tasks
-from clusters.models import Cluster, Namespace, Node
+from clusters.models import Namespace, Node
 from portal import operations
 from portal.celery import app
 from portal.locks import is_held
 from portal.models import Operation
+from tests.kube_fixtures import imported_cluster
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -91,14 +83,6 @@ def paused_apiserver(sandbox):
     apiserver.resume()
 
 
-def imported(sandbox, name):
-    return Cluster.objects.create(
-        name=name, driver="imported", state="active", api_endpoint=sandbox.endpoint,
-        credentials={"server": sandbox.endpoint, "ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem,
-                     "client_key": sandbox.admin_key_pem},
-    )
-
-
 def start_sync_and_wait_until_it_reads(cluster):
     op = operations.start("sync", tasks.sync_cluster, cluster=cluster, args=(cluster.pk,))
     wait_for(lambda: any("reading the inventory" in line["message"] for line in Operation.objects.get(pk=op.pk).log),
@@ -116,7 +100,7 @@ def assert_inventory_equals_the_cluster(sandbox, cluster):
 
 
 def test_a_sync_whose_pool_process_is_killed_is_redelivered_and_finishes(sandbox, worker, paused_apiserver):
-    cluster = imported(sandbox, "killed-mid-sync")
+    cluster = imported_cluster(sandbox, "killed-mid-sync")
     with paused_apiserver:
         op = start_sync_and_wait_until_it_reads(cluster)
         children = psutil.Process(worker.pid).children()
@@ -136,7 +120,7 @@ def test_a_sync_whose_pool_process_is_killed_is_redelivered_and_finishes(sandbox
 
 
 def test_a_sync_whose_whole_worker_is_killed_is_failed_and_the_next_sync_runs(sandbox, start_worker, paused_apiserver):
-    cluster = imported(sandbox, "worker-killed")
+    cluster = imported_cluster(sandbox, "worker-killed")
     worker = start_worker()
     with paused_apiserver:
         op = start_sync_and_wait_until_it_reads(cluster)
