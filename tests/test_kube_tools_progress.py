@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clusters.sandbox.binaries import ADDONS, BINARIES
+
 REPO = Path(__file__).resolve().parents[1]
+ALL = BINARIES + ADDONS  # in the order they are built
 
 FAKE_GO = """#!/bin/bash
 if [ "$1" = env ]; then echo go1.99-fake; exit 0; fi
@@ -33,12 +36,13 @@ def test_kube_tools_says_which_binary_n_of_m_and_how_long(tmp_path):
     first = run(tmp_path, seconds="0.1")
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "8 to build: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, metrics-server, alertmanager" in out
-    assert "1 of 8: building etcd" in out and "8 of 8: built alertmanager in" in out
+    n = len(ALL)
+    assert f"{n} to build: {', '.join(ALL)}" in out
+    assert f"1 of {n}: building {ALL[0]}" in out and f"{n} of {n}: built {ALL[-1]} in" in out
     assert "go: downloading" not in out  # summarised ...
     assert "downloading modules (50 so far" in out
     log = (tmp_path / "var" / "kube-tools.log").read_text()
-    assert log.count("go: downloading") == 8 * 60  # ... and all kept in the log, under CORRAL_VAR_DIR
+    assert log.count("go: downloading") == len(ALL) * 60  # ... and all kept in the log, under CORRAL_VAR_DIR
     assert all(line.startswith("kube-tools [") for line in out.splitlines())  # each with the elapsed time
 
     again = run(tmp_path)
