@@ -262,7 +262,20 @@ def down(var: Path | None = None) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     services.wait_until(lambda: not services.pid_alive(pid), 60, "dockerd to stop")
+    _unmount_below(var or var_dir())
     return True
+
+
+def _unmount_below(root: Path) -> None:
+    """dockerd leaves its network namespace mounted (exec/netns/default): unmount what is below
+    ``root`` so the directory can be removed (a stale mount keeps `rm -rf var` failing with EBUSY)."""
+    prefix = str(root.resolve()) + "/"
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    for point in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 def main(argv=None) -> int:
