@@ -30,6 +30,17 @@ def kubernetes_groups(user):
     return [group_name(g.name) for g in user.groups.order_by("name")]
 
 
+def impersonation(user):
+    """(user, groups) to impersonate ``user`` as in the clusters: its groups, and the administrators'
+    group for a global administrator (the proxy, the explorer)."""
+    from portal.permissions import is_global_admin
+
+    groups = kubernetes_groups(user)
+    if is_global_admin(user):
+        groups = [*groups, administrators_group()]
+    return kubernetes_user(user), groups
+
+
 def subject(binding):
     """The RBAC subject of a role binding row (ProjectMembership or ClusterMembership)."""
     if binding.user_id:

@@ -40,12 +40,12 @@ class Listing:
 
 def identity_headers(user):
     """The impersonation headers of ``user`` (the proxy's identity: user, groups, administrators)."""
-    from portal.permissions import is_global_admin
     from projects import identity
 
+    name, groups = identity.impersonation(user)
     headers = HTTPHeaderDict()
-    headers.add("Impersonate-User", identity.kubernetes_user(user))
-    for group in identity.kubernetes_groups(user) + ([identity.administrators_group()] if is_global_admin(user) else []):
+    headers.add("Impersonate-User", name)
+    for group in groups:
         headers.add("Impersonate-Group", group)
     return headers
 

@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from clusters.models import Cluster, ClusterState
 from portal.models import ApiToken, AuditEvent
-from portal.permissions import is_global_admin
 
 PATH = re.compile(r"^/k8s/clusters/(?P<id>[0-9]{1,18})(?P<rest>/.*)?$")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -137,12 +136,10 @@ def authorize(presented, cluster_id, method, headers=None, websocket=False):
         raise Refusal(503, "ServiceUnavailable", f"Corral: cluster {cluster.name!r} is {cluster.state}{why}")
     if not cluster.credentials or not cluster.credentials.get("server"):
         raise Refusal(503, "ServiceUnavailable", f"Corral: cluster {cluster.name!r} has no credentials to reach it with")
-    groups = identity.kubernetes_groups(user)
-    if is_global_admin(user):
-        groups.append(identity.administrators_group())
+    impersonate_user, groups = identity.impersonation(user)
     return Target(
         token_id=token.pk if token is not None else None, user_id=user.pk, username=user.get_username(), cluster_id=cluster.pk, cluster_name=cluster.name,
-        credentials=cluster.credentials, impersonate_user=identity.kubernetes_user(user),
+        credentials=cluster.credentials, impersonate_user=impersonate_user,
         impersonate_groups=groups, stream_key=stream_key,
     )
 
