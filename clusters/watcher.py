@@ -44,13 +44,13 @@ from django.utils import timezone
 
 from clusters import sync
 from clusters.events import FEED_CLUSTERS, cluster_payload
-from clusters.explain import event_payload, workload_of
 from clusters.kube import store
-from clusters.kube.inventory import MODELS, RESOURCES, apply_change, event_is_recent
+from clusters.kube.changes import apply_changes, object_payload  # noqa: F401 - object_payload: where it was
+from clusters.kube.inventory import RESOURCES, event_is_recent
 from clusters.models import Cluster, ClusterState, ClusterWatchState, Node, Pod
 from clusters.proxy.upstream import GuardedConnector, ssl_context
 from clusters.signals import inventory_changed
-from portal.events import emit, group_name
+from portal.events import batched, emit, group_name
 from portal.permissions import aggregate_audience
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ SUMMARY_INTERVAL = 1.0
 CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
 SAVE_INTERVAL = 2.0  # how often where the watches got to is stored
 WRITERS = 4
+BATCH = 500  # queued items a writer takes at once (a cluster's changes among them written in one transaction)
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, the cluster's watches stop reading (back-pressure)
 DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the database is unreachable
 LISTERS = 4  # full relists at once: each reads a whole cluster (a page at a time) and writes through the writers
@@ -73,9 +74,25 @@ class Gone(Exception):
     """The resourceVersion is too old (410): relist."""
 
 
+class Change:
+    """One watch event waiting for its cluster's writer.  Consecutive changes of a cluster are
+    written together (``Writers``); called alone, it writes itself."""
+
+    __slots__ = ("watch", "resource", "kind", "obj")
+
+    def __init__(self, watch, resource, kind, obj):
+        self.watch, self.resource, self.kind, self.obj = watch, resource, kind, obj
+
+    def __call__(self):
+        return self.watch._apply_batch([self])
+
+
 class Writers:
     """Threads that apply changes to the database, one queue each; ``submit`` keeps the changes
-    of one cluster in order by always using the same writer for it."""
+    of one cluster in order by always using the same writer for it.  A writer takes what waits in
+    its queue (up to BATCH items) and writes each cluster's consecutive changes in one transaction
+    (``clusters.kube.changes``), other work of a cluster (a relist's page, storing where its
+    watches got to) in order between them."""
 
     def __init__(self, count=WRITERS, limit=QUEUE_LIMIT):
         self.queues = [queue.Queue(maxsize=limit) for _ in range(count)]
@@ -84,12 +101,12 @@ class Writers:
 
     def submit(self, cluster_id, work):
         """Queue ``work`` behind the cluster's earlier changes; waits while the queue is full."""
-        self.queues[cluster_id % len(self.queues)].put(work)
+        self.queues[cluster_id % len(self.queues)].put((cluster_id, work))
 
     def offer(self, cluster_id, work):
         """Queue ``work`` if there is room at once (the event loop never waits); True if queued."""
         try:
-            self.queues[cluster_id % len(self.queues)].put_nowait(work)
+            self.queues[cluster_id % len(self.queues)].put_nowait((cluster_id, work))
             return True
         except queue.Full:
             return False
@@ -116,21 +133,77 @@ class Writers:
         """Wait until everything submitted so far is written (for tests and benchmarks)."""
         done = [threading.Event() for _ in self.queues]
         for q, event in zip(self.queues, done):
-            q.put(event.set)
+            q.put((None, event.set))
         deadline = time.monotonic() + timeout
         return all(event.wait(max(0, deadline - time.monotonic())) for event in done)
 
-    @staticmethod
-    def _run(q):
+    @classmethod
+    def _run(cls, q):
         while True:
-            work = q.get()
+            items = [q.get()]
+            while len(items) < BATCH:
+                try:
+                    items.append(q.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                _until_the_database_answers(work)
-            except Exception:
-                log.exception("watcher: could not apply a change (the next resync will)")
+                cls.work(items)
             finally:
                 if q.empty():
                     _close_quietly()  # idle writers hold no database connection
+
+    @classmethod
+    def work(cls, items):
+        """Do ``items`` (``(cluster id, work)`` in queue order): each cluster's in its order (clusters
+        are independent of each other); work of no cluster (a drain) after everything before it."""
+        by_cluster = {}
+        for cluster_id, work in items:
+            if cluster_id is None:
+                cls._clusters(by_cluster)
+                by_cluster = {}
+                _run_one(work)
+            else:
+                by_cluster.setdefault(cluster_id, []).append(work)
+        cls._clusters(by_cluster)
+
+    @staticmethod
+    def _clusters(by_cluster):
+        for works in by_cluster.values():
+            run = []
+            for work in works:
+                if isinstance(work, Change) and (not run or run[0].watch is work.watch):
+                    run.append(work)
+                    continue
+                _write_changes(run)
+                run = [work] if isinstance(work, Change) else []
+                if not run:
+                    _run_one(work)
+            _write_changes(run)
+
+
+def _run_one(work):
+    try:
+        _until_the_database_answers(work)
+    except Exception:
+        log.exception("watcher: could not apply a change (the next resync will)")
+
+
+def _write_changes(changes):
+    """A cluster's consecutive changes in one transaction; should that fail for another reason than
+    the database being away, one by one (one odd change must not cost the others)."""
+    if not changes:
+        return
+    watch = changes[0].watch
+    try:
+        _until_the_database_answers(lambda: watch._apply_batch(changes))
+    except Exception:
+        if len(changes) == 1:
+            log.exception("watcher: could not apply a change (the next resync will)")
+            return
+        log.warning("watcher: cluster %s: %d changes could not be written together; writing them one by one",
+                    watch.cluster_id, len(changes), exc_info=True)
+        for change in changes:
+            _run_one(change)
 
 
 def _close_quietly():
@@ -253,17 +326,6 @@ def runtime():
         if _runtime is None:
             _runtime = Runtime()
         return _runtime
-
-
-def object_payload(resource, instance):
-    data = {"id": instance.pk, "uid": instance.uid, "name": instance.name}
-    fields = ("namespace_id", "workload_id", "phase", "ready", "restarts", "node_name", "kind", "desired_replicas", "ready_replicas")
-    for field in fields:
-        if hasattr(instance, field):
-            data[field] = getattr(instance, field)
-    if resource == "pods":
-        data["workload"] = instance.workload_id
-    return data
 
 
 class ClusterWatch:
@@ -440,7 +502,7 @@ class ClusterWatch:
         if resource == "events" and kind in ("ADDED", "MODIFIED") and not event_is_recent(obj):
             pass  # outside the window Corral keeps
         elif kind != "BOOKMARK":
-            self._submit(lambda: self._apply(resource, kind, obj))
+            self._submit(Change(self, resource, kind, obj))
             self.changed.add(resource)
             if resource in ("pods", "nodes"):
                 self.summary_pending = True
@@ -491,23 +553,21 @@ class ClusterWatch:
             pass  # the cluster was deleted meanwhile
 
     def _apply(self, resource, kind, obj):
+        """Write one change (as the writer writes a batch of one)."""
+        self._apply_batch([Change(self, resource, kind, obj)])
+
+    def _apply_batch(self, changes):
+        """Write consecutive changes of this cluster in one transaction under its inventory lock;
+        their live events leave together once it commits."""
         cluster = Cluster.objects.filter(pk=self.cluster_id).first()
         if cluster is None:
             return
-        with transaction.atomic():
-            # Who hears of a deletion is decided by the row as it was (its namespace's project).
-            gone = _stored(cluster, resource, obj) if kind == "DELETED" else None
-            instance, deleted_uid = apply_change(cluster, resource, kind, obj)
-            singular, topic = resource[:-1], group_name("cluster", cluster.pk)
-            if deleted_uid is not None:
-                emit(f"{singular}.deleted", {"uid": deleted_uid, "name": obj["metadata"].get("name")}, gone, topic)
-            elif instance is not None and resource == "events":
-                emit("event.updated", event_payload(instance, workload_of(instance)), instance, topic)
-            elif instance is not None:
-                emit(f"{singular}.updated", object_payload(resource, instance), instance, topic)
-        if resource == "events" and instance is not None:
-            self.event_writes += 1
-            if self.event_writes % PRUNE_EVERY == 0:
+        with transaction.atomic(), batched():
+            store.lock_inventory(cluster.pk)
+            written = apply_changes(cluster, [(c.resource, c.kind, c.obj) for c in changes])
+        if written:
+            before, self.event_writes = self.event_writes, self.event_writes + written
+            if before // PRUNE_EVERY != self.event_writes // PRUNE_EVERY:
                 store.trim_events(cluster)
 
     def _announce_changes(self, resources):
@@ -536,15 +596,6 @@ class ClusterWatch:
             emit("cluster.summary", everything, all_pods, *topics)
             if all_nodes:
                 emit("cluster.summary", nodes, all_nodes, *topics)
-
-
-def _stored(cluster, resource, obj):
-    """The row a DELETED watch event removes, read before it goes; when it was never stored, an
-    unsaved stand-in in no namespace (heard only by those who see all of the cluster's rows)."""
-    model = MODELS[resource]
-    metadata = obj.get("metadata") or {}
-    lookup = {"name": metadata.get("name")} if resource == "namespaces" else {"uid": metadata.get("uid", "")}
-    return model.objects.filter(cluster=cluster, **lookup).first() or model(cluster=cluster)
 
 
 def _fingerprint(cluster):

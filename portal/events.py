@@ -14,8 +14,10 @@ When someone's access may have changed (a role binding, a group membership, a de
 ``access_changed`` tells their open sockets, which recompute their groups at once (portal.signals).
 """
 
+import asyncio
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -81,6 +83,30 @@ _outage = {"until": 0.0, "dropped": 0}
 _outage_lock = threading.Lock()
 
 
+_sender = {"loop": None, "pid": None}
+_sender_lock = threading.Lock()
+SEND_TIMEOUT = 30
+
+
+def _on_sender_loop(coroutine_function):
+    """Run a send on this process's sending loop (a thread of its own) and wait for it.  One loop
+    for the process's life keeps the channel layer's Redis connections open between sends, where
+    ``async_to_sync`` from a plain thread makes a new loop, and so new connections, every time."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # called inside a loop's thread (never in Corral's code): the usual way
+        return async_to_sync(coroutine_function)()
+    with _sender_lock:
+        if _sender["loop"] is None or _sender["pid"] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="live-events-sender", daemon=True).start()
+            _sender.update(loop=loop, pid=os.getpid())
+        loop = _sender["loop"]
+    return asyncio.run_coroutine_threadsafe(coroutine_function(), loop).result(SEND_TIMEOUT)
+
+
 def _send(groups, message):
     _send_many([(groups, message)])
 
@@ -96,13 +122,20 @@ def _send_many(items):
             _outage["dropped"] += len(items)
             return
 
+    by_group = {}  # each group's messages in order; the groups side by side
+    for groups, message in items:
+        for group in groups:
+            by_group.setdefault(group, []).append({**message, "group": group})
+
+    async def send_group(group, messages):
+        for message in messages:
+            await layer.group_send(group, message)
+
     async def send_all():
-        for groups, message in items:
-            for group in groups:
-                await layer.group_send(group, {**message, "group": group})
+        await asyncio.gather(*(send_group(group, messages) for group, messages in by_group.items()))
 
     try:
-        async_to_sync(send_all)()
+        _on_sender_loop(send_all)
     except Exception as exc:  # a broken Redis must not fail the change that was already committed
         with _outage_lock:
             first = _outage["until"] == 0.0

@@ -83,7 +83,9 @@ class TestNamespaceUpdated(LiveEventTests):
 
     def cause(self, world, case):
         cluster, _, namespace = world.places[case]
-        watch_event(cluster, "namespaces", "MODIFIED", namespace.name, uid=namespace.uid)
+        # A visible change (a new label): a MODIFIED event that changes nothing Corral shows (a
+        # node's heartbeat) is written without a live event.
+        watch(cluster)._apply("namespaces", "MODIFIED", {"metadata": {"name": namespace.name, "uid": namespace.uid, "labels": {"changed": case}}})
         return namespace, lambda data: data.get("name") == namespace.name
 
 

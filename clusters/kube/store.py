@@ -27,6 +27,7 @@ from clusters.models import Cluster, InventoryTombstone, Namespace
 
 log = logging.getLogger(__name__)
 USE_COPY = True  # PostgreSQL: COPY + one upsert; elsewhere (and when False) bulk_create
+VALUES_ROWS = 200  # PostgreSQL: up to this many rows go in one INSERT ... VALUES (no temporary table)
 LOCK_CLASS = 0x436F72  # first key of pg_advisory_xact_lock(class, cluster): Corral's inventory
 TOMBSTONE_KEEP = timedelta(hours=2)  # longer than any list may wait before it is written
 MAX_WARNINGS = 50
@@ -133,7 +134,7 @@ def upsert(model, cluster, rows, unique=("cluster", "uid")):
 
 def _write(model, cluster, rows, unique):
     if USE_COPY and connection.vendor == "postgresql":
-        _copy_upsert(model, cluster, rows, timezone.now(), unique)
+        (_values_upsert if len(rows) <= VALUES_ROWS else _copy_upsert)(model, cluster, rows, timezone.now(), unique)
         return
     # Elsewhere the same checks, made first (SQLite runs one writing transaction at a time).
     key = unique[-1]
@@ -187,6 +188,69 @@ def _copy_upsert(model, cluster, rows, now, unique):
             [cluster.pk],
         )
         cursor.execute(f'DROP TABLE "{temp}"')
+
+
+def _upsert_parts(model, rows, unique):
+    given = set(rows[0]) | {"cluster_id", "synced"}
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    defaults = {f.attname: f.get_default() for f in fields if f.attname not in given}
+    conflict = [model._meta.get_field(name).column for name in unique]
+    updates = ", ".join(f'"{f.column}" = EXCLUDED."{f.column}"' for f in fields if f.attname in given and f.column not in conflict)
+    return fields, defaults, conflict, updates
+
+
+def _values_upsert(model, cluster, rows, now, unique):
+    """PostgreSQL, a few rows: the same guarded upsert as ``_copy_upsert`` in one statement, the
+    rows given as VALUES (each cast to its column's type) instead of through a temporary table."""
+    from psycopg.types.json import Jsonb
+
+    fields, defaults, conflict, updates = _upsert_parts(model, rows, unique)
+    table, tombstones = model._meta.db_table, InventoryTombstone._meta.db_table
+    quoted = ", ".join(f'"{f.column}"' for f in fields)
+    # Text is cast to text, not to its column's varchar(n), which would cut an over-long value
+    # silently where the column refuses it.
+    casts = "(" + ", ".join(f"CAST(%s AS {'text' if isinstance(f, (models.CharField, models.TextField)) else f.db_type(connection)})"
+                            for f in fields) + ")"
+    params = []
+    for row in rows:
+        for field in fields:
+            if field.attname == "cluster_id":
+                params.append(cluster.pk)
+            elif field.attname == "synced":
+                params.append(now)
+            else:
+                v = row.get(field.attname, defaults.get(field.attname))
+                params.append(Jsonb(v, dumps=_json) if isinstance(field, models.JSONField) else v)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" AS t ({quoted}) SELECT {quoted} FROM (VALUES {", ".join([casts] * len(rows))}) AS n ({quoted}) '
+            f'WHERE n.uid = \'\' OR NOT EXISTS (SELECT 1 FROM "{tombstones}" d WHERE d.cluster_id = %s AND d.uid = n.uid) '
+            f'ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates} '
+            f'WHERE NOT {_rv_older_sql("EXCLUDED.resource_version", "t.resource_version")}',
+            [*params, cluster.pk],
+        )
+
+
+def refresh_versions(model, cluster, versions, key="uid"):
+    """Store newer resourceVersions (``{key: version}``) of rows whose content did not change (a
+    node's heartbeat): one UPDATE, never to an older version, so the guard stays exact."""
+    if not versions:
+        return
+    if connection.vendor != "postgresql":
+        stored = dict(model.objects.filter(cluster=cluster, **{f"{key}__in": list(versions)}).values_list(key, "resource_version"))
+        for k, version in versions.items():
+            if k in stored and not rv_older(version, stored[k]):
+                model.objects.filter(cluster=cluster, **{key: k}).update(resource_version=version, synced=timezone.now())
+        return
+    table, column = model._meta.db_table, model._meta.get_field(key).column
+    pairs = ", ".join(["(%s, %s)"] * len(versions))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{table}" AS t SET resource_version = n.version, synced = %s FROM (VALUES {pairs}) AS n (k, version) '
+            f'WHERE t.cluster_id = %s AND t."{column}" = n.k AND t.resource_version <> n.version '
+            f'AND NOT {_rv_older_sql("n.version", "t.resource_version")}',
+            [timezone.now(), *(v for pair in versions.items() for v in pair), cluster.pk],
+        )
 
 
 def _json(value):
