@@ -374,35 +374,50 @@ class SyncWriter:
                 "workload_id": self.workload_ids.get((OWNER_KIND.get(kind), ns, name))}
 
     def _write_page(self, resource, items):
+        """Write what of a page differs from the rows stored.  The comparison is one query, made
+        outside the lock (it only decides what to skip: a row already at the list's version needs
+        nothing, whoever wrote it); what differs is written under the lock, guarded."""
         model, links = MODELS[resource], LINKS[resource]
         key = "name" if resource == "namespaces" else "uid"
+        keys = [_key(resource, o) for o in items]
+        extra = ("kind", "namespace_id", "name") if resource in WORKLOAD_KINDS else ("name",)
+        found = list(model.objects.filter(cluster=self.cluster, **{f"{key}__in": keys}).order_by()
+                     .values_list(key, "resource_version", *links, "id", *extra))
+        width = 2 + len(links)
+        stored = {row[0]: row[1:width] for row in found}
+        self._remember_ids(resource, [row[width:] for row in found])
+        rows = []
+        for obj in items:
+            try:
+                placed = self._links(resource, obj)
+                if placed is None or stored.get(_key(resource, obj)) == (_version(obj), *(placed[name] for name in links)):
+                    continue  # unplaceable, or unchanged since it was written
+                rows.append({**FIELDS[resource](obj), **placed})
+            except Exception as exc:  # noqa: BLE001 - one odd object must not stop the sync
+                self._warn(resource, obj, f"cannot be read: {exc!r}")
+        if not rows:
+            return
+        unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
         with transaction.atomic():
             store.lock_inventory(self.cluster.pk)
-            keys = [_key(resource, o) for o in items]
-            stored = {row[0]: row[1:] for row in model.objects.filter(cluster=self.cluster, **{f"{key}__in": keys})
-                      .values_list(key, "resource_version", *links)}
-            rows = []
-            for obj in items:
-                try:
-                    placed = self._links(resource, obj)
-                    if placed is None or stored.get(_key(resource, obj)) == (_version(obj), *(placed[name] for name in links)):
-                        continue  # unplaceable, or unchanged since it was written
-                    rows.append({**FIELDS[resource](obj), **placed})
-                except Exception as exc:  # noqa: BLE001 - one odd object must not stop the sync
-                    self._warn(resource, obj, f"cannot be read: {exc!r}")
-            unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
             failed = store.upsert(model, self.cluster, rows, unique)
             if failed:
                 by_key = {_key(resource, o): o for o in items}
                 for row, why in failed:
                     self._warn(resource, by_key.get(row[unique[-1]], {}), why)
+        if resource in ("namespaces", "nodes") or resource in WORKLOAD_KINDS:
+            written = [row[key] for row in rows]
+            self._remember_ids(resource, model.objects.filter(cluster=self.cluster, **{f"{key}__in": written}).order_by()
+                               .values_list("id", *extra))
+
+    def _remember_ids(self, resource, found):
+        """Ids of rows that later rows link to: ``(id, name)``, or ``(id, kind, namespace, name)``."""
         if resource == "namespaces":
-            self.ns_ids.update(Namespace.objects.filter(cluster=self.cluster, name__in=keys).values_list("name", "id"))
+            self.ns_ids.update((name, pk) for pk, name in found)
         elif resource == "nodes":
-            self.node_ids.update(Node.objects.filter(cluster=self.cluster, uid__in=keys).values_list("name", "id"))
+            self.node_ids.update((name, pk) for pk, name in found)
         elif resource in WORKLOAD_KINDS:
-            self.workload_ids.update(((k, ns, n), i) for i, k, ns, n in Workload.objects.filter(cluster=self.cluster, uid__in=keys)
-                                     .values_list("id", "kind", "namespace_id", "name"))
+            self.workload_ids.update(((k, ns, n), pk) for pk, k, ns, n in found)
 
     def _write_events(self, list_version=""):
         recent = sorted(self.recent_events, key=lambda e: e[:3], reverse=True)
@@ -411,7 +426,8 @@ class SyncWriter:
         rows, keep = [], set()
         with transaction.atomic():
             store.lock_inventory(self.cluster.pk)
-            stored = dict(ClusterEvent.objects.filter(cluster=self.cluster, uid__in=[e[1] for e in recent]).values_list("uid", "resource_version"))
+            stored = dict(ClusterEvent.objects.filter(cluster=self.cluster, uid__in=[e[1] for e in recent]).order_by()
+                          .values_list("uid", "resource_version"))
             for _, uid, _, obj in recent:
                 keep.add(uid)
                 if stored.get(uid) != _version(obj):
@@ -424,9 +440,10 @@ class SyncWriter:
                 self._warn("events", by_uid.get(row["uid"], {}), why)
             # Only the most recent events are kept; a row the list does not keep goes unless it is
             # newer than the list (a watch event written meanwhile).
-            stale = ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).values_list("pk", "resource_version", "synced")
+            stale = ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).order_by().values_list("pk", "resource_version", "synced")
             gone = [pk for pk, version, synced in stale if store.proven_gone(version, synced, list_version, self.started)]
-            ClusterEvent.objects.filter(pk__in=gone).delete()
+            if gone:
+                ClusterEvent.objects.filter(pk__in=gone).delete()
 
 
 FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fields, "services": service_fields,

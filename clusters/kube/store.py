@@ -263,7 +263,10 @@ def _json(value):
 def delete_unlisted(model, cluster, listed, list_version, list_started, key="uid", **scope):
     """Delete the cluster's rows (within ``scope``) that a list left out and that it proves gone;
     remember their uids.  Returns how many went."""
-    rows = model.objects.filter(cluster=cluster, **scope).values_list("pk", key, "resource_version", "synced")
+    rows = model.objects.filter(cluster=cluster, **scope).order_by()
+    if connection.vendor == "postgresql":  # only the rows the list left out come back
+        rows = rows.extra(where=[f'NOT ("{model._meta.db_table}"."{model._meta.get_field(key).column}" = ANY(%s))'], params=[list(listed)])
+    rows = rows.values_list("pk", key, "resource_version", "synced")
     candidates = [pk for pk, k, version, synced in rows if k not in listed and proven_gone(version, synced, list_version, list_started)]
     if not candidates:
         return 0
@@ -283,6 +286,8 @@ def delete_unlisted(model, cluster, listed, list_version, list_started, key="uid
 def record_warnings(cluster_id, warnings, replace=False):
     """Show objects Corral could not store on the cluster's page (``replace``: a full sync's list
     replaces what was there; otherwise they are added)."""
+    if replace and not warnings and not Cluster.objects.filter(pk=cluster_id).exclude(sync_warnings=[]).exists():
+        return  # nothing to show, nothing shown: no write (a resync that found nothing odd)
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().filter(pk=cluster_id).only("sync_warnings").first()
         if cluster is None:
