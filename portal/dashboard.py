@@ -14,6 +14,7 @@ from clusters.models import Cluster, ClusterState, Node, Workload
 from portal.permissions import CHANGE, DELETE, VIEW
 
 LIST_LIMIT = 200
+PAGE_SIZE = 50  # cluster rows a dashboard page renders (each row is a template with its figures)
 
 
 def cluster_rows(user, clusters):
@@ -54,10 +55,18 @@ def dashboard(request):
     state = request.GET.get("state", "")
     if state not in ClusterState.values:
         state = ""
-    shown = cluster_rows(request.user, clusters.filter(state=state) if state else clusters)
+    health = fleet_health(request.user)
+    total = dict((value, n) for value, _, n in health["states"]).get(state, 0) if state else health["clusters"]
+    pages = max(1, -(-total // PAGE_SIZE))
+    try:
+        page = min(max(1, int(request.GET.get("page", 1))), pages)
+    except ValueError:
+        page = 1
+    start = (page - 1) * PAGE_SIZE
+    shown = cluster_rows(request.user, (clusters.filter(state=state) if state else clusters)[start:start + PAGE_SIZE])
     return render(request, "portal/dashboard.html", {
         "clusters": shown, "state": state, "state_label": dict(ClusterState.choices).get(state, ""),
-        "health": fleet_health(request.user),
+        "health": health, "page": page, "pages": pages, "total": total, "first": start + 1, "last": start + len(shown),
         "may_create": refuse_new_cluster(request.user, "imported") is None,
         "nav_active": "clusters",
     })

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from django.utils import timezone
 
-from clusters.models import Node, Workload
+from clusters.models import Cluster, Node, Workload
 from monitoring.models import Alert, AlertRule
 from portal.templatetags.corral import when
 from tests.live_base import listen
@@ -184,3 +184,30 @@ def test_the_dashboard_costs_the_same_queries_for_3_or_12_clusters(world):
     for i in range(9):
         ClusterMembership.objects.create(cluster=make_cluster(f"many-{i}"), user=world.owner, role="cluster-owner")
     assert queries() == few
+
+
+def test_the_dashboard_shows_its_clusters_a_page_at_a_time(world):
+    """Rendering every row of thousands of clusters takes seconds: the dashboard renders PAGE_SIZE
+    of them, with the next pages linked; a page number out of range or not a number is the
+    nearest page; a tenant's pages hold only its clusters."""
+    from clusters.models import ClusterMembership
+    from portal import dashboard
+    from tests.conftest import make_cluster
+
+    client = Client()
+    client.force_login(world.owner)
+    owned = set(Cluster.objects.restrict(world.owner, "view").values_list("name", flat=True))
+    for i in range(dashboard.PAGE_SIZE + 3):
+        ClusterMembership.objects.create(cluster=make_cluster(f"paged-{i:03d}"), user=world.owner, role="cluster-owner")
+    make_cluster("not-theirs")
+    seen = []
+    for page in (1, 2):
+        body = client.get("/", {"page": page}).content.decode()
+        seen += re.findall(r'<tr id="cluster-(\d+)"', body)
+    total = len(owned) + dashboard.PAGE_SIZE + 3
+    assert len(seen) == len(set(seen)) == total
+    assert set(Cluster.objects.filter(pk__in=seen).values_list("name", flat=True)) == owned | {f"paged-{i:03d}" for i in range(dashboard.PAGE_SIZE + 3)}
+    first = client.get("/").content.decode()
+    assert f"Clusters 1–{dashboard.PAGE_SIZE} of {total}" in first and 'rel="next"' in first
+    assert re.findall(r'<tr id="cluster-(\d+)"', client.get("/", {"page": "x"}).content.decode()) == seen[:dashboard.PAGE_SIZE]
+    assert re.findall(r'<tr id="cluster-(\d+)"', client.get("/", {"page": 99}).content.decode()) == seen[dashboard.PAGE_SIZE:]
