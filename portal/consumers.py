@@ -218,6 +218,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_pong(self, message):
         await self.send_json({"type": "pong", "id": message.get("id", "")})
 
+    async def live_events(self, message):
+        """Several events sent to one group in one message (``portal.events`` bundles a batch's
+        events by group): each is handled as if it came alone."""
+        for event in message.get("events") or []:
+            await self.live_event({**event, "group": message.get("group")})
+
     async def live_event(self, message):
         group = message.get("group")
         if self.ended or group not in self.joined:

@@ -125,11 +125,18 @@ def _send_many(items):
     by_group = {}  # each group's messages in order; the groups side by side
     for groups, message in items:
         for group in groups:
-            by_group.setdefault(group, []).append({**message, "group": group})
+            by_group.setdefault(group, []).append(message)
 
     async def send_group(group, messages):
+        # Live events for one group go as one message (the consumer takes them in order): a batch
+        # of a hundred pod changes is one send per group, not a hundred.
+        events = [m for m in messages if m.get("type") == "live.event"]
+        if len(events) > 1:
+            await layer.group_send(group, {"type": "live.events", "group": group,
+                                           "events": [{k: v for k, v in m.items() if k != "type"} for m in events]})
         for message in messages:
-            await layer.group_send(group, message)
+            if len(events) <= 1 or message.get("type") != "live.event":
+                await layer.group_send(group, {**message, "group": group})
 
     async def send_all():
         await asyncio.gather(*(send_group(group, messages) for group, messages in by_group.items()))

@@ -166,3 +166,36 @@ def test_the_live_events_of_a_batch_go_to_each_rows_own_audience(cluster, sent):
         assert groups[uid] == events.audience_groups(f"cluster-{cluster.pk}", permissions.audience(row))
     assert any(f"project-{project.pk}" in g for g in groups["u-mine"])
     assert not any(f"project-{project.pk}" in g for g in groups["u-theirs"])
+
+
+@pytest.mark.asyncio
+async def test_a_batch_reaches_a_subscribed_websocket_in_order_through_redis_and_not_another_tenants(cluster):
+    """The events of a batch travel as one message per channel group (``live.events``); a
+    subscriber hears each, in order, once; a user with no role in the cluster cannot follow it."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth.models import User
+
+    from tests.test_websocket import connect
+
+    admin = await sync_to_async(lambda: User.objects.create_superuser("batch-admin", "", "pw-batch-admin-1"))()
+    stranger = await sync_to_async(lambda: User.objects.create_user("batch-stranger", "", "pw-batch-stranger-1"))()
+    socket, connected, _ = await connect(admin)
+    other, other_connected, _ = await connect(stranger)
+    assert connected and other_connected
+    for s in (socket, other):
+        await s.send_json_to({"action": "subscribe", "group": f"cluster-{cluster.pk}"})
+        await s.receive_json_from(timeout=10)
+    watch = ClusterWatch(cluster.pk, None, pool=object())
+    await sync_to_async(write)(watch, ("pods", "ADDED", pod("a", "u-a", 1, "Pending")), ("pods", "ADDED", pod("b", "u-b", 2)),
+                               ("pods", "DELETED", pod("c", "u-c", 3)))
+    got = []
+    while len(got) < 3:
+        message = await socket.receive_json_from(timeout=10)
+        if message.get("type") == "event":
+            got.append((message["event"], message["data"]["uid"]))
+    assert got == [("pod.updated", "u-a"), ("pod.updated", "u-b"), ("pod.deleted", "u-c")]
+    assert await socket.receive_nothing(timeout=0.5)  # each once
+    while not await other.receive_nothing(timeout=0.5):
+        assert (await other.receive_json_from()).get("type") != "event"
+    await socket.disconnect()
+    await other.disconnect()
