@@ -18,6 +18,14 @@ so.  Figures:
 
     python bench/scale.py                                  # the issue's size
     python bench/scale.py --clusters 400 --sandboxes 2     # smaller
+
+``--watch-only`` measures only the transport of one watcher process: every cluster's watches are
+resumed from the sandbox's current resourceVersions (stored as if a watcher had left them there, so
+nothing is listed and the inventory stays empty), and the output gives the process's threads,
+resident memory (per cluster), TCP connections, the time until every cluster's watches are
+connected, and until a namespace created in one sandbox is stored for all of its clusters.
+
+    python bench/scale.py --watch-only --clusters 2000 --sandboxes 4 --nodes 2 --pods 10
 """
 
 import argparse
@@ -104,6 +112,7 @@ def main():
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--skip-resync", action="store_true")
+    parser.add_argument("--watch-only", action="store_true", help="only the watcher's transport: resumed watches, no lists")
     args = parser.parse_args()
 
     url = benchdb.setup(DB)
@@ -135,6 +144,9 @@ def main():
             creds = {"server": box.endpoint, "ca_data": box.ca_pem, "client_cert": box.admin_cert_pem, "client_key": box.admin_key_pem}
             clusters += [Cluster(name=f"c{index}-{i:04d}", slug=f"c{index}-{i:04d}", driver="imported", state="active",
                                  api_endpoint=box.endpoint, credentials=creds) for i in range(per)]
+        if args.watch_only:
+            watch_only(boxes, clusters, tmp, watchers)
+            return
         # One more sandbox, registered once: the delay of a change in one cluster while all the
         # others are followed (a change in the others' sandboxes is a change in hundreds of clusters).
         probe_box = Sandbox("bench-scale-probe", Path(tmp) / "probe")
@@ -231,6 +243,63 @@ def main():
 
     print(f"database: {Cluster.objects.count():,} clusters, {Node.objects.count():,} nodes, {Pod.objects.count():,} pods")
     pages(args.requests)
+
+
+def watch_only(boxes, clusters, tmp, watchers):
+    """One watcher process resuming every cluster's watches; its threads, memory and connections."""
+    from django.db import connections
+
+    from clusters.kube.inventory import RESOURCES
+    from clusters.models import Cluster, ClusterWatchState, Namespace
+    from clusters.watcher import WATCHED
+
+    # The same process following no cluster: what Django and the watcher's code take by themselves.
+    idle = Watcher("bench-idle", tmp, alone=True)
+    time.sleep(20)
+    base_rss = idle.sample()[1]
+    idle.stop()
+    Cluster.objects.bulk_create(clusters, batch_size=500)
+    states = []
+    for box in boxes:
+        versions = {r: box.api().get(RESOURCES[r] + "?limit=1")["metadata"]["resourceVersion"] for r in WATCHED}
+        states += [ClusterWatchState(cluster=c, server=box.endpoint, versions=versions) for c in Cluster.objects.filter(api_endpoint=box.endpoint)]
+    ClusterWatchState.objects.bulk_create(states, batch_size=500)
+    total = len(clusters)
+    ports = {int(box.endpoint.rsplit(":", 1)[1]) for box in boxes}
+    print(f"{total:,} clusters registered: {len(boxes)} real sandboxes, each {total // len(boxes):,} times; watches resumed "
+          f"({total * 10:,} watches), nothing listed", flush=True)
+    connections.close_all()
+    single = Watcher("bench-watch-only", tmp, alone=True)
+    watchers.append(single)
+    started = time.monotonic()
+
+    def to_sandboxes():
+        return sum(1 for c in single.ps.net_connections(kind="tcp") if c.raddr and c.raddr.port in ports and c.status == "ESTABLISHED")
+
+    wait_for(lambda: single.sample() and to_sandboxes() >= total, 1800, "every cluster's connection", every=2)
+    connected = time.monotonic() - started
+    time.sleep(15)  # every stream opened
+    threads, rss, sockets = single.sample()
+    print(f"one watcher process, {total:,} clusters (transport only):")
+    print(f"  every cluster connected  {connected:.1f} s after start")
+    print(f"  threads                  {threads}")
+    print(f"  TCP connections          {sockets:,} in all, {to_sandboxes():,} to the API servers "
+          f"({to_sandboxes() / total:.2f} a cluster, {total * 10:,} watches)")
+    print(f"  memory                   {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB); "
+          f"{(rss - base_rss) / total / 1024:,.0f} KiB a cluster over the {base_rss / 2**20:,.0f} MiB of the same process following none "
+          f"({'meets' if rss <= 2**30 else 'MISSES'} the 1 GiB target)", flush=True)
+    name = f"bench-{int(time.time())}"
+    box = boxes[0]
+    per = Cluster.objects.filter(api_endpoint=box.endpoint).count()
+    started = time.monotonic()
+    box.api().create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    wait_for(lambda: Namespace.objects.filter(name=name).count() >= per, 600, "the namespace in every cluster", every=0.2)
+    print(f"  a namespace created in a sandbox registered {per:,} times: stored for all {per:,} after {time.monotonic() - started:.1f} s")
+    threads, rss, sockets = single.sample()
+    print(f"  after it: {threads} threads, {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB)", flush=True)
+    box.api().request("DELETE", f"/api/v1/namespaces/{name}")
+    single.stop()
+    watchers.remove(single)
 
 
 def probe_all(boxes, timeout, what, since=None):

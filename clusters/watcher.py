@@ -1,7 +1,11 @@
 """The live watcher: its own process (``manage.py watch_clusters``), next to the Celery worker.
 
-One asyncio event loop (a thread of its own) follows every watch of every cluster this process owns,
-streaming over one shared aiohttp session: no thread per watch or per cluster.  For a cluster seen
+One asyncio event loop (a thread of its own) follows every watch of every cluster this process owns:
+no thread per watch or per cluster.  A cluster's watches are streams of one HTTP/2 connection, as
+client-go's (``clusters.h2client``; sockets and TLS from httpcore's anyio backend, the outbound
+policy checked on the socket by ``clusters.proxy.upstream.GuardedBackend``), so 2,000 clusters are
+about 2,000 sockets, not 20,000; an API server that only speaks HTTP/1.1 gets a connection per watch
+(httpcore).  For a cluster seen
 for the first time it lists the inventory once (a full sync, which also yields the resourceVersions),
 then follows a watch per resource from there, with bookmarks (``allowWatchBookmarks``).  Where each
 watch got to is stored (``ClusterWatchState``) once the changes before it are committed, so a watcher
@@ -28,27 +32,28 @@ rendezvous hashing over the live members gives it.
 import asyncio
 import collections
 import hashlib
+import http
 import json
 import logging
 import queue
 import threading
 import time
-from asyncio import selector_events, sslproto
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
+import httpcore
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from clusters import sync
+from clusters import h2client, sync
 from clusters.events import FEED_CLUSTERS, cluster_payload
 from clusters.kube import store
 from clusters.kube.changes import apply_changes, object_payload  # noqa: F401 - object_payload: where it was
 from clusters.kube.inventory import RESOURCES, event_is_recent
 from clusters.models import Cluster, ClusterState, ClusterWatchState, Node, Pod
-from clusters.proxy.upstream import GuardedConnector, ssl_context
+from clusters.proxy.upstream import GuardedBackend, ssl_context
 from clusters.signals import inventory_changed
 from portal.events import batched, emit, group_name
 from portal.permissions import aggregate_audience
@@ -246,31 +251,16 @@ def writers():
         return _writers
 
 
-class _SmallBufferTLS(sslproto.SSLProtocol):
-    # asyncio gives every TLS connection a 256 KiB read buffer: 2.5 MiB a cluster for its ten
-    # watches.  A TLS record holds at most 16 KiB, so reading 32 KiB at a time loses nothing.
-    max_size = 32 * 1024
-
-
-class _WatchLoop(asyncio.SelectorEventLoop):
-    """The event loop of the watches: asyncio's, with smaller TLS read buffers (as
-    ``selector_events.BaseSelectorEventLoop._make_ssl_transport``, with the protocol class above)."""
-
-    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False, server_hostname=None,
-                            extra=None, server=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-        ssl_protocol = _SmallBufferTLS(self, protocol, sslcontext, waiter, server_side, server_hostname,
-                                       ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
-        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
-        return ssl_protocol._app_transport
-
-
 class Runtime:
-    """The process's one event loop (in a thread of its own) and what its watches share: one HTTP
-    session (connections through the outbound policy), the listing threads, TLS contexts by
-    credentials, and the clusters with something to announce or store."""
+    """The process's one event loop (in a thread of its own) and what its watches share: the
+    network backend (connections through the outbound policy), the listing threads, TLS contexts by
+    credentials, and the clusters with something to announce or store.
+
+    TLS is anyio's (``ssl.SSLObject`` over memory buffers), not asyncio's ``SSLProtocol``, which
+    keeps a 256 KiB read buffer per connection: reads here hold only what arrived."""
 
     def __init__(self):
-        self.loop = _WatchLoop()
+        self.loop = asyncio.new_event_loop()
         self.listers = ThreadPoolExecutor(LISTERS, thread_name_prefix="watch-list")
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="watch-read")
         self.dirty = set()
@@ -287,12 +277,13 @@ class Runtime:
 
     async def _setup(self):
         self.opening = asyncio.Semaphore(OPENING)
-        self.session = aiohttp.ClientSession(
-            connector=GuardedConnector(limit=0, limit_per_host=0, keepalive_timeout=60),
-            timeout=aiohttp.ClientTimeout(total=None, connect=settings.KUBE_REQUEST_TIMEOUT),
-            skip_auto_headers=("User-Agent",),
-        )
+        self.backend = GuardedBackend()
         self.loop.create_task(self._tick())
+
+    def http1(self, ssl):
+        """Connections for an API server that does not speak HTTP/2: one per watch."""
+        return httpcore.AsyncConnectionPool(ssl_context=ssl or None, http1=True, http2=False, max_connections=len(WATCHED),
+                                            keepalive_expiry=60, network_backend=self.backend)
 
     def ssl_for(self, credentials):
         key = hashlib.sha256(json.dumps(credentials, sort_keys=True).encode()).hexdigest()
@@ -349,7 +340,10 @@ class ClusterWatch:
         self.unsaved = False
         self.last_summary = self.last_saved = 0.0
         self.server = self.endpoint = None
-        self.headers, self.ssl = {}, True
+        self.headers, self.ssl = {}, None
+        self.h2 = None  # the cluster's HTTP/2 connection (h2client.Connection), its watches' streams
+        self.http1 = None  # or, for a server without HTTP/2, a pool of HTTP/1.1 connections
+        self.connecting = None
         self.event_writes = 0
 
     def start(self):
@@ -397,10 +391,10 @@ class ClusterWatch:
     def _use(self, credentials):
         self.server = credentials.get("server") or ""
         self.endpoint = self.server.rstrip("/")
-        self.headers = {"Accept": "application/json"}
+        self.headers = [(b"accept", b"application/json")]
         if credentials.get("token"):
-            self.headers["Authorization"] = "Bearer " + credentials["token"]
-        self.ssl = runtime().ssl_for(credentials) if self.endpoint.startswith("https:") else False
+            self.headers.append((b"authorization", ("Bearer " + credentials["token"]).encode()))
+        self.ssl = runtime().ssl_for(credentials) if self.endpoint.startswith("https:") else None
 
     async def _main(self):
         loop, rt = asyncio.get_running_loop(), runtime()
@@ -426,10 +420,18 @@ class ClusterWatch:
                     log.warning("cluster %s: initial list failed (%s); retrying in %ss", self.cluster_id, exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30)
+            self.connecting = asyncio.Lock()
             tasks = [asyncio.create_task(self._watch_forever(resource)) for resource in WATCHED]
             self.following.set()
             await asyncio.gather(*tasks)
         finally:
+            try:
+                if self.h2 is not None:
+                    await self.h2.close("the cluster's watches stopped")
+                if self.http1 is not None:
+                    await self.http1.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing a broken connection
+                log.debug("cluster %s: closing its connections: %s", self.cluster_id, exc)
             self.ended.set()
             if self.unsaved:  # a watcher stopping (a handover) leaves where it got to
                 self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions))
@@ -463,18 +465,30 @@ class ClusterWatch:
         params = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(seconds)}
         if self.versions.get(resource):
             params["resourceVersion"] = self.versions[resource]
-        timeout = aiohttp.ClientTimeout(total=None, connect=settings.KUBE_REQUEST_TIMEOUT, sock_read=seconds + 30)
-        async with rt.opening:
-            response = await rt.session.get(self.endpoint + RESOURCES[resource], params=params, headers=self.headers,
-                                            ssl=self.ssl, timeout=timeout)
+        path = f"{RESOURCES[resource]}?{urlencode(params)}"
+        connection = await self._connection()
+        if connection is not None:
+            response = await connection.get(path, self.headers, timeout=settings.KUBE_REQUEST_TIMEOUT)
+            chunks = response.iter_chunks(seconds + 30)
+        else:
+            timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": seconds + 30}
+            host = [(b"host", urlsplit(self.endpoint).netloc.encode())]
+            request = httpcore.Request("GET", self.endpoint + path, headers=host + self.headers, extensions={"timeout": timeout})
+            async with rt.opening:
+                response = await self.http1.handle_async_request(request)
+            chunks = response.aiter_stream()
         try:
             if response.status == 410:
                 raise Gone()
             if response.status != 200:
-                body = (await response.content.read(300)).decode(errors="replace")
-                raise RuntimeError(f"{response.status} {response.reason}: {body}")
+                body = bytearray()
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) >= 300:
+                        break
+                raise RuntimeError(f"{response.status} {_phrase(response.status)}: {body[:300].decode(errors='replace')}")
             buffer = bytearray()
-            async for chunk in response.content.iter_any():
+            async for chunk in chunks:
                 buffer += chunk
                 start = 0
                 while (end := buffer.find(b"\n", start)) >= 0:
@@ -486,10 +500,30 @@ class ClusterWatch:
                 del buffer[:start]
                 if self.backlog:
                     await self._make_room()
-        except BaseException:
-            response.close()
-            raise
-        response.release()
+        finally:
+            # Read to its end, the connection is kept for the next watch.  Left before its end (an
+            # error, a stop): HTTP/2 resets the stream, HTTP/1.1 closes the connection.
+            await response.aclose()
+
+    async def _connection(self):
+        """The cluster's HTTP/2 connection (opened once for all its watches, again after it broke);
+        None when its API server speaks only HTTP/1.1 (then ``self.http1``)."""
+        rt = runtime()
+        async with self.connecting:
+            if self.http1 is not None:
+                return None
+            if self.h2 is not None and self.h2.usable:
+                return self.h2
+            connection = h2client.Connection(self.endpoint, self.ssl, rt.backend, settings.KUBE_REQUEST_TIMEOUT)
+            try:
+                async with rt.opening:
+                    await connection.open()
+            except h2client.NotHTTP2 as exc:
+                log.info("cluster %s: its API server does not speak HTTP/2 (%s): a connection per watch", self.cluster_id, exc)
+                self.http1 = rt.http1(self.ssl)
+                return None
+            self.h2 = connection
+            return connection
 
     def _handle(self, cluster_id, resource, event):
         """Take one watch event: errors and bookmarks here, changes to the cluster's writer."""
@@ -596,6 +630,13 @@ class ClusterWatch:
             emit("cluster.summary", everything, all_pods, *topics)
             if all_nodes:
                 emit("cluster.summary", nodes, all_nodes, *topics)
+
+
+def _phrase(status):
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _fingerprint(cluster):

@@ -1,14 +1,18 @@
 """Async connections to clusters' API servers for the proxy: one aiohttp session per cluster and
 credentials, TLS from the stored credentials, and the outbound network policy checked on every
-address connected to (the same ``clusters.kube.outbound.refusal`` the synchronous clients use)."""
+address connected to (the same ``clusters.kube.outbound.refusal`` the synchronous clients use).
+The watcher's HTTP/2 connections (httpcore) go through ``GuardedBackend``, the same check."""
 
+import asyncio
 import hashlib
 import json
 import os
+import socket
 import ssl
 import tempfile
 
 import aiohttp
+import httpcore
 from django.conf import settings
 
 from clusters.kube import outbound
@@ -31,6 +35,54 @@ class GuardedConnector(aiohttp.TCPConnector):
         if not allowed:
             raise refused or OSError(f"{host} resolves to no address")
         return allowed
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend (anyio's sockets and TLS), connecting only to addresses the
+    outbound policy allows: the host name is resolved here, each address checked before a packet is
+    sent to it, the socket connects to that very address (an IP literal: nothing is looked up again),
+    and the peer actually connected to is checked again.  TLS (SNI, hostname check) still uses the
+    name in the URL: httpcore starts it on the stream returned here."""
+
+    def __init__(self, policy=outbound.CLUSTERS):
+        self.policy = policy
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        host = host.strip("[]")
+        try:
+            found = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        error = refused = None
+        for address in dict.fromkeys(sockaddr[0] for *_, sockaddr in found):
+            reason = outbound.refusal(address, self.policy)
+            if reason is not None:
+                refused = refused or ConnectionNotAllowed(host, address, reason)
+                continue
+            try:
+                stream = await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                      socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+                continue
+            peer = stream.get_extra_info("server_addr")
+            reason = outbound.refusal(peer[0], self.policy) if peer else "the connected address is unknown"
+            if reason is not None:
+                await stream.aclose()
+                raise ConnectionNotAllowed(host, peer[0] if peer else address, reason)
+            return stream
+        if error is not None:
+            raise error
+        raise refused or httpcore.ConnectError(f"{host} resolves to no address")
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise ConnectionNotAllowed(path, path, "only TCP connections are made to API servers")
+
+    async def sleep(self, seconds):
+        await self.inner.sleep(seconds)
 
 
 def ssl_context(credentials):

@@ -1,0 +1,217 @@
+"""A small HTTP/2 client for the watcher: one connection per cluster, a stream per watch.
+
+httpcore's HTTP/2 connection lets whichever request holds its read lock read the socket for all;
+with long-lived streams a request waiting for that lock sits on events already received for it
+until more bytes arrive on the connection (seen here: a pod's Running held for 30 s).  So this
+connection has one reader task that hands each stream's data to it at once, and flow control does
+the back-pressure: a stream's data is acknowledged only when its watch takes it, so a watch that
+stops reading stops its API server from sending more on that stream (at most WINDOW bytes wait).
+
+The socket and TLS come from an httpcore network backend (``clusters.proxy.upstream.GuardedBackend``:
+the outbound policy checked on the address actually connected to).  ``NotHTTP2`` says the server
+did not choose h2 in TLS ALPN (or the address is plain http): the caller uses HTTP/1.1 then.
+"""
+
+import asyncio
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+WINDOW = 64 * 1024  # per stream: what may wait unread for one watch (64 KiB: 1.3 MB/s a watch at 50 ms round trip)
+CONNECTION_WINDOW = 1024 * 1024  # for the whole connection: more than its ten streams together, so one stalled stream stalls no other
+
+
+class NotHTTP2(Exception):
+    """The server does not speak HTTP/2 (over TLS, by ALPN)."""
+
+
+class StreamError(Exception):
+    """The stream or its connection ended before the response did."""
+
+
+class Response:
+    def __init__(self, connection, stream_id):
+        self.connection, self.stream_id = connection, stream_id
+        self.status = None
+        self.headers = asyncio.get_running_loop().create_future()
+        self.chunks = asyncio.Queue()
+        self.ended = False
+
+    async def iter_chunks(self, read_timeout):
+        """The body as it arrives; each chunk acknowledged (flow control) once taken."""
+        while True:
+            try:
+                item = await asyncio.wait_for(self.chunks.get(), read_timeout)
+            except TimeoutError:
+                # The API server sends bookmarks and ends each watch in time: silence this long
+                # is a dead connection; every stream on it starts again on a new one.
+                await self.connection.close("no data within the read timeout")
+                raise
+            if isinstance(item, Exception):
+                raise item
+            if item is None:
+                self.ended = True
+                return
+            data, flow = item
+            await self.connection.acknowledge(self.stream_id, flow)
+            yield data
+
+    async def aclose(self):
+        await self.connection.forget(self.stream_id, reset=not self.ended)
+
+
+class Connection:
+    """One HTTP/2 connection to an API server."""
+
+    def __init__(self, endpoint, ssl_context, backend, connect_timeout):
+        parts = urlsplit(endpoint)
+        self.scheme, self.host, self.authority = parts.scheme, parts.hostname, parts.netloc
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl_context, self.backend, self.connect_timeout = ssl_context, backend, connect_timeout
+        self.stream = self.reader = None
+        self.responses = {}
+        self.write_lock = asyncio.Lock()
+        self.closed = None  # why, once closed
+
+    async def open(self):
+        if self.scheme != "https":
+            raise NotHTTP2("plain http")
+        self.ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+        stream = await self.backend.connect_tcp(self.host, self.port, timeout=self.connect_timeout)
+        try:
+            stream = await stream.start_tls(self.ssl_context, server_hostname=self.host, timeout=self.connect_timeout)
+            ssl_object = stream.get_extra_info("ssl_object")
+            if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
+                raise NotHTTP2("the server chose HTTP/1.1")
+        except BaseException:
+            await stream.aclose()
+            raise
+        self.stream = stream
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
+        })
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        await self._flush()
+        self.reader = asyncio.create_task(self._read())
+
+    @property
+    def usable(self):
+        return self.closed is None and self.stream is not None
+
+    async def get(self, path, headers, timeout):
+        """Open a stream for GET ``path``; returns the Response once its headers arrived."""
+        if not self.usable:
+            raise StreamError(f"the connection is closed ({self.closed})")
+        async with self.write_lock:
+            stream_id = self.h2.get_next_available_stream_id()
+            response = self.responses[stream_id] = Response(self, stream_id)
+            self.h2.send_headers(stream_id, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", self.authority.encode()),
+                                             (b":path", path.encode()), *headers], end_stream=True)
+            await self._write()
+        try:
+            response.status = await asyncio.wait_for(asyncio.shield(response.headers), timeout)
+        except BaseException:
+            await self.forget(stream_id, reset=True)
+            raise
+        return response
+
+    async def acknowledge(self, stream_id, flow):
+        if flow and self.usable:
+            async with self.write_lock:
+                self.h2.acknowledge_received_data(flow, stream_id)  # a closed stream: the connection's window only
+                await self._write()
+
+    async def forget(self, stream_id, reset):
+        response = self.responses.pop(stream_id, None)
+        if response is None or not self.usable:
+            return
+        async with self.write_lock:
+            if reset:
+                try:
+                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                except h2.exceptions.StreamClosedError:
+                    pass
+            # What it received and never took no longer counts against the connection's window.
+            unread = 0
+            while not response.chunks.empty():
+                item = response.chunks.get_nowait()
+                if isinstance(item, tuple):
+                    unread += item[1]
+            if unread:
+                self.h2.acknowledge_received_data(unread, stream_id)
+            await self._write()
+
+    async def _write(self):
+        data = self.h2.data_to_send()
+        if data:
+            try:
+                await self.stream.write(data)
+            except Exception as exc:
+                await self.close(f"writing failed: {exc}")
+                raise StreamError(str(exc)) from exc
+
+    async def _flush(self):
+        async with self.write_lock:
+            await self._write()
+
+    async def _read(self):
+        try:
+            while True:
+                data = await self.stream.read(65536)
+                if not data:
+                    raise StreamError("the server closed the connection")
+                for event in self.h2.receive_data(data):
+                    self._dispatch(event)
+                await self._flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every stream
+            await self.close(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+    def _dispatch(self, event):
+        if isinstance(event, h2.events.ConnectionTerminated):
+            raise StreamError(f"the server ended the connection (GOAWAY {event.error_code!s})")
+        response = self.responses.get(getattr(event, "stream_id", None))
+        if response is None:
+            if isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            return
+        if isinstance(event, h2.events.ResponseReceived):
+            status = dict(event.headers).get(b":status", b"0")
+            if not response.headers.done():
+                response.headers.set_result(int(status))
+        elif isinstance(event, h2.events.DataReceived):
+            response.chunks.put_nowait((event.data, event.flow_controlled_length))
+        elif isinstance(event, h2.events.StreamEnded):
+            response.chunks.put_nowait(None)
+        elif isinstance(event, h2.events.StreamReset):
+            error = StreamError(f"the server reset the stream ({event.error_code!s})")
+            if not response.headers.done():
+                response.headers.set_exception(error)
+            response.chunks.put_nowait(error)
+
+    async def close(self, why="closed"):
+        if self.closed is not None:
+            return
+        self.closed = why
+        error = StreamError(f"the connection is closed ({why})")
+        for response in self.responses.values():
+            if not response.headers.done():
+                response.headers.set_exception(error)
+            response.chunks.put_nowait(error)
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+        if self.stream is not None:
+            try:
+                await self.stream.aclose()
+            except Exception:  # noqa: BLE001, S110 - closing a broken socket
+                pass
