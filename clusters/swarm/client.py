@@ -173,3 +173,28 @@ def describe_error(exc, endpoint=""):
     if "ssh" in text.lower():
         return f"the SSH connection{where} failed: {str(root)[:300]}"
     return f"error talking to the Docker engine{where}: {str(root)[:300]}"
+
+
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def remove_stacks(credentials, names):
+    """Remove stacks as `docker stack rm` does: their services first, then their secrets, configs
+    and networks (a project deleted with its namespaces, on a Swarm)."""
+    client = docker_client(credentials)
+    try:
+        api = client.api
+        for name in names:
+            wanted = {"label": f"{STACK_LABEL}={name}"}
+            for service in api.services(filters=wanted):
+                api.remove_service(service["ID"])
+            for secret in api.secrets(filters=wanted):
+                api.remove_secret(secret["ID"])
+            for config in api.configs(filters=wanted):
+                api.remove_config(config["ID"])
+            for network in api.networks(filters=wanted):
+                api.remove_network(network["Id"])
+    except docker_errors.DockerException as exc:
+        raise SwarmConnectionError(describe_error(exc, client.corral_endpoint), cause_of(exc)) from exc
+    finally:
+        client.close()
