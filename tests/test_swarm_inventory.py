@@ -5,9 +5,11 @@ websocket within seconds (the engine's event stream, clusters/swarm/watcher.py);
 not see the cluster, or sees only one project's stack, learns nothing more."""
 
 import time
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.db import connection
 
 from clusters import sync
@@ -23,14 +25,11 @@ SECRET_TEXT = "s3cret-value-never-stored"
 CONFIG_TEXT = "config-value-never-stored"
 
 
-@pytest.fixture
-def swarm_world(swarm, swarm_service_name):
-    """A Swarm cluster with services in the stack "shop" and outside any stack, a failing service,
-    a global one, a secret, a config and an overlay network; its owner, a member of a project that
-    owns the stack, and a stranger who owns another cluster."""
-    from tests.conftest import make_user
-
-    prefix = swarm_service_name
+@pytest.fixture(scope="module")
+def swarm_objects(swarm):
+    """In the swarm, once for the module: services in the stack "shop" and outside any stack, a
+    failing service, a global one, a secret, a config and an overlay network."""
+    prefix = f"inv-{uuid.uuid4().hex[:6]}"
     names = {"web": f"{prefix}-web", "solo": f"{prefix}-solo", "broken": f"{prefix}-broken"}
     stack = f"shop-{prefix[-6:]}"
     label = ["--label", f"com.docker.stack.namespace={stack}"]
@@ -43,11 +42,24 @@ def swarm_world(swarm, swarm_service_name):
     _create_from_stdin(swarm, "secret", f"{prefix}-secret", SECRET_TEXT, label)
     _create_from_stdin(swarm, "config", f"{prefix}-config", CONFIG_TEXT, label)
     swarm.docker("network", "create", "--driver", "overlay", *label, f"{prefix}-net")
+
     def settled():
         states = swarm.docker("service", "ps", *names.values(), "--format", "{{.Name}} {{.CurrentState}}").stdout
         return states.count("Running") == 3 and states.count("Failed") == 2
     wait_for(settled, 60, "the services to settle (web 2 and solo 1 running, broken failed twice)",
              lambda: swarm.docker("service", "ps", *names.values()).stdout)
+    yield {"names": names, "stack": stack, "prefix": prefix}
+    swarm.docker("service", "rm", *names.values(), check=False)
+    swarm.docker("secret", "rm", f"{prefix}-secret", check=False)
+    swarm.docker("config", "rm", f"{prefix}-config", check=False)
+    swarm.docker("network", "rm", f"{prefix}-net", check=False)
+
+
+@pytest.fixture
+def swarm_world(swarm, swarm_objects):
+    """The Swarm as a Corral cluster; its owner, a member of a project that owns the stack, and a
+    stranger who owns another cluster."""
+    from tests.conftest import make_user
 
     owner, member, stranger = make_user("swarm-owner"), make_user("swarm-member"), make_user("swarm-stranger")
     cluster = Cluster.objects.create(name="swarm", kind="swarm", driver="imported", state="active", api_endpoint=swarm.host,
@@ -57,15 +69,10 @@ def swarm_world(swarm, swarm_service_name):
     ClusterMembership.objects.create(cluster=other, user=stranger, role="cluster-owner")
     project = Project.objects.create(cluster=cluster, name="shop")
     ProjectMembership.objects.create(project=project, user=member, role="project-member")
-    Namespace.objects.create(cluster=cluster, name=stack, project=project)  # the project owns the stack
+    Namespace.objects.create(cluster=cluster, name=swarm_objects["stack"], project=project)  # the project owns the stack
     world = type("SwarmWorld", (), {})()
-    world.__dict__.update(swarm=swarm, names=names, stack=stack, cluster=cluster, owner=owner, member=member, stranger=stranger,
-                          project=project, prefix=prefix)
-    yield world
-    swarm.docker("service", "rm", *names.values(), check=False)
-    swarm.docker("secret", "rm", f"{prefix}-secret", check=False)
-    swarm.docker("config", "rm", f"{prefix}-config", check=False)
-    swarm.docker("network", "rm", f"{prefix}-net", check=False)
+    world.__dict__.update(swarm=swarm, cluster=cluster, owner=owner, member=member, stranger=stranger, project=project, **swarm_objects)
+    return world
 
 
 def _create_from_stdin(swarm, what, name, text, label):
@@ -164,7 +171,7 @@ async def test_a_service_scaled_with_the_cli_shows_up_live_and_only_to_those_who
     watch.start()
     try:
         await sync_to_async(wait_for)(watch.following.is_set, 60, "the first full read of the swarm")
-        web = await sync_to_async(Workload.objects.get)(cluster=w.cluster, name=w.names["web"])
+        web = await database_sync_to_async(Workload.objects.get)(cluster=w.cluster, name=w.names["web"])
         assert (web.desired_replicas, web.ready_replicas) == (2, 2)
 
         owner, _, _ = await connect(w.owner)
@@ -187,7 +194,7 @@ async def test_a_service_scaled_with_the_cli_shows_up_live_and_only_to_those_who
         # The member's project owns the stack: they hear of it too; never of what lies outside it.
         message = await next_event(member, running, timeout=5)
         assert message["data"]["name"] == w.names["web"]
-        assert await sync_to_async(lambda: Workload.objects.get(pk=web.pk).ready_replicas)() == 3
+        assert await database_sync_to_async(lambda: Workload.objects.get(pk=web.pk).ready_replicas)() == 3
         assert seen < 5, f"the scale took {seen:.1f}s to reach the websocket"
 
         await sync_to_async(w.swarm.docker)("service", "update", "--detach", "--label-add", "touched=1", w.names["broken"])
@@ -199,6 +206,7 @@ async def test_a_service_scaled_with_the_cli_shows_up_live_and_only_to_those_who
     finally:
         watch.stop(wait=10)
     assert watch.ended.is_set()
+
 
 
 def test_a_tenant_who_may_not_see_the_cluster_sees_nothing_of_it(swarm_world):
