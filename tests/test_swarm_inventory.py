@@ -236,3 +236,27 @@ def test_a_tenant_who_may_not_see_the_cluster_sees_nothing_of_it(swarm_world):
     assert {o["namespace"] for o in member.get(f"/api/v1/swarm-objects/?cluster={w.cluster.pk}").json()["results"]} == {w.stack}
     # Search across clusters finds nothing of it either.
     assert stranger.get(f"/api/v1/workloads/?search={w.prefix}").json()["count"] == 0
+
+
+def test_dashboard_cluster_page_and_search_cover_the_swarm_and_show_it_to_no_stranger(swarm_world, client):
+    w = swarm_world
+    sync.sync(w.cluster.pk)
+    web = Workload.objects.get(cluster=w.cluster, name=w.names["web"])
+    task = Pod.objects.filter(workload=web).first()
+    node = Node.objects.get(cluster=w.cluster)
+    client.force_login(w.owner)
+    pages = ["/", f"/clusters/{w.cluster.pk}/", f"/search/?q={w.prefix}", f"/workloads/{web.pk}/", f"/pods/{task.pk}/",
+             f"/nodes/{node.pk}/", f"/namespaces/{web.namespace_id}/", f"/clusters/{w.cluster.pk}/explore/"]
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+    assert w.names["web"] in client.get(f"/search/?q={w.prefix}").content.decode()
+    assert "Docker Swarm" in client.get(f"/clusters/{w.cluster.pk}/").content.decode()
+    # The Kubernetes-only doors say why, for the owner too.
+    assert client.post(f"/clusters/{w.cluster.pk}/kubeconfig/").status_code == 404
+    assert client.get(f"/api/v1/clusters/{w.cluster.pk}/kubeconfig/").status_code == 400
+    client.force_login(w.stranger)
+    for url in pages:
+        if url != "/" and not url.startswith("/search/"):
+            assert client.get(url).status_code == 404, url
+    assert w.names["web"] not in client.get(f"/search/?q={w.prefix}").content.decode()
