@@ -93,6 +93,13 @@ def docker_client(credentials, timeout=None):
         except docker_errors.TLSParameterError as exc:
             tmp.cleanup()
             raise SwarmConnectionError(f"the TLS settings are not usable: {exc}", "tls") from None
+    if scheme == "ssh":
+        try:
+            import paramiko  # noqa: F401 - the Docker SDK imports it even to shell out to ssh
+        except ImportError:
+            tmp.cleanup()
+            raise SwarmConnectionError("ssh:// endpoints need the paramiko package on Corral's host (pip install paramiko); "
+                                       "use tcp:// with TLS client certificates or a unix socket", "endpoint") from None
     base_url = {"unix": f"unix://{where}", "tcp": f"tcp://{where}", "ssh": f"ssh://{where}"}[scheme]
     try:
         # A fixed version first (no request yet): the guard goes on before the first connection.
