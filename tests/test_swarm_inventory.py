@@ -201,6 +201,11 @@ async def test_a_service_scaled_with_the_cli_shows_up_live_and_only_to_those_who
         while not await member.receive_nothing(timeout=2):  # the member hears nothing of the default stack's services
             message = await member.receive_json_from()
             assert message.get("data", {}).get("name", "").startswith(w.names["web"]) or message["event"].startswith("cluster."), message
+        # A service removed with the CLI goes live, with its tasks.
+        broken = await database_sync_to_async(Workload.objects.get)(cluster=w.cluster, name=w.names["broken"])
+        await sync_to_async(w.swarm.docker)("service", "rm", w.names["broken"])
+        await next_event(owner, lambda m: m["event"] == "workload.deleted" and m["data"]["uid"] == broken.uid, timeout=10)
+        assert not await database_sync_to_async(lambda: Pod.objects.filter(cluster=w.cluster, owner_name=w.names["broken"]).exists())()
         for communicator in (owner, member, stranger):
             await communicator.disconnect()
     finally:
