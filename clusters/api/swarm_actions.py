@@ -16,7 +16,7 @@ from clusters import container_spec
 from clusters.api import serializers as s
 from clusters.kube.workloads import WorkloadError
 from clusters.models import ClusterState, Namespace, Workload
-from clusters.swarm import stacks
+from clusters.swarm import stacks, store
 from clusters.swarm import workloads as sw
 from clusters.swarm.client import SwarmConnectionError, docker_client
 from portal.api.serializers import StrictSerializer
@@ -148,15 +148,11 @@ def run(cluster, change):
 
 def remember(cluster, attrs):
     """Store the service as the engine answered; the stored row."""
-    from clusters.swarm import inventory
-
-    return inventory.store_service(cluster, attrs)
+    return store.store_service(cluster, attrs)
 
 
 def forget(cluster, uids):
-    from clusters.swarm import inventory
-
-    inventory.forget_services(cluster, uids)
+    store.forget_services(cluster, uids)
 
 
 # --- the project's pool -------------------------------------------------------------------------
