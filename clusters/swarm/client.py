@@ -45,7 +45,7 @@ def parse_endpoint(endpoint):
         raise SwarmConnectionError(
             f"the Docker endpoint {endpoint!r} must start with unix://, tcp:// or ssh://", "endpoint")
     if parts.scheme == "unix":
-        if not parts.path.startswith("/"):
+        if parts.netloc or not parts.path.startswith("/"):
             raise SwarmConnectionError(f"the unix socket path in {endpoint!r} must be absolute (unix:///path)", "endpoint")
         return "unix", parts.path
     try:
