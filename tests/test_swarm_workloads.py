@@ -13,7 +13,9 @@ from contextlib import closing
 
 import pytest
 
-from clusters.models import Cluster, ClusterMembership, Namespace, Workload
+from clusters.models import Cluster, ClusterMembership, Namespace, Pod, Workload
+from clusters.swarm import inventory
+from clusters.swarm.client import docker_client
 from portal.models import AuditEvent
 from projects.models import Project, ProjectMembership
 from tests.conftest import make_user
@@ -94,7 +96,7 @@ def test_walkthrough_deploy_scale_kill_update_publish(tenants, swarm):
     assert [(p["TargetPort"], p["PublishedPort"]) for p in spec["EndpointSpec"]["Ports"]] == [(8080, port)]
     workload = Workload.objects.get(pk=body["id"])
     assert workload.namespace.project == t.shop  # the new stack belongs to the project it was started in
-    assert [(p["TargetPort"], p["PublishedPort"]) for p in workload.details["ports"]] == [(8080, port)]
+    assert [(p["target"], p["published"]) for p in workload.details["ports"]] == [(8080, port)]
 
     response = t.api(t.alice).post(f"/api/v1/workloads/{workload.pk}/scale/", {"replicas": 3}, format="json")
     assert response.status_code == 200, response.content
@@ -108,6 +110,12 @@ def test_walkthrough_deploy_scale_kill_update_publish(tenants, swarm):
     replaced = wait_for(lambda: (lambda ts: ts if len(ts) == 3 and victim["ID"] not in {x["ID"] for x in ts} else None)(
         running_tasks(swarm, workload.uid)), 60, "Swarm to replace the killed task")
     assert {x["Slot"] for x in replaced} == {1, 2, 3}
+    # Corral's inventory (a resync here; the watcher does it live) shows the new task running and the killed one not.
+    with closing(docker_client(t.cluster.credentials)) as client:
+        inventory.sync_inventory(t.cluster, client)
+    tasks_stored = dict(Pod.objects.filter(workload=workload).values_list("uid", "phase"))
+    assert all(tasks_stored.get(x["ID"]) == "Running" for x in replaced), tasks_stored
+    assert tasks_stored.get(victim["ID"]) != "Running"
 
     # A new image, rolled out by the service's update config.
     swarm.docker("tag", swarm.image, "corral-test/busybox-httpd:2")
@@ -214,8 +222,30 @@ def test_member_cannot_see_or_change_another_projects_service(tenants, swarm):
     assert response.status_code == 400 and "project" in response.json()
     assert engine_service(swarm, "front_sneak") is None and engine_service(swarm, "elsewhere_sneak") is None
     assert engine_service(swarm, "front_web")["Spec"]["Mode"] == {"Replicated": {"Replicas": 1}}
-    # The cluster's owner sees it.
+    # The cluster's owner sees it; a read-only member of its project sees it but cannot change it.
     assert t.api(t.owner).get(f"/api/v1/workloads/{ours}/").status_code == 200
+    reader = make_user("reader")
+    ProjectMembership.objects.create(project=t.shop, user=reader, role="read-only")
+    from rest_framework.test import APIClient
+
+    reading = APIClient()
+    reading.force_authenticate(reader)
+    assert reading.get(f"/api/v1/workloads/{ours}/").status_code == 200
+    assert reading.post(f"/api/v1/workloads/{ours}/scale/", {"replicas": 2}, format="json").status_code == 403
+    assert reading.delete(f"/api/v1/clusters/{t.cluster.pk}/stacks/front/").status_code == 403
+    # The same in the pages and the admin.
+    from django.test import Client
+
+    pages = Client()
+    pages.force_login(t.alice)
+    assert pages.get(f"/workloads/{ours}/").status_code == 200
+    t.bob.is_staff = True
+    t.bob.save()
+    pages.force_login(t.bob)
+    assert pages.get(f"/workloads/{ours}/").status_code == 404
+    listing = pages.get("/admin/clusters/workload/")
+    assert listing.status_code == 200 and b"front_web" not in listing.content
+    assert pages.get(f"/admin/clusters/workload/{ours}/change/").status_code in (302, 404)
 
 
 def test_project_pool_bounds_reservations_on_deploy_and_scale(tenants, swarm):

@@ -1,64 +1,33 @@
 """Storing one Swarm service as the engine answered a change (create, scale, image update), so the
-API's answer is the stored row at once; the inventory's sync and the event watcher confirm it."""
+API's answer is the stored row at once; the inventory's sync and the event watcher confirm it.
+The mapping is the inventory's (clusters/swarm/inventory.py), the write the store's (never older
+over newer, never a removed service back)."""
 
 from django.db import transaction
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from clusters.models import InventoryTombstone, Namespace, Workload
-from clusters.swarm.workloads import DEFAULT_STACK, STACK_LABEL
-
-
-def service_fields(attrs, running=None):
-    """The Workload fields of an engine service (``docker service inspect``)."""
-    spec = attrs.get("Spec") or {}
-    mode = spec.get("Mode") or {}
-    task = spec.get("TaskTemplate") or {}
-    container = task.get("ContainerSpec") or {}
-    replicated = "Replicated" in mode
-    resources = task.get("Resources") or {}
-    endpoint = attrs.get("Endpoint") or {}
-    image = (container.get("Image") or "").split("@", 1)[0]
-    fields = {
-        "name": spec.get("Name", ""),
-        "labels": spec.get("Labels") or {},
-        "images": [image] if image else [],
-        "resource_version": str((attrs.get("Version") or {}).get("Index", "")),
-        "created_in_cluster": parse_datetime(attrs["CreatedAt"]) if attrs.get("CreatedAt") else None,
-        "details": {
-            "mode": "replicated" if replicated else "global",
-            "ports": endpoint.get("Ports") or (spec.get("EndpointSpec") or {}).get("Ports") or [],
-            "update_status": attrs.get("UpdateStatus") or {},
-            "constraints": (task.get("Placement") or {}).get("Constraints") or [],
-            "reservations": resources.get("Reservations") or {},
-            "limits": resources.get("Limits") or {},
-            "update_config": spec.get("UpdateConfig") or {},
-        },
-    }
-    if replicated:
-        fields["desired_replicas"] = int((mode["Replicated"] or {}).get("Replicas") or 0)
-    if running is not None:
-        fields["ready_replicas"] = fields["available_replicas"] = running
-    return fields
+from clusters.kube import store
+from clusters.models import Namespace, Workload
+from clusters.swarm import inventory
 
 
-def store_service(cluster, attrs, running=None):
+def store_service(cluster, attrs):
     """Upsert the service's Workload row (kind "service") in its stack's Namespace row."""
-    fields = service_fields(attrs, running)
-    stack = fields["labels"].get(STACK_LABEL) or DEFAULT_STACK
+    row = inventory.service_fields(attrs)
+    stack = row["details"]["stack"]
     with transaction.atomic():
-        namespace, _ = Namespace.objects.get_or_create(cluster=cluster, name=stack, defaults={"uid": ""})
-        workload, _ = Workload.objects.update_or_create(
-            cluster=cluster, uid=attrs["ID"],
-            defaults={**fields, "namespace": namespace, "kind": Workload.Kind.SERVICE, "synced": timezone.now()},
-        )
-    return Workload.objects.select_related("cluster", "namespace").get(pk=workload.pk)
+        namespace = Namespace.objects.filter(cluster=cluster, name=stack).first()
+        if namespace is None:
+            namespace = Namespace.objects.create(cluster=cluster, name=stack, uid=f"stack:{stack}"[:64], phase="Active")
+        row["namespace_id"] = namespace.pk
+        failed = store.upsert(Workload, cluster, [row])
+    if failed:  # the database refused the row: say so rather than answer with nothing
+        raise RuntimeError(f"service {row['name']} is in the swarm but could not be stored: {failed[0][1]}")
+    return Workload.objects.select_related("cluster", "namespace").get(cluster=cluster, uid=row["uid"])
 
 
 def forget_services(cluster, uids):
-    """The services are gone from the swarm: drop their rows, and keep their ids a while so that a
-    list read before the removal does not bring them back."""
+    """The services are gone from the swarm: drop their rows (and their tasks' with them), and
+    remember their ids so that a list read before the removal does not bring them back."""
     with transaction.atomic():
         Workload.objects.filter(cluster=cluster, uid__in=uids).delete()
-        for uid in uids:
-            InventoryTombstone.objects.update_or_create(cluster=cluster, uid=uid, defaults={"deleted": timezone.now()})
+        store.bury(cluster, uids)

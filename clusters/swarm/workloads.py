@@ -171,12 +171,25 @@ def create_kwargs(spec):
 # --- changes ------------------------------------------------------------------------------------
 
 
+def read(client, service_id):
+    """The service as the engine lists it, with its running/desired task counts (API 1.41+)."""
+    api = client.api
+    with engine(f"reading service {service_id}"):
+        try:
+            found = api.services(filters={"id": service_id}, status=True)
+        except docker.errors.InvalidVersion:
+            found = api.services(filters={"id": service_id})
+    found = [s for s in found if s["ID"] == service_id]
+    if not found:
+        raise WorkloadError(404, f"service {service_id} is not in the swarm")
+    return found[0]
+
+
 def create(client, spec):
     """Create the service; returns the engine's view of it (``attrs``)."""
     with engine(f"creating service {spec['name']}"):
         service = client.services.create(spec["image"], **create_kwargs(spec))
-        service.reload()
-        return service.attrs
+    return read(client, service.id)
 
 
 def get(client, service_id):
@@ -190,8 +203,7 @@ def scale(client, service_id, replicas):
         raise WorkloadError(400, f"service {service.name} is global (one task per node); it cannot be scaled")
     with engine(f"scaling service {service.name}"):
         service.scale(replicas)
-        service.reload()
-        return service.attrs
+    return read(client, service.id)
 
 
 def update(client, service_id, spec):
@@ -202,8 +214,7 @@ def update(client, service_id, spec):
     kwargs.pop("name")
     with engine(f"updating service {service.name}"):
         service.update(image=spec["image"], **kwargs)
-        service.reload()
-        return service.attrs
+    return read(client, service.id)
 
 
 def update_image(client, service_id, image):
@@ -212,8 +223,7 @@ def update_image(client, service_id, image):
     service = get(client, service_id)
     with engine(f"updating service {service.name}"):
         service.update(image=image)
-        service.reload()
-        return service.attrs
+    return read(client, service.id)
 
 
 def remove(client, service_id):
