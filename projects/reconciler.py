@@ -259,6 +259,9 @@ def _reconcile_once(cluster_id):
         result.error(None, "Corral has no credentials for this cluster")
         _record(cluster, None, result)
         return result
+    if cluster.kind == "swarm":  # nothing to write: a Swarm has no namespaces, quotas or RBAC; Corral enforces projects itself
+        _record(cluster, None, result)
+        return result
     want = d.desired_state(cluster)
     api = api_client(cluster.credentials)
     have = None

@@ -270,6 +270,11 @@ def test_project_pool_bounds_reservations_on_deploy_and_scale(tenants, swarm):
     assert response.status_code == 400 and "100m more than the pool" in response.json()["compose"][0]
     assert engine_service(swarm, "jobs_big") is None
     assert t.api(t.bob).post(f"/api/v1/workloads/{workload}/scale/", {"replicas": 1}, format="json").status_code == 200
+    # The pool bounds services, not shares given to stacks: it can be changed with stacks in the project.
+    response = t.api(t.owner).patch(f"/api/v1/projects/{t.batch.pk}/", {"resource_quota": {"requests.cpu": "1", "pods": "10"}}, format="json")
+    assert response.status_code == 200, response.content
+    t.batch.refresh_from_db()
+    assert t.batch.sync_state == "in-sync", t.batch.sync_error  # nothing to reconcile in a swarm
 
 
 @pytest.mark.parametrize("compose, field", [
