@@ -122,3 +122,14 @@ def test_kubernetes_and_swarm_fields_do_not_mix_and_importing_needs_the_permissi
     response = world.client(world.member).post(URL, {"name": "x", "kind": "swarm", "endpoint": swarm.host}, format="json")
     assert response.status_code == 403
     assert not Cluster.objects.filter(kind="swarm").exists()
+
+
+def test_an_ssh_endpoint_without_paramiko_is_refused_saying_so(importer, db):
+    # SSH is the Corral host's ssh client through the Docker SDK, which needs paramiko (not installed here).
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("paramiko is installed: this test is for the refusal without it")
+    refused(importer.post(URL, {"name": "x", "kind": "swarm", "endpoint": "ssh://deploy@127.0.0.1"}, format="json"), "endpoint", "paramiko")

@@ -18,7 +18,8 @@ from django.utils.dateparse import parse_datetime
 from docker.utils import version_lt
 
 from clusters.kube import store
-from clusters.models import Namespace, Node, Pod, SwarmObject, Workload, WorkloadKind
+from clusters.models import Cluster, Namespace, Node, Pod, SwarmObject, Workload, WorkloadKind
+from clusters.signals import inventory_changed
 from portal.events import batched, emit, group_name
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,21 @@ def _image(reference):
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read(client):
-    """Everything Corral keeps of the swarm, as the Engine API gives it (dicts)."""
+def read(client, objects=True):
+    """Everything Corral keeps of the swarm, as the Engine API gives it (dicts); ``objects``: with
+    the networks, secrets and configs.  ``started``: when the reading began (a row written after
+    it is newer than the read and is not deleted for missing from it)."""
     api = client.api
+    data = {"started": timezone.now()}
     # Running/desired task counts come with the services from API 1.41 (Docker 20.10); before, from the tasks.
-    return {
-        "nodes": api.nodes(),
-        "services": api.services(status=True) if not version_lt(api._version, "1.41") else api.services(),
-        "tasks": api.tasks(),
-        "networks": [n for n in api.networks() if n.get("Scope") == "swarm"],
-        "secrets": api.secrets(),
-        "configs": api.configs(),
-    }
+    data["nodes"] = api.nodes()
+    data["services"] = api.services(status=True) if not version_lt(api._version, "1.41") else api.services()
+    data["tasks"] = api.tasks()
+    if objects:
+        data["networks"] = [n for n in api.networks() if n.get("Scope") == "swarm"]
+        data["secrets"] = api.secrets()
+        data["configs"] = api.configs()
+    return data
 
 
 # --- mapping ----------------------------------------------------------------------------------
@@ -267,7 +271,8 @@ def _sync_model(cluster, model, rows, started, change, resource, scope=None):
         log.warning("cluster %s: %s %s not stored: %s", cluster.pk, resource, row.get("name"), why)
     change.updated.extend((model, row["uid"]) for row in changed if row["uid"] not in bad)
     listed = {row["uid"] for row in rows}
-    gone = model.objects.filter(cluster=cluster, **scope).exclude(uid__in=listed)
+    # Gone: missing from the read and not written since it began (then it is newer than the read).
+    gone = model.objects.filter(cluster=cluster, synced__lt=started, **scope).exclude(uid__in=listed)
     if hasattr(model, "namespace"):
         gone = gone.select_related("namespace")
     uids = []
@@ -285,7 +290,8 @@ def _sync_model(cluster, model, rows, started, change, resource, scope=None):
 def write(cluster, data, announce=True):
     """Write what ``read`` returned: one transaction under the cluster's inventory lock; returns
     the counts.  ``announce``: emit each change on the cluster's topic after the commit."""
-    started = timezone.now()
+    started = data.get("started") or timezone.now()
+    with_objects = "networks" in data
     change = Change(group_name("cluster", cluster.pk) if announce else None)
     with transaction.atomic(), batched():
         store.lock_inventory(cluster.pk)
@@ -297,8 +303,13 @@ def write(cluster, data, announce=True):
             count["DesiredTasks"] += task.get("DesiredState") == "running"
         services = [service_fields(s, counts) for s in data["services"]]
         stack_of_service = {s["uid"]: s["details"]["stack"] for s in services}
-        objects = [object_fields(kind[:-1], o) for kind in ("networks", "secrets", "configs") for o in data[kind]]
-        stacks = {DEFAULT_STACK} | set(stack_of_service.values()) | {o["labels"].get(STACK_LABEL) for o in objects if o["labels"].get(STACK_LABEL)}
+        if with_objects:
+            objects = [object_fields(kind[:-1], o) for kind in ("networks", "secrets", "configs") for o in data[kind]]
+            object_stacks = {o["labels"].get(STACK_LABEL) for o in objects if o["labels"].get(STACK_LABEL)}
+        else:  # not read this time: the stored ones keep their stacks
+            objects = None
+            object_stacks = set(SwarmObject.objects.filter(cluster=cluster, namespace__isnull=False).values_list("namespace__name", flat=True))
+        stacks = {DEFAULT_STACK} | set(stack_of_service.values()) | object_stacks
         _sync_stacks(cluster, stacks, change)
         ns_ids = dict(Namespace.objects.filter(cluster=cluster, name__in=stacks).values_list("name", "id"))
 
@@ -310,6 +321,13 @@ def write(cluster, data, announce=True):
         workload_ids = dict(Workload.objects.filter(cluster=cluster, kind=WorkloadKind.SERVICE).values_list("uid", "id"))
         service_names = {s["uid"]: s["name"] for s in services}
         node_names = {n["uid"]: n["name"] for n in nodes}
+        # A Swarm does not restart a task: it replaces it.  A slot's failed tasks are its current
+        # task's "restarts" (the history keeps the last few), so restart alerts cover Swarm too.
+        failures = {}
+        for task in data["tasks"]:
+            if (task.get("Status") or {}).get("State") in ("failed", "rejected"):
+                slot = (task.get("ServiceID"), task.get("Slot") or task.get("NodeID"))
+                failures[slot] = failures.get(slot, 0) + 1
         tasks = []
         for task in data["tasks"]:
             if task.get("ServiceID") not in service_names:
@@ -318,20 +336,29 @@ def write(cluster, data, announce=True):
             row["namespace_id"] = ns_ids[stack_of_service[task["ServiceID"]]]
             row["workload_id"] = workload_ids.get(task["ServiceID"])
             row["node_id"] = node_ids.get(task.get("NodeID"))
+            if task.get("DesiredState") == "running":
+                row["restarts"] = failures.get((task.get("ServiceID"), task.get("Slot") or task.get("NodeID")), 0)
             tasks.append(row)
         failed += _sync_model(cluster, Pod, tasks, started, change, "pods")
-        for row in objects:
-            stack = row["labels"].get(STACK_LABEL)
-            row["namespace_id"] = ns_ids.get(stack) if stack else None
-        failed += _sync_model(cluster, SwarmObject, objects, started, change, "swarmobjects")
+        if objects is not None:
+            for row in objects:
+                stack = row["labels"].get(STACK_LABEL)
+                row["namespace_id"] = ns_ids.get(stack) if stack else None
+            failed += _sync_model(cluster, SwarmObject, objects, started, change, "swarmobjects")
         store.record_warnings(cluster.pk, [store.clean({"resource": "swarm", "namespace": "", "name": str(row.get("name", "")),
                                                         "uid": str(row.get("uid", "")), "error": why[:500]}) for row, why in failed],
                               replace=True)
         _prune_stacks(cluster, stacks, change)
         if announce:
             _announce(cluster, change)
-    return {"nodes": len(nodes), "stacks": len(stacks), "services": len(services), "tasks": len(tasks),
-            "networks": len(data["networks"]), "secrets": len(data["secrets"]), "configs": len(data["configs"])}, change
+        if change.resources:
+            resources = frozenset(change.resources)
+            # Alert rules follow (monitoring): after the commit, as for the Kubernetes watcher.
+            transaction.on_commit(lambda: inventory_changed.send(sender=Cluster, cluster_id=cluster.pk, resources=resources))
+    counts = {"nodes": len(nodes), "stacks": len(stacks), "services": len(services), "tasks": len(tasks)}
+    if with_objects:
+        counts.update({kind: len(data[kind]) for kind in ("networks", "secrets", "configs")})
+    return counts, change
 
 
 def _sync_stacks(cluster, stacks, change):
