@@ -312,3 +312,33 @@ def test_bad_service_input_is_a_400_naming_the_field(tenants, swarm):
         assert response.status_code == 400 and field in response.json(), (body, response.content)
     assert not Namespace.objects.filter(cluster=t.cluster, name="front").exists()
     assert engine_service(swarm, "front_web") is None
+
+
+async def test_live_events_of_a_deploy_reach_only_its_project(tenants, swarm):
+    """The websocket tells a project's member that its service was deployed, scaled and removed,
+    and another project's member following the same cluster nothing of it."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from tests.live_base import listen, read_until, send_sentinel
+
+    t = tenants
+    topic = f"cluster-{t.cluster.pk}"
+    alice, bob = await listen(t.alice, topic), await listen(t.bob, topic)
+
+    def walk():
+        response = t.deploy(t.alice, namespace="front", project=t.shop.pk, name="live", image=swarm.image)
+        assert response.status_code == 201, response.content
+        ours = response.json()["id"]
+        assert t.api(t.alice).post(f"/api/v1/workloads/{ours}/scale/", {"replicas": 2}, format="json").status_code == 200
+        assert t.api(t.alice).delete(f"/api/v1/workloads/{ours}/").status_code == 204
+        return send_sentinel([t.alice, t.bob], [topic])
+
+    sentinel = await sync_to_async(walk)()
+    heard_alice, heard_bob = await read_until(alice, sentinel), await read_until(bob, sentinel)
+    await alice.disconnect()
+    await bob.disconnect()
+    await sync_to_async(connections.close_all)()  # the worker thread's connection: the test database can go
+    events = [(m.get("event"), m["data"].get("name")) for m in heard_alice if m.get("type") == "event"]
+    assert ("workload.updated", "front_live") in events and ("workload.deleted", "front_live") in events, events
+    assert [m for m in heard_bob if "front_live" in str(m)] == [], heard_bob
