@@ -307,11 +307,17 @@ def test_bad_service_input_is_a_400_naming_the_field(tenants, swarm):
         ({"namespace": "front", "project": t.shop.pk, "name": "web", "image": swarm.image, "mode": "global", "replicas": 2}, "replicas"),
         ({"namespace": "front", "project": t.shop.pk, "name": "web", "image": swarm.image, "update_config": {"order": "sideways"}}, "update_config"),
         ({"namespace": "front", "project": t.shop.pk, "name": "web", "image": swarm.image, "labels": {STACK_LABEL: "other"}}, "labels"),
+        ({"namespace": "Not A Stack", "project": t.shop.pk, "name": "web", "image": swarm.image}, "namespace"),
+        ({"namespace": "default", "project": t.shop.pk, "name": "web", "image": swarm.image}, "namespace"),
     ):
         response = t.deploy(t.alice, **body)
         assert response.status_code == 400 and field in response.json(), (body, response.content)
-    assert not Namespace.objects.filter(cluster=t.cluster, name="front").exists()
-    assert engine_service(swarm, "front_web") is None
+    assert not Namespace.objects.filter(cluster=t.cluster, name__in=["front", "Not A Stack"]).exists()
+    assert not Namespace.objects.filter(cluster=t.cluster, project__isnull=False).exists()
+    assert engine_service(swarm, "front_web") is None and engine_service(swarm, "web") is None
+    response = t.api(t.alice).post(f"/api/v1/clusters/{t.cluster.pk}/stacks/", {"name": "default", "project": t.shop.pk,
+                                                                                "compose": "services: {web: {image: x}}"}, format="json")
+    assert response.status_code == 400 and "name" in response.json()
 
 
 async def test_live_events_of_a_deploy_reach_only_its_project(tenants, swarm):

@@ -214,6 +214,10 @@ def stack_for(request, cluster, name, project_id, field="namespace"):
         if project_id is None:
             raise exceptions.ValidationError({field: [
                 f"no stack {name!r} you may see in cluster {cluster.pk}; give project to start a new stack in one of your projects"]})
+        if name == sw.DEFAULT_STACK or len(name) > 40 or not stacks.STACK_NAME.match(name):
+            raise exceptions.ValidationError({field: [
+                f"{name!r} cannot be a new stack: lower-case letters, digits and '-', at most 40, not 'default' "
+                "(what is in no stack belongs to the cluster's owners)"]})
         project = Project.objects.restrict(user, VIEW).filter(pk=project_id, cluster=cluster).first()
         if project is None:
             raise exceptions.ValidationError({"project": [f"no project {project_id} you may see in cluster {cluster.pk}"]})
@@ -330,6 +334,8 @@ def deploy_stack(request, cluster):
     try:
         stacks.parse(name, v["compose"], None)  # the file first: a bad file creates no stack row
     except stacks.ComposeError as exc:
+        if exc.field == "name":
+            raise exceptions.ValidationError({"name": [exc.message]}) from None
         raise exceptions.ValidationError({"compose": [str(exc)]}) from None
     client = client_for(cluster)
     try:
