@@ -72,9 +72,7 @@ class SwarmServiceCreateSerializer(StrictSerializer):
     healthcheck = serializers.JSONField(required=False, help_text='{"test": ["CMD", "wget", "-q", "-O-", "http://127.0.0.1/"], "interval": "10s"}')
 
     def validate_ports(self, value):
-        if isinstance(value, list):
-            value = [f"{v}:{v}" if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-        return _compose_field(stacks._ports, value, "ports")
+        return _compose_field(stacks._ports, value, "ports")  # as compose reads them: 80 is a target, Swarm picks the published port
 
     def validate_env(self, value):
         return container_spec.validate_env(value)
