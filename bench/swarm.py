@@ -108,7 +108,7 @@ async def delays(swarm, cluster, owner, names, args):
         communicator, connected, _ = await connect(owner)
         assert connected
         await communicator.send_json_to({"action": "subscribe", "group": f"cluster-{cluster.pk}"})
-        assert (await communicator.receive_json_from())["type"] == "subscribed"
+        assert (await communicator.receive_json_from(timeout=30))["type"] == "subscribed"
         uids = dict(await database_sync_to_async(lambda: list(Workload.objects.filter(cluster=cluster).values_list("name", "uid")))())
         to_db, to_socket = [], []
         for trial in range(args.trials):

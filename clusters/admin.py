@@ -64,11 +64,11 @@ class MembershipInline(RestrictedInline):
 @admin.register(Cluster)
 class ClusterAdmin(ChangeLoggedAdmin):
     form = ClusterForm
-    list_display = ("name", "state", "driver", "provider", "kubernetes_version", "api_endpoint", "last_seen", "created_by")
-    list_filter = ("state", "driver", "provider")
+    list_display = ("name", "kind", "state", "driver", "provider", "kubernetes_version", "api_endpoint", "last_seen", "created_by")
+    list_filter = ("kind", "state", "driver", "provider")
     search_fields = ("name", "slug", "description", "api_endpoint")
     readonly_fields = (
-        "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
+        "kind", "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
         "credentials_status", "created", "modified", "created_by",
     )
     inlines = [MembershipInline]

@@ -3,7 +3,7 @@
 from django import forms
 
 from clusters.kube import importer
-from clusters.models import name_taken_error
+from clusters.models import ClusterKind, name_taken_error
 from clusters.registry import register_imported
 
 
@@ -17,6 +17,11 @@ class ClusterImportForm(forms.Form):
     server = forms.CharField(required=False, label="or: API server URL", help_text="https://...")
     ca_data = forms.CharField(required=False, label="CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 4}))
     token = forms.CharField(required=False, label="Bearer token", widget=forms.PasswordInput(render_value=False))
+    docker_endpoint = forms.CharField(required=False, max_length=300, label="or: a Docker Swarm manager's endpoint",
+                                      help_text="unix:///var/run/docker.sock, tcp://host:2376 (with the TLS certificates below) or ssh://user@host")
+    tls_ca = forms.CharField(required=False, label="Swarm TLS: CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
+    tls_cert = forms.CharField(required=False, label="Swarm TLS: client certificate (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
+    tls_key = forms.CharField(required=False, label="Swarm TLS: client key (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,6 +46,10 @@ class ClusterImportForm(forms.Form):
                 raise forms.ValidationError({"kubeconfig_file": "the file is not text"}) from None
         by_kubeconfig = bool(data.get("kubeconfig", "").strip())
         by_token = bool(data.get("server") or data.get("token"))
+        if data.get("docker_endpoint", "").strip():
+            if by_kubeconfig or by_token:
+                raise forms.ValidationError("Give a kubeconfig, an API server and token, or a Docker endpoint: one of them.")
+            return self._clean_swarm(data)
         if by_kubeconfig == by_token:
             raise forms.ValidationError("Give either a kubeconfig, or the API server URL, CA certificate and token.")
         if self.errors:
@@ -59,9 +68,23 @@ class ClusterImportForm(forms.Form):
         data["credentials"] = credentials
         return data
 
+    def _clean_swarm(self, data):
+        from clusters.swarm import importer as swarm_importer
+
+        if self.errors:
+            return data
+        try:
+            credentials = swarm_importer.credentials_from(data["docker_endpoint"], data.get("tls_ca"), data.get("tls_cert"), data.get("tls_key"))
+            data["version"] = swarm_importer.verify(credentials)["version"]
+        except importer.ImportProblem as problem:
+            field = "docker_endpoint" if problem.field == "endpoint" else problem.field
+            raise forms.ValidationError({field: problem.message}) from None
+        data["credentials"], data["kind"] = credentials, ClusterKind.SWARM
+        return data
+
     def save(self, user):
         data = self.cleaned_data
         return register_imported(
             name=data["name"], credentials=data["credentials"], version=data["version"], user=user,
-            description=data.get("description", ""),
+            description=data.get("description", ""), kind=data.get("kind", ClusterKind.KUBERNETES),
         )

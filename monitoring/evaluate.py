@@ -318,7 +318,7 @@ def kubernetes_eol(rule, cluster_ids):
 
     today = timezone.now().date()
     found = []
-    for pk, name, version in Cluster.objects.filter(pk__in=cluster_ids).exclude(kubernetes_version="").values_list(
+    for pk, name, version in Cluster.objects.kubernetes().filter(pk__in=cluster_ids).exclude(kubernetes_version="").values_list(
             "pk", "name", "kubernetes_version"):
         minor = re.match(r"^v?(\d+)\.(\d+)", version)
         if not minor:

@@ -314,6 +314,9 @@ SPECTACULAR_SETTINGS = {
         "GlobalRoleEnum": "portal.models.GlobalRole",
         "ClusterRoleEnum": "clusters.models.ClusterMembership.Role",
         "ProjectRoleEnum": "projects.models.ProjectMembership.Role",
+        "ClusterKindEnum": "clusters.models.ClusterKind",
+        "SwarmObjectKindEnum": "clusters.models.SwarmObjectKind",
+        "WorkloadKindEnum": "clusters.models.WorkloadKind",
     },
 }
 

@@ -322,6 +322,21 @@ def swarm():
     _teardown(var)
 
 
+def swarm_cluster(swarm: Swarm, name: str = "swarm", owner=None, sync: bool = True):
+    """A Corral cluster row for the session swarm (its unix socket), owned by ``owner``, synced once
+    (needs the database)."""
+    from clusters import sync as inventory_sync
+    from clusters.models import Cluster, ClusterMembership
+
+    cluster = Cluster.objects.create(name=name, kind="swarm", driver="imported", state="active", api_endpoint=swarm.host,
+                                     credentials=swarm.credentials)
+    if owner is not None:
+        ClusterMembership.objects.create(cluster=cluster, user=owner, role="cluster-owner")
+    if sync:
+        inventory_sync.sync(cluster.pk)
+    return cluster
+
+
 @pytest.fixture
 def swarm_service_name(request):
     """A unique service name for one test (the swarm is shared by the session)."""

@@ -133,3 +133,14 @@ def test_an_ssh_endpoint_without_paramiko_is_refused_saying_so(importer, db):
     else:
         pytest.skip("paramiko is installed: this test is for the refusal without it")
     refused(importer.post(URL, {"name": "x", "kind": "swarm", "endpoint": "ssh://deploy@127.0.0.1"}, format="json"), "endpoint", "paramiko")
+
+
+def test_the_import_page_imports_a_swarm_and_shows_a_bad_endpoint_on_its_field(swarm, world, client):
+    client.force_login(world.owner)
+    page = client.post("/clusters/import/", {"name": "swarm-page", "docker_endpoint": swarm.tcp, **swarm.tls, "tls_ca": swarm.tls["tls_cert"]})
+    assert page.status_code == 200 and "not trusted by the given CA" in page.content.decode()
+    assert not Cluster.objects.filter(kind="swarm").exists()
+    response = client.post("/clusters/import/", {"name": "swarm-page", "docker_endpoint": swarm.host})
+    cluster = Cluster.objects.get(kind="swarm")
+    assert response.status_code == 302 and response["Location"] == f"/clusters/{cluster.pk}/"
+    assert cluster.name == "swarm-page" and cluster.credentials == {"endpoint": swarm.host}

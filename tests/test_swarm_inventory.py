@@ -27,7 +27,8 @@ CONFIG_TEXT = "config-value-never-stored"
 
 @pytest.fixture(scope="module")
 def swarm_objects(swarm):
-    """In the swarm, once for the module: services in the stack "shop" and outside any stack, a
+    """In the swarm, once for the module (the tests run in file order: the live one removes the
+    broken service, after the alert test needed it): services in the stack "shop" and outside any stack, a
     failing service, a global one, a secret, a config and an overlay network."""
     prefix = f"inv-{uuid.uuid4().hex[:6]}"
     names = {"web": f"{prefix}-web", "solo": f"{prefix}-solo", "broken": f"{prefix}-broken"}
@@ -155,6 +156,24 @@ def test_inventory_equals_the_docker_cli_and_keeps_no_secret_or_config_data(swar
     assert not Pod.objects.filter(cluster=w.cluster, owner_name=w.names["solo"]).exists()
 
 
+def test_alert_rules_cover_a_swarm_service_below_desired_and_leave_replaced_tasks_alone(swarm_world):
+    from monitoring import evaluate
+    from monitoring.models import Alert, AlertRule
+
+    w = swarm_world
+    sync.sync(w.cluster.pk)
+    for condition in ("workload-unavailable", "pod-not-running", "node-not-ready", "kubernetes-version-eol"):
+        AlertRule.objects.create(name=condition, cluster=w.cluster, condition=condition, for_seconds=0)
+    evaluate.evaluate_cluster(w.cluster.pk)
+    firing = {(a.rule.condition, a.target) for a in Alert.objects.filter(cluster=w.cluster).select_related("rule")}
+    broken = Workload.objects.get(cluster=w.cluster, name=w.names["broken"])
+    assert broken.ready_replicas < broken.desired_replicas
+    # The service below its desired replicas fires; the tasks Swarm replaced (two failed ones, kept as
+    # history) do not, nor does the healthy node, nor an "end of life" for the Engine's version.
+    assert firing == {("workload-unavailable", f"service/default/{w.names['broken']}")}, firing
+    assert Pod.objects.filter(cluster=w.cluster, workload=broken, phase="Failed").count() == 2
+
+
 async def next_event(communicator, predicate, timeout):
     deadline = time.monotonic() + timeout
     while True:
@@ -201,6 +220,11 @@ async def test_a_service_scaled_with_the_cli_shows_up_live_and_only_to_those_who
         while not await member.receive_nothing(timeout=2):  # the member hears nothing of the default stack's services
             message = await member.receive_json_from()
             assert message.get("data", {}).get("name", "").startswith(w.names["web"]) or message["event"].startswith("cluster."), message
+        # A service removed with the CLI goes live, with its tasks.
+        broken = await database_sync_to_async(Workload.objects.get)(cluster=w.cluster, name=w.names["broken"])
+        await sync_to_async(w.swarm.docker)("service", "rm", w.names["broken"])
+        await next_event(owner, lambda m: m["event"] == "workload.deleted" and m["data"]["uid"] == broken.uid, timeout=10)
+        assert not await database_sync_to_async(lambda: Pod.objects.filter(cluster=w.cluster, owner_name=w.names["broken"]).exists())()
         for communicator in (owner, member, stranger):
             await communicator.disconnect()
     finally:
@@ -260,3 +284,4 @@ def test_dashboard_cluster_page_and_search_cover_the_swarm_and_show_it_to_no_str
         if url != "/" and not url.startswith("/search/"):
             assert client.get(url).status_code == 404, url
     assert w.names["web"] not in client.get(f"/search/?q={w.prefix}").content.decode()
+

@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, Workload
+from clusters.models import ClusterEvent, Namespace, Node, Pod, Service, SwarmObject, Workload
 from monitoring.models import Alert, AlertRule, Notification, Notifier
 from portal.models import ApiToken, AuditEvent, Operation
 from projects.models import Project, ProjectMembership
@@ -32,6 +32,7 @@ def tenant_a(world):
     workload = Workload.objects.create(cluster=cluster, namespace=ns, uid="a-wl", name="a-web", kind="deployment")
     Pod.objects.create(cluster=cluster, namespace=ns, uid="a-pod", name="a-web-1", workload=workload, phase="Running")
     Service.objects.create(cluster=cluster, namespace=ns, uid="a-svc", name="a-web", type="ClusterIP")
+    SwarmObject.objects.create(cluster=cluster, namespace=ns, uid="a-secret", name="a-db-password", kind="secret")
     ClusterEvent.objects.create(cluster=cluster, namespace=ns, uid="a-ev", name="a-ev", type="Warning", reason="BackOff",
                                 last_seen=timezone.now())
     Operation.objects.create(kind="sync", cluster=cluster, created_by=world.owner, log=[{"message": "secret log line"}])

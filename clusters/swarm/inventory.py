@@ -69,16 +69,28 @@ def _image(reference):
 # --- reading ----------------------------------------------------------------------------------
 
 
-def read(client, objects=True):
+def read(client, objects=True, services=None, nodes=True):
     """Everything Corral keeps of the swarm, as the Engine API gives it (dicts); ``objects``: with
-    the networks, secrets and configs.  ``started``: when the reading began (a row written after
-    it is newer than the read and is not deleted for missing from it)."""
+    the networks, secrets and configs; ``services``: only these services (ids) and their tasks;
+    ``nodes``: with the nodes.  ``started``: when the reading began (a row written after it is
+    newer than the read and is not deleted for missing from it)."""
     api = client.api
     data = {"started": timezone.now()}
+    if nodes:
+        data["nodes"] = api.nodes()
     # Running/desired task counts come with the services from API 1.41 (Docker 20.10); before, from the tasks.
-    data["nodes"] = api.nodes()
-    data["services"] = api.services(status=True) if not version_lt(api._version, "1.41") else api.services()
-    data["tasks"] = api.tasks()
+    with_status = {"status": True} if not version_lt(api._version, "1.41") else {}
+    if services is None:
+        data["services"] = api.services(**with_status)
+        data["tasks"] = api.tasks()
+    elif services:
+        ids = sorted(services)
+        data["service_ids"] = ids
+        # The id filter matches prefixes: a full id only itself.
+        data["services"] = [s for s in api.services(filters={"id": ids}, **with_status) if s.get("ID") in services]
+        data["tasks"] = [t for t in api.tasks(filters={"service": ids}) if t.get("ServiceID") in services]
+    else:
+        data["service_ids"], data["services"], data["tasks"] = [], [], []
     if objects:
         data["networks"] = [n for n in api.networks() if n.get("Scope") == "swarm"]
         data["secrets"] = api.secrets()
@@ -292,10 +304,14 @@ def write(cluster, data, announce=True):
     the counts.  ``announce``: emit each change on the cluster's topic after the commit."""
     started = data.get("started") or timezone.now()
     with_objects = "networks" in data
+    with_nodes = "nodes" in data
+    # A read of some services only (read(..., services=ids)): the rows of those services and their
+    # tasks are replaced, nothing else is touched.
+    partial = data.get("service_ids")
     change = Change(group_name("cluster", cluster.pk) if announce else None)
     with transaction.atomic(), batched():
         store.lock_inventory(cluster.pk)
-        nodes = [node_fields(n) for n in data["nodes"]]
+        nodes = [node_fields(n) for n in data["nodes"]] if with_nodes else []
         counts = {}  # what ServiceStatus says, from the tasks (for engines before API 1.41)
         for task in data["tasks"]:
             count = counts.setdefault(task.get("ServiceID"), {"RunningTasks": 0, "DesiredTasks": 0})
@@ -310,17 +326,22 @@ def write(cluster, data, announce=True):
             objects = None
             object_stacks = set(SwarmObject.objects.filter(cluster=cluster, namespace__isnull=False).values_list("namespace__name", flat=True))
         stacks = {DEFAULT_STACK} | set(stack_of_service.values()) | object_stacks
+        if partial is not None:  # the stacks of the services not read stay
+            stacks |= set(Workload.objects.filter(cluster=cluster, kind=WorkloadKind.SERVICE).exclude(uid__in=partial)
+                          .values_list("namespace__name", flat=True))
         _sync_stacks(cluster, stacks, change)
         ns_ids = dict(Namespace.objects.filter(cluster=cluster, name__in=stacks).values_list("name", "id"))
 
-        failed = _sync_model(cluster, Node, nodes, started, change, "nodes")
-        node_ids = dict(Node.objects.filter(cluster=cluster).values_list("uid", "id"))
+        failed = _sync_model(cluster, Node, nodes, started, change, "nodes") if with_nodes else []
+        node_ids, node_names = {}, {}
+        for uid, pk, name in Node.objects.filter(cluster=cluster).values_list("uid", "id", "name"):
+            node_ids[uid], node_names[uid] = pk, name
         for row in services:
             row["namespace_id"] = ns_ids[row["details"]["stack"]]
-        failed += _sync_model(cluster, Workload, services, started, change, "workloads", {"kind": WorkloadKind.SERVICE})
+        service_scope = {"kind": WorkloadKind.SERVICE, **({"uid__in": partial} if partial is not None else {})}
+        failed += _sync_model(cluster, Workload, services, started, change, "workloads", service_scope)
         workload_ids = dict(Workload.objects.filter(cluster=cluster, kind=WorkloadKind.SERVICE).values_list("uid", "id"))
         service_names = {s["uid"]: s["name"] for s in services}
-        node_names = {n["uid"]: n["name"] for n in nodes}
         # A Swarm does not restart a task: it replaces it.  A slot's failed tasks are its current
         # task's "restarts" (the history keeps the last few), so restart alerts cover Swarm too.
         failures = {}
@@ -339,7 +360,8 @@ def write(cluster, data, announce=True):
             if task.get("DesiredState") == "running":
                 row["restarts"] = failures.get((task.get("ServiceID"), task.get("Slot") or task.get("NodeID")), 0)
             tasks.append(row)
-        failed += _sync_model(cluster, Pod, tasks, started, change, "pods")
+        failed += _sync_model(cluster, Pod, tasks, started, change, "pods",
+                              {"details__service_id__in": partial} if partial is not None else None)
         if objects is not None:
             for row in objects:
                 stack = row["labels"].get(STACK_LABEL)
@@ -347,8 +369,9 @@ def write(cluster, data, announce=True):
             failed += _sync_model(cluster, SwarmObject, objects, started, change, "swarmobjects")
         store.record_warnings(cluster.pk, [store.clean({"resource": "swarm", "namespace": "", "name": str(row.get("name", "")),
                                                         "uid": str(row.get("uid", "")), "error": why[:500]}) for row, why in failed],
-                              replace=True)
-        _prune_stacks(cluster, stacks, change)
+                              replace=partial is None)
+        if partial is None:
+            _prune_stacks(cluster, stacks, change)
         if announce:
             _announce(cluster, change)
         if change.resources:
@@ -356,6 +379,8 @@ def write(cluster, data, announce=True):
             # Alert rules follow (monitoring): after the commit, as for the Kubernetes watcher.
             transaction.on_commit(lambda: inventory_changed.send(sender=Cluster, cluster_id=cluster.pk, resources=resources))
     counts = {"nodes": len(nodes), "stacks": len(stacks), "services": len(services), "tasks": len(tasks)}
+    if not with_nodes:
+        del counts["nodes"]
     if with_objects:
         counts.update({kind: len(data[kind]) for kind in ("networks", "secrets", "configs")})
     return counts, change

@@ -4,10 +4,11 @@ watches (``clusters.watcher.Supervisor`` starts a SwarmWatch for each Swarm clus
 Docker events name what changed (a service updated, a container of a task died, a node down) but
 carry no object, and a manager hears nothing of the task state changes on other nodes.  So an event
 is a reason to read again: a burst of events (debounced for DEBOUNCE seconds) is followed by one
-read of the nodes, services and tasks (and the networks, secrets and configs when they changed),
-written through the cluster's writer in order with everything else, only what changed, each change
-announced on the cluster's websocket topic.  With no event for POLL_SECONDS it reads anyway (what
-happens on other nodes).  The stream is opened before the first full read, so nothing that happens
+read of what they name — the services (a service event, or a container event of one of their
+tasks) with their tasks, the nodes on a node event, everything when a network, secret or config
+changed — written through the cluster's writer in order with everything else, only what changed,
+each change announced on the cluster's websocket topic.  With no event for POLL_SECONDS it reads
+the nodes, services and tasks anyway (what happens on other nodes).  The stream is opened before the first full read, so nothing that happens
 between the two is missed.
 
 One thread per Swarm cluster (blocking reads of one HTTP stream, and one more for the stream
@@ -120,7 +121,8 @@ class SwarmWatch:
                 return
             if isinstance(event, Exception):
                 raise event
-            kinds = {self._kind(event)}
+            changed = Changed()
+            changed.add(event)
             deadline = time.monotonic() + DEBOUNCE
             while (left := deadline - time.monotonic()) > 0:  # a burst (a scale, an update) is one read
                 try:
@@ -131,10 +133,11 @@ class SwarmWatch:
                     return
                 if isinstance(more, Exception):
                     raise more
-                kinds.add(self._kind(more))
-            kinds.discard(None)
-            if kinds:
-                self._read_and_write(full=bool(kinds & {"secret", "config", "network"}))
+                changed.add(more)
+            if changed.full:
+                self._read_and_write(full=True)
+            elif changed.services or changed.nodes:
+                self._read_and_write(services=changed.services, nodes=changed.nodes)
 
     def _pump(self, stream):
         """Move the stream's events to the queue (a thread: reading the stream blocks)."""
@@ -145,26 +148,18 @@ class SwarmWatch:
         except Exception as exc:  # noqa: BLE001 - handed to the following thread
             self.events.put(exc)
 
-    @staticmethod
-    def _kind(event):
-        kind = event.get("Type")
-        if kind == "container":
-            attributes = (event.get("Actor") or {}).get("Attributes") or {}
-            if "com.docker.swarm.task.id" not in attributes or event.get("Action", "").split(":")[0] not in CONTAINER_ACTIONS:
-                return None  # not a task's container, or nothing that changes a task
-        return kind
-
-    def _read_and_write(self, full=False):
+    def _read_and_write(self, full=False, services=None, nodes=True):
         """Read the swarm and write what changed, on the cluster's writer.  ``full``: everything,
-        as a sync (its lock keeps it from racing a Celery resync; last_synced says when); else the
-        nodes, services and tasks only."""
+        as a sync (its lock keeps it from racing a Celery resync; last_synced says when);
+        ``services`` (ids): only those services and their tasks (and the nodes if ``nodes``); else
+        the nodes, services and tasks."""
         from clusters.swarm import inventory
 
         apply = lambda work: self.pool.call(self.cluster_id, work)  # noqa: E731
         if full:
             sync.sync(self.cluster_id, apply=apply, wait=sync.LOCK_WAIT)
         else:
-            data = inventory.read(self.client, objects=False)
+            data = inventory.read(self.client, objects=False, services=services, nodes=nodes)
             cluster = Cluster.objects.filter(pk=self.cluster_id).first()
             connection.close()
             if cluster is None:
@@ -172,3 +167,27 @@ class SwarmWatch:
                 return
             apply(lambda: inventory.write(cluster, data))
         self.reads += 1
+
+
+class Changed:
+    """What a burst of events says changed: which services (a service event, or a container event
+    of one of its tasks), whether nodes did, whether everything must be read (a secret, config or
+    network: they change stacks too)."""
+
+    def __init__(self):
+        self.services, self.nodes, self.full = set(), False, False
+
+    def add(self, event):
+        kind, actor = event.get("Type"), event.get("Actor") or {}
+        attributes = actor.get("Attributes") or {}
+        if kind == "service":
+            self.services.add(actor.get("ID", ""))
+        elif kind == "container":
+            # A task's container, and an action that changes its task (not exec_*, attach, top...).
+            if "com.docker.swarm.service.id" in attributes and event.get("Action", "").split(":")[0] in CONTAINER_ACTIONS:
+                self.services.add(attributes["com.docker.swarm.service.id"])
+        elif kind == "node":
+            self.nodes = True
+        elif kind in ("secret", "config", "network"):
+            self.full = True
+        self.services.discard("")
