@@ -285,6 +285,9 @@ def test_project_pool_bounds_reservations_on_deploy_and_scale(tenants, swarm):
     ("services:\n  web:\n    deploy: {replicas: 2}\n", "services.web.image"),
     ("services:\n  web:\n    image: x\n    deploy: {replicas: many}\n", "services.web.deploy.replicas"),
     ("services: [web]\n", "services"),
+    ("services:\n  web:\n    image: x\n    networks: [back]\n", "services.web.networks"),
+    ("services:\n  web:\n    image: x\nnetworks:\n  back: {driver: bridge}\n", "networks.back.driver"),
+    ("services:\n  web:\n    image: x\n    healthcheck: {interval: soon}\n", "services.web.healthcheck.interval"),
     ("services:\n  web: {image: x\n", "compose"),
 ])
 def test_unsupported_or_bad_compose_is_a_400_naming_the_key(tenants, swarm, compose, field):
