@@ -27,7 +27,9 @@ def deploy_namespaces(user, cluster):
     """The namespaces of ``cluster`` where ``user`` may deploy workloads."""
     if cluster.state not in ("active", "updating"):
         return Namespace.objects.none()
-    namespaces = Namespace.objects.filter(cluster=cluster).exclude(uid="")
+    namespaces = Namespace.objects.filter(cluster=cluster)
+    if not cluster.is_swarm:  # a stack is there as soon as something is deployed in it; a namespace must exist first
+        namespaces = namespaces.exclude(uid="")
     if can_add(user, Workload, cluster=cluster):
         return namespaces
     return namespaces.filter(pk__in=Namespace.objects.restrict(user, ADD).values("pk"))

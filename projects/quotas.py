@@ -71,10 +71,16 @@ def _require_covering(project, name, quota, field):
         ]})
 
 
+def _is_swarm(project):
+    """A Swarm project's pool bounds its services' reservations (clusters/api/swarm_actions.py),
+    not shares of it given to its stacks."""
+    return project.cluster_id is not None and project.cluster.kind == "swarm"
+
+
 def check_namespace(project, name, own_quota, *, exclude_pk=None, field="resource_quota"):
     """Refuse (ValidationError on ``field``) if namespace ``name`` with quota ``own_quota`` (or the
     default) does not fit in what is left of ``project``'s pool."""
-    if project is None or not project.resource_quota:
+    if project is None or not project.resource_quota or _is_swarm(project):
         return
     quota = effective_quota(project, own_quota)
     _require_covering(project, name, quota, field)
@@ -110,7 +116,7 @@ def check_project(project):
             raise ValidationError({"namespace_default_quota": [
                 f"must also set {', '.join(missing)}: the project pools it, so a namespace's default share must say how much it takes"
             ]})
-    if not pool or project.pk is None:
+    if not pool or project.pk is None or _is_swarm(project):
         return
     namespaces = list(project.namespaces.all())
     for ns in namespaces:

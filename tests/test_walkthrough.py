@@ -42,6 +42,10 @@ def running(cluster, namespace, count, timeout=60):
     raise AssertionError(f"never saw {count} Running pods")
 
 
+def reader_cannot_change_image(world, reader, workload_id):
+    return world.client(reader).post(f"/api/v1/workloads/{workload_id}/image/", {"image": "nginx:evil"}, format="json").status_code == 403
+
+
 def test_deploy_scale_delete_a_pod_and_expose_through_corral(world, setup, kubectl):
     cluster, dev, reader = setup
     ns = kubectl.namespace
@@ -73,6 +77,13 @@ def test_deploy_scale_delete_a_pod_and_expose_through_corral(world, setup, kubec
     assert Service.objects.filter(cluster=cluster, namespace__name=ns, name="nginx").exists()
     endpoints = kubectl("get", "endpointslices", "-l", "kubernetes.io/service-name=nginx", "-o", "jsonpath={.items[*].endpoints[*].targetRef.name}").split()
     assert sorted(endpoints) == sorted(p.name for p in after)
+
+    # A new image, rolled out by the Deployment (the same endpoint moves a Swarm service).
+    response = client.post(f"/api/v1/workloads/{workload_id}/image/", {"image": "nginx:1.28"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["images"] == ["nginx:1.28"]
+    assert kubectl("get", "deployment", "nginx", "-o", "jsonpath={.spec.template.spec.containers[0].image}") == "nginx:1.28"
+    assert reader_cannot_change_image(world, reader, workload_id)
 
     actions = set(AuditEvent.objects.filter(username="dev").values_list("object_type", "action"))
     assert {("clusters.workload", "create"), ("clusters.workload", "action"), ("clusters.pod", "delete"), ("clusters.service", "create")} <= actions

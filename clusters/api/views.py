@@ -10,6 +10,7 @@ from clusters import filters, lifecycle, services, tasks
 from clusters.api import serializers as s
 from clusters.api.kubeconfig import ClusterKubeconfigMixin
 from clusters.api.node_actions import NodeActionsMixin
+from clusters.api.swarm_actions import StackActionsMixin
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
 from clusters.drivers import refuse_new_cluster
 from clusters.events import cluster_changed
@@ -33,17 +34,18 @@ from clusters.swarm import importer as swarm_importer
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
-from portal.permissions import CHANGE
+from portal.permissions import CHANGE, VIEW
 from projects.api.views import NamespaceChangeMixin
 
 
-class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
+class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
     queryset = Cluster.objects.select_related("created_by")
     serializer_class = s.ClusterSerializer
     filterset_class = filters.ClusterFilter
     search_fields = ["name", "slug", "description", "provider"]
     ordering_fields = ["name", "state", "created", "last_seen"]
-    object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE}
+    # Stacks: the stack's project decides (clusters/api/swarm_actions.py), the cluster is only seen.
+    object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE, "stacks": VIEW, "remove_stack": VIEW}
 
     def get_queryset(self):
         qs = super().get_queryset()

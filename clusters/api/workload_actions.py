@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from clusters import container_spec
 from clusters.api import serializers as s
+from clusters.api import swarm_actions as swarm
 from clusters.kube import workloads as kube
 from clusters.kube.client import ClusterConnectionError, api_client
 from clusters.kube.inventory import MODELS, apply_change, service_fields
@@ -59,11 +60,15 @@ def _remember(cluster, resource, obj):
 
 
 class WorkloadActionsMixin:
-    object_actions = {"scale": CHANGE, "expose": CHANGE}
+    object_actions = {"scale": CHANGE, "expose": CHANGE, "image": CHANGE}
 
     @extend_schema(request=s.WorkloadCreateSerializer, responses={201: s.WorkloadSerializer})
     def create(self, request):
-        """Deploy an image as a Deployment in a namespace Corral knows."""
+        """Deploy an image as a Deployment in a namespace Corral knows; on a Swarm cluster, as a
+        service in a stack (see SwarmServiceCreateSerializer)."""
+        cluster = swarm.swarm_cluster(request)
+        if cluster is not None:
+            return swarm.create_service(request, cluster)
         data = s.WorkloadCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -92,6 +97,8 @@ class WorkloadActionsMixin:
         data = s.ScaleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         replicas = data.validated_data["replicas"]
+        if workload.kind == Workload.Kind.SERVICE:
+            return swarm.scale_service(workload, replicas)
         obj = _run(workload.cluster, lambda api: kube.scale(api, workload.kind, workload.namespace.name, workload.name, replicas))
         before = workload.desired_replicas
         workload = _remember(workload.cluster, f"{workload.kind}s", obj)
@@ -104,6 +111,8 @@ class WorkloadActionsMixin:
         """Create a Service for the workload's pods (`kubectl expose`); the answer names it (type,
         cluster IP, ports) with its id in Corral and its page."""
         workload = self.get_object()
+        if workload.kind == Workload.Kind.SERVICE:
+            raise exceptions.ValidationError({"detail": "a Swarm service publishes its ports itself: give ports when deploying it"})
         data = s.ExposeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -135,8 +144,27 @@ class WorkloadActionsMixin:
                     **{k: fields[k] for k in ("uid", "name", "type", "cluster_ip", "ports", "selector")}}
         return Response(body, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=swarm.ImageSerializer, responses=s.WorkloadSerializer)
+    @action(detail=True, methods=["post"])
+    def image(self, request, pk=None):
+        """Roll the workload onto another image (a Swarm service follows its update config, a
+        Deployment its rolling update strategy)."""
+        workload = self.get_object()
+        data = swarm.ImageSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        image = data.validated_data["image"]
+        if workload.kind == Workload.Kind.SERVICE:
+            return swarm.update_image(workload, image)
+        obj = _run(workload.cluster, lambda api: kube.set_image(api, workload.kind, workload.namespace.name, workload.name, image))
+        before = list(workload.images)
+        workload = _remember(workload.cluster, f"{workload.kind}s", obj)
+        record("action", workload, before={"images": before}, after={"images": [image]}, message=f"image set to {image}")
+        return Response(s.WorkloadSerializer(workload).data)
+
     def destroy(self, request, pk=None):
         workload = self.get_object()  # 404 if unseen, 403 without the delete right
+        if workload.kind == Workload.Kind.SERVICE:
+            return swarm.remove_service(workload)
         _run(workload.cluster, lambda api: kube.delete(api, workload.kind, workload.namespace.name, workload.name))
         record("delete", workload, before={"kind": workload.kind, "namespace": workload.namespace.name})
         workload.delete()

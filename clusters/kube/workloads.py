@@ -88,6 +88,21 @@ def scale(api, kind, namespace, name, replicas):
     return call(api, "PATCH", path, {"spec": {"replicas": replicas}}, content_type="application/merge-patch+json")
 
 
+def set_image(api, kind, namespace, name, image):
+    """`kubectl set image` for a workload of one container: its image replaced, rolled out by the
+    workload's own update strategy."""
+    if kind not in APPS:
+        raise WorkloadError(400, f"a {kind}'s image is not changed here")
+    path = f"{KIND_PATHS[kind].format(ns=namespace)}/{name}"
+    current = call(api, "GET", path)
+    containers = (((current.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    if len(containers) != 1:
+        raise WorkloadError(400, f"{kind} {name} has {len(containers)} containers; Corral changes the image of one-container workloads")
+    patch = [{"op": "test", "path": "/spec/template/spec/containers/0/name", "value": containers[0]["name"]},
+             {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": image}]
+    return call(api, "PATCH", path, patch, content_type="application/json-patch+json")
+
+
 def expose(api, namespace, workload_name, selector, port, target_port=None, service_type="ClusterIP", name=None):
     """Create a Service for the workload's pods, like `kubectl expose deployment NAME --port=PORT
     [--name=SERVICE]`."""
