@@ -42,6 +42,11 @@ CLUSTER_TRANSITIONS = {
 }
 
 
+class ClusterKind(models.TextChoices):
+    KUBERNETES = "kubernetes", "Kubernetes"
+    SWARM = "swarm", "Docker Swarm"
+
+
 class ClusterDriver(models.TextChoices):
     IMPORTED = "imported", "Imported"
     SANDBOX = "sandbox", "Sandbox (local control plane with simulated nodes)"
@@ -58,6 +63,12 @@ def name_taken_error(name, user, exclude_pk=None):
 class ClusterQuerySet(RestrictedQuerySet):
     def active(self):
         return self.filter(state=ClusterState.ACTIVE)
+
+    def kubernetes(self):
+        return self.filter(kind=ClusterKind.KUBERNETES)
+
+    def swarm(self):
+        return self.filter(kind=ClusterKind.SWARM)
 
     def monitored(self):
         """Clusters whose health and inventory Corral keeps current."""
@@ -91,6 +102,7 @@ class ClusterQuerySet(RestrictedQuerySet):
 
 class Cluster(StateMachineMixin, ChangeLoggedModel):
     State = ClusterState
+    Kind = ClusterKind
     TRANSITIONS = CLUSTER_TRANSITIONS
 
     # A display name, unique among the clusters one person may see (not globally: a name taken by a
@@ -100,13 +112,16 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     slug = models.SlugField(max_length=63, unique=True, validators=[validate_dns1123_label], editable=False)
     description = models.TextField(blank=True)
     labels = models.JSONField(default=dict, blank=True, validators=[validate_label_map])
+    # What Corral talks to: a Kubernetes API server, or a Docker Swarm manager's Engine API.
+    kind = models.CharField(max_length=16, choices=ClusterKind.choices, default=ClusterKind.KUBERNETES, db_index=True)
     driver = models.CharField(max_length=20, choices=ClusterDriver.choices, default=ClusterDriver.IMPORTED)
     provider = models.CharField(max_length=50, blank=True, help_text="Where it runs: eks, gke, on-premises, kwok...")
     driver_config = models.JSONField(default=dict, blank=True, help_text="Driver options, e.g. {\"nodes\": 3} for a sandbox")
     state = models.CharField(max_length=16, choices=ClusterState.choices, default=ClusterState.PENDING, db_index=True)
     state_since = models.DateTimeField(default=timezone.now)
     kubernetes_version = models.CharField(max_length=50, blank=True)
-    api_endpoint = models.URLField(max_length=300, blank=True)
+    # A Kubernetes API URL, or a Docker endpoint as given (unix:///..., tcp://host:port, ssh://user@host).
+    api_endpoint = models.CharField(max_length=300, blank=True)
     last_seen = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_synced = models.DateTimeField(null=True, blank=True)
@@ -149,6 +164,10 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
         if error is not None:
             self.last_error = error
         return changed
+
+    @property
+    def is_swarm(self):
+        return self.kind == ClusterKind.SWARM
 
     @property
     def has_credentials(self):
@@ -226,6 +245,8 @@ class Node(InventoryModel):
     cpu_allocatable_m = models.BigIntegerField(default=0)
     memory_allocatable_bytes = models.BigIntegerField(default=0)
     pods_allocatable = models.IntegerField(default=0)
+    # Swarm facts beyond the Kubernetes shape: availability, state, leader, manager address.
+    details = models.JSONField(default=dict, blank=True)
 
 
     class Meta:
@@ -266,6 +287,7 @@ class WorkloadKind(models.TextChoices):
     DAEMONSET = "daemonset", "DaemonSet"
     JOB = "job", "Job"
     CRONJOB = "cronjob", "CronJob"
+    SERVICE = "service", "Swarm service"
 
 
 class Workload(NamespacedInventoryModel):
@@ -278,6 +300,8 @@ class Workload(NamespacedInventoryModel):
     images = models.JSONField(default=list, blank=True)
     selector = models.JSONField(default=dict, blank=True)
     paused = models.BooleanField(default=False)
+    # Swarm service facts: mode, published ports, update status, constraints, reservations.
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         # Ordered by keys an index covers: a sorted page of 200,000 pods must not sort them all.
@@ -306,6 +330,8 @@ class Pod(NamespacedInventoryModel):
     cpu_request_m = models.BigIntegerField(default=0)
     memory_request_bytes = models.BigIntegerField(default=0)
     started = models.DateTimeField(null=True, blank=True)
+    # Swarm task facts: state, desired state, error, slot, container id.
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         # Ordered by keys an index covers: a sorted page of 200,000 pods must not sort them all.
@@ -325,6 +351,33 @@ class Service(NamespacedInventoryModel):
         ordering = ["cluster_id", "namespace_id", "name"]
         constraints = inventory_constraints("service")
         indexes = [models.Index(fields=["cluster", "namespace", "name"], name="service_listing")]
+
+
+class SwarmObjectKind(models.TextChoices):
+    NETWORK = "network", "Network"
+    SECRET = "secret", "Secret"
+    CONFIG = "config", "Config"
+
+
+class SwarmObject(InventoryModel):
+    """A Swarm network, secret or config: names and metadata only, never a secret's or config's
+    data.  ``namespace`` is its stack's row (None outside any stack: then only the cluster's owners
+    see it)."""
+
+    Kind = SwarmObjectKind
+
+    namespace = models.ForeignKey(Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=SwarmObjectKind.choices, db_index=True)
+    # network: driver, scope, attachable, ingress, internal; secret/config: driver, updated.
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["cluster_id", "kind", "name"]
+        constraints = inventory_constraints("swarmobject")
+        indexes = [models.Index(fields=["cluster", "kind", "name"], name="swarmobject_listing")]
+
+    def __str__(self):
+        return f"{self.kind} {self.name}"
 
 
 class ClusterEvent(InventoryModel):

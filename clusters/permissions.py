@@ -16,7 +16,7 @@ BASICS = {**OWNER_ONLY, p.VIEW: frozenset({CLUSTER_OWNER, CLUSTER_MEMBER})}
 
 def register():
     from clusters.events import FEED_CLUSTERS
-    from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+    from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, SwarmObject, Workload
     from portal import events
     from portal.models import Operation
 
@@ -29,7 +29,7 @@ def register():
     p.register(ClusterMembership, p.Grant("cluster", "cluster", BASICS))
     p.register(Node, p.Grant("cluster", "cluster", BASICS))
     # Namespaced inventory: the cluster's owners; projects add their own grants (projects app).
-    for model in (Workload, Pod, Service, ClusterEvent):
+    for model in (Workload, Pod, Service, ClusterEvent, SwarmObject):
         p.register(model, p.Grant("cluster", "cluster", OWNER_ONLY))
     p.register(Namespace, p.Grant("cluster", "cluster", BASICS))
     # An operation: whoever started it, and the owners of its cluster.

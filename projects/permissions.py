@@ -15,7 +15,7 @@ ADMINISTRATION = {p.VIEW: ALL_ROLES, **{a: frozenset({PROJECT_OWNER}) for a in (
 
 
 def register():
-    from clusters.models import Cluster, ClusterEvent, Namespace, Pod, Service, Workload
+    from clusters.models import Cluster, ClusterEvent, Namespace, Pod, Service, SwarmObject, Workload
     from portal import events
     from projects.models import Project, ProjectMembership
 
@@ -33,6 +33,6 @@ def register():
     )
     p.register(ProjectMembership, p.Grant("cluster", "project__cluster", OWNER_ONLY), p.Grant("project", "project", ADMINISTRATION))
     p.extend(Namespace, p.Grant("project", "project", CONTENT))
-    for model in (Workload, Pod, Service, ClusterEvent):
+    for model in (Workload, Pod, Service, ClusterEvent, SwarmObject):
         p.extend(model, p.Grant("project", "namespace__project", CONTENT))
     events.register_topic("project", Project)  # the project page follows it live

@@ -9,7 +9,7 @@ from clusters.models import Cluster, ClusterMembership, ClusterState, Namespace
 from portal.models import ApiToken, GlobalRole, GlobalRoleBinding
 from projects.models import Project, ProjectMembership
 
-pytest_plugins = ["tests.kube_fixtures", "tests.ldap_fixtures"]
+pytest_plugins = ["tests.kube_fixtures", "tests.ldap_fixtures", "tests.swarm_fixtures"]
 
 
 @pytest.fixture(autouse=True)

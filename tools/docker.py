@@ -230,8 +230,9 @@ def build_images(host: str | None = None) -> dict:
     return timings
 
 
-def up(var: Path | None = None) -> str:
-    """Start the private dockerd (once) and return its DOCKER_HOST."""
+def up(var: Path | None = None, extra_args: tuple[str, ...] = ()) -> str:
+    """Start the private dockerd (once) and return its DOCKER_HOST; ``extra_args`` go to dockerd
+    (tests/swarm_fixtures.py adds a TLS tcp listener)."""
     var = var or var_dir()
     if os.geteuid() != 0:
         raise DockerError("dockerd must run as root here (no rootless setup)")
@@ -247,7 +248,7 @@ def up(var: Path | None = None) -> str:
         subprocess.Popen(
             ["/usr/sbin/dockerd", "--storage-driver=vfs", f"--data-root={var / 'data'}", f"--exec-root={var / 'exec'}",
              f"--host={host}", f"--pidfile={pidfile}", "--bridge=none", "--iptables=false", "--ip-masq=false",
-             "--ip-forward=false", "--userland-proxy=false"],
+             "--ip-forward=false", "--userland-proxy=false", *extra_args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     services.wait_until(lambda: docker("version", host=host, check=False).returncode == 0, 60, "dockerd", log)
     return host
