@@ -7,6 +7,7 @@ are unit-tested in tests/test_swarm_migrate_translate.py."""
 import json
 
 import pytest
+from django.test import Client
 
 from clusters import sync
 from clusters.models import Cluster, Namespace, Workload
@@ -67,9 +68,14 @@ def test_a_swarm_stack_moves_into_a_project_namespace_and_becomes_ready(world, s
     swarm.docker("stack", "deploy", "-c", tmp_path / "stack.yml", "shop")
     try:
         swarm_cluster, swarm_project = _swarm_cluster(credentials=swarm.credentials)
-        sync.sync(swarm_cluster.pk)
-        stack = Namespace.objects.get(cluster=swarm_cluster, name="shop")
-        Namespace.objects.filter(pk=stack.pk).update(project=swarm_project)
+        # The stack and its services as Corral's Swarm inventory keeps them (a Namespace, Workloads of kind "service").
+        stack = Namespace.objects.create(cluster=swarm_cluster, uid="stack:shop", name="shop", project=swarm_project)
+        client = swarm.client()
+        try:
+            for service in client.services.list(filters={"label": "com.docker.stack.namespace=shop"}):
+                Workload.objects.create(cluster=swarm_cluster, namespace=stack, uid=service.id, name=service.name, kind="service")
+        finally:
+            client.close()
         web = Workload.objects.get(cluster=swarm_cluster, name="shop_web", kind="service")
 
         kube = imported_cluster(sandbox, "k8s-target")
@@ -103,6 +109,15 @@ def test_a_swarm_stack_moves_into_a_project_namespace_and_becomes_ready(world, s
         needs = {(n["kind"], n["name"]): n for n in body["needs"]}
         assert set(needs) == {("Secret", "token"), ("ConfigMap", "site")}
         assert not needs["Secret", "token"]["exists"] and not needs["ConfigMap", "site"]["exists"]
+
+        # The same on the page, with the Apply button for a namespace the user may deploy to.
+        browser = Client()
+        browser.force_login(dev)
+        page = browser.get(f"/namespaces/{stack.pk}/migrate/", {"target": f"{kube.pk}/{kubectl.namespace}"})
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert 'id="migration-yaml"' in html and "kind: DaemonSet" in html and "engine.labels.disk==ssd" in html
+        assert 'id="migration-apply"' in html and "Secret <code>token</code>" in html
 
         # A name already taken in the namespace: the dry run refuses it and nothing is applied.
         kubectl("create", "service", "clusterip", "web", "--tcp=1:1")
@@ -160,6 +175,11 @@ def test_another_tenant_can_neither_preview_nor_apply_nor_apply_where_it_may_not
             assert api.get(path).status_code == 404
             assert api.get(path, target).status_code == 404
             assert api.post(path, target, format="json").status_code == 404
+
+    page = Client()
+    page.force_login(world.stranger)
+    assert page.get(f"/workloads/{service.pk}/migrate/").status_code == 404
+    assert page.post(f"/namespaces/{stack.pk}/migrate/", {"target": f"{world.cluster.pk}/{world.namespace.name}"}).status_code == 404
 
     # May see the service, but not the target namespace: named, as the deploy does.
     unseen = world.client(world.member).post(f"/api/v1/workloads/{service.pk}/migration/",

@@ -13,6 +13,7 @@ creation still fails the ones made are deleted again: nothing is left half-appli
 """
 
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
@@ -219,13 +220,19 @@ class MigrationMixin:
                     "be translated; POST applies them into a namespace you may deploy to.")
     @action(detail=True, methods=["get", "post"])
     def migration(self, request, pk=None):
-        source = self.get_object()  # 404 unless the user may see the service or stack
+        # 404 unless the user may see the service or stack.  Not self.get_object(): the list
+        # filters would read ?cluster=&namespace= (the target) as filters on the source.
+        source = get_object_or_404(self.get_queryset(), pk=pk)
+        self.check_object_permissions(request, source)
         if request.method == "POST":
             data = MigrationTargetSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             wanted = data.validated_data
         elif request.query_params.get("cluster") or request.query_params.get("namespace"):
-            data = MigrationTargetSerializer(data={k: request.query_params.get(k) for k in ("cluster", "namespace")})
+            given = {k: request.query_params.get(k) for k in ("cluster", "namespace")}
+            if (given["cluster"] or "").isascii() and (given["cluster"] or "").isdigit():
+                given["cluster"] = int(given["cluster"])  # a query parameter is text; the body's is a number
+            data = MigrationTargetSerializer(data=given)
             data.is_valid(raise_exception=True)
             wanted = data.validated_data
         else:
