@@ -127,6 +127,19 @@ def test_a_swarm_stack_moves_into_a_project_namespace_and_becomes_ready(world, s
         assert json.loads(kubectl("get", "deployments,daemonsets", "-o", "json"))["items"] == []
         kubectl("delete", "service", "web")
 
+        # A refusal the dry run cannot foresee (a quota of one Service: each passes alone): what was
+        # created before it is deleted again.
+        kubectl("create", "quota", "one-service", "--hard=services=1")
+        wait_for(lambda: json.loads(kubectl("get", "quota", "one-service", "-o", "json")).get("status", {}).get("used"),
+                 30, "the quota controller to count the namespace")
+        refused = api.post(f"/api/v1/namespaces/{stack.pk}/migration/", target, format="json")
+        assert refused.status_code == 400, refused.content
+        assert "Service web" in refused.json()["detail"] and "exceeded quota" in refused.json()["detail"]
+        assert "created before it were deleted again" in refused.json()["detail"]
+        wait_for(lambda: json.loads(kubectl("get", "deployments,daemonsets,services", "-o", "json"))["items"] == [],
+                 30, "nothing left of the refused apply", lambda: kubectl("get", "all"))
+        kubectl("delete", "quota", "one-service")
+
         # The user makes the Secret and ConfigMap the preview named (Corral never reads them), then applies.
         kubectl("create", "secret", "generic", "token", f"--from-literal={needs['Secret', 'token']['keys'][0]}=s3cret")
         kubectl("create", "configmap", "site", f"--from-literal={needs['ConfigMap', 'site']['keys'][0]}=hello")

@@ -115,14 +115,21 @@ def _check_needs(api, namespace, needs):
     return needs
 
 
+def _refusal(exc):
+    """The namespace's quota refusing an object is the user's problem to fix (400), not Corral's
+    credentials failing (which is what the cluster's other 403s mean here)."""
+    if exc.cluster_status == 403 and "exceeded quota" in exc.message:
+        return 400
+    return exc.status if exc.status != 404 else 400
+
+
 def _create_all(api, namespace, objects):
     """Dry-run every object, then create them; on a failure delete what this call made."""
     for obj in objects:
         try:
             kube.call(api, "POST", PATHS[obj["kind"]].format(ns=namespace) + "?dryRun=All", obj)
         except kube.WorkloadError as exc:
-            raise kube.WorkloadError(exc.status if exc.status != 404 else 400,
-                                     f"{obj['kind']} {obj['metadata']['name']}: {exc.message}; nothing was applied", exc.cluster_status) from None
+            raise kube.WorkloadError(_refusal(exc), f"{obj['kind']} {obj['metadata']['name']}: {exc.message}; nothing was applied", exc.cluster_status) from None
     made = []
     try:
         for obj in objects:
@@ -134,7 +141,7 @@ def _create_all(api, namespace, objects):
                           {"propagationPolicy": "Background"})
             except kube.WorkloadError:
                 pass  # best effort: the error below names what failed
-        raise kube.WorkloadError(exc.status, f"{obj['kind']} {obj['metadata']['name']}: {exc.message}; "
+        raise kube.WorkloadError(_refusal(exc), f"{obj['kind']} {obj['metadata']['name']}: {exc.message}; "
                                              f"the {len(made)} object(s) created before it were deleted again", exc.cluster_status) from None
     return made
 
