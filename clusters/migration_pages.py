@@ -2,6 +2,8 @@
 to, review the YAML, what could not be translated and the Secrets/ConfigMaps to create, and apply.
 The same code as the API (clusters/api/migration.py), so the same permission checks."""
 
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -32,8 +34,11 @@ def _page(request, source, back):
                "nav_active": "clusters", "plan": None, "problem": "", "applied": False}
     status = 200
     try:
-        context["plan"] = migration.migrate_source(request.user, source, wanted, apply=request.method == "POST")
-        context["applied"] = request.method == "POST"
+        plan = migration.migrate_source(request.user, source, wanted, apply=request.method == "POST")
+        for item in plan["untranslated"]:
+            value = item["value"]
+            item["shown"] = value if isinstance(value, str) else json.dumps(value)
+        context["plan"], context["applied"] = plan, request.method == "POST"
     except exceptions.APIException as exc:
         context["problem"], status = _problem(exc), exc.status_code
     return render(request, "clusters/migration.html", context, status=status)
