@@ -1,6 +1,6 @@
 import django_filters
 
-from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, Workload
+from clusters.models import Cluster, ClusterEvent, ClusterMembership, Namespace, Node, Pod, Service, SwarmObject, Workload
 from portal.api.filters import IdFilter
 
 
@@ -9,7 +9,7 @@ class ClusterFilter(django_filters.FilterSet):
 
     class Meta:
         model = Cluster
-        fields = ["state", "driver", "provider", "slug"]
+        fields = ["state", "kind", "driver", "provider", "slug"]
 
     def filter_label(self, queryset, name, value):
         key, _, val = value.partition("=")
@@ -72,6 +72,14 @@ class ClusterEventFilter(InventoryFilter):
     class Meta:
         model = ClusterEvent
         fields = ["cluster", "type", "reason", "involved_kind"]
+
+
+class SwarmObjectFilter(InventoryFilter):
+    namespace = django_filters.CharFilter(field_name="namespace__name", help_text="The stack")
+
+    class Meta:
+        model = SwarmObject
+        fields = ["cluster", "kind"]
 
 
 class ClusterMembershipFilter(django_filters.FilterSet):

@@ -21,17 +21,20 @@ def check(cluster_id):
     cluster = Cluster.objects.get(pk=cluster_id)
     if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
         return cluster.state
-    try:
-        api = api_client(cluster.credentials)
+    if cluster.is_swarm:
+        version, error, not_allowed = _check_swarm(cluster)
+    else:
         try:
-            version = server_version(api)
-        finally:
-            api.close()
-        error, not_allowed = None, False
-    except ClusterConnectionError as exc:
-        version, error = None, str(exc)
-        # The outbound policy refusing its address is no passing blip: no grace period.
-        not_allowed = isinstance(exc.__cause__, ConnectionNotAllowed)
+            api = api_client(cluster.credentials)
+            try:
+                version = server_version(api)
+            finally:
+                api.close()
+            error, not_allowed = None, False
+        except ClusterConnectionError as exc:
+            version, error = None, str(exc)
+            # The outbound policy refusing its address is no passing blip: no grace period.
+            not_allowed = isinstance(exc.__cause__, ConnectionNotAllowed)
 
     with transaction.atomic():
         cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
@@ -55,3 +58,15 @@ def check(cluster_id):
         if "state" in fields:
             transaction.on_commit(lambda: inventory_changed.send(sender=Cluster, cluster_id=cluster_id, resources=frozenset({"cluster"})))
     return cluster.state
+
+
+def _check_swarm(cluster):
+    """(engine version, error, refused by the outbound policy) of a Swarm: its manager answers and
+    is still a manager."""
+    from clusters.swarm.client import SwarmConnectionError
+    from clusters.swarm.importer import probe
+
+    try:
+        return probe(cluster.credentials)["version"], None, False
+    except SwarmConnectionError as exc:
+        return None, str(exc), exc.cause == "not_allowed"

@@ -169,6 +169,10 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     def is_swarm(self):
         return self.kind == ClusterKind.SWARM
 
+    def kubernetes_only(self, what):
+        """Why ``what`` (something only a Kubernetes API does) cannot be done here, or ''."""
+        return f"cluster {self.name} is a Docker Swarm: {what} needs a Kubernetes API, which a Swarm has not" if self.is_swarm else ""
+
     @property
     def has_credentials(self):
         return bool(self.credentials)

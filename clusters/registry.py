@@ -5,10 +5,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from clusters.events import cluster_changed
-from clusters.models import Cluster, ClusterState, grant_creator_ownership
+from clusters.models import Cluster, ClusterKind, ClusterState, grant_creator_ownership
 
 
-def register_imported(*, name, credentials, version, user, description="", labels=None, provider=""):
+def register_imported(*, name, credentials, version, user, description="", labels=None, provider="", kind=ClusterKind.KUBERNETES):
     """Store the cluster (active), make ``user`` its owner, give it the default projects, and
     start its first sync once the transaction commits.  Returns the cluster."""
     from clusters import tasks
@@ -17,8 +17,8 @@ def register_imported(*, name, credentials, version, user, description="", label
 
     with transaction.atomic():
         cluster = Cluster(
-            name=name, description=description, labels=labels or {}, provider=provider, driver="imported",
-            api_endpoint=credentials["server"], credentials=credentials, kubernetes_version=version,
+            name=name, description=description, labels=labels or {}, provider=provider, driver="imported", kind=kind,
+            api_endpoint=credentials.get("server") or credentials.get("endpoint", ""), credentials=credentials, kubernetes_version=version,
             last_seen=timezone.now(), created_by=user,
         )
         cluster.set_state(ClusterState.ACTIVE)

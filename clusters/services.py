@@ -30,6 +30,8 @@ class Endpoints:
 
 def unreadable(cluster):
     """Why nothing can be read from ``cluster`` now, or ''."""
+    if cluster.is_swarm:
+        return cluster.kubernetes_only("reading endpoints")
     if cluster.state not in READABLE:
         return f"cluster {cluster.name} is {cluster.state}"
     if not cluster.api_endpoint and not (cluster.credentials or {}).get("server"):

@@ -65,19 +65,12 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         cluster = Cluster.objects.get(pk=cluster_id)
         if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
             raise SyncFailed(f"a {cluster.state} cluster is not synced")
-        step(10, "reading the inventory from the API server and writing it as it comes")
-        api = api_client(cluster.credentials)
-        try:
-            version = server_version(api)
-            counts = sync_inventory(cluster, api, versions, apply)
-        except ClusterConnectionError as exc:
-            raise SyncFailed(str(exc)) from exc
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
-        finally:
-            api.close()
+        if cluster.is_swarm:
+            step(10, "reading the swarm's inventory from its manager")
+            counts, version = _sync_swarm(cluster, apply)
+        else:
+            step(10, "reading the inventory from the API server and writing it as it comes")
+            counts, version = _sync_kubernetes(cluster, versions, apply)
         Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
         cluster.refresh_from_db()
         cluster_changed(cluster, event="cluster.synced")
@@ -90,3 +83,40 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         raise
     finally:
         lock.release()
+
+
+def _sync_kubernetes(cluster, versions, apply):
+    api = api_client(cluster.credentials)
+    try:
+        version = server_version(api)
+        return sync_inventory(cluster, api, versions, apply), version
+    except ClusterConnectionError as exc:
+        raise SyncFailed(str(exc)) from exc
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
+    finally:
+        api.close()
+
+
+def _sync_swarm(cluster, apply):
+    """Read the whole swarm, then write it in one go (through ``apply`` when given: the watcher's
+    writer, in order with the changes it follows)."""
+    from clusters.swarm import client as swarm_client
+    from clusters.swarm import inventory as swarm_inventory
+
+    try:
+        docker = swarm_client.docker_client(cluster.credentials)
+    except swarm_client.SwarmConnectionError as exc:
+        raise SyncFailed(str(exc)) from exc
+    try:
+        version = docker.api.version(api_version=False).get("Version", "")
+        data = swarm_inventory.read(docker)
+    except Exception as exc:
+        raise SyncFailed(swarm_client.describe_error(exc, cluster.api_endpoint)) from exc
+    finally:
+        docker.close()
+    counts, _ = (apply or (lambda work: work()))(lambda: swarm_inventory.write(cluster, data))
+    return counts, version
+

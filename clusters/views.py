@@ -112,7 +112,7 @@ def _download(request, clusters, filename):
 @require_POST
 def cluster_kubeconfig(request, pk):
     """Download a kubeconfig for one cluster (a POST: each makes a new token)."""
-    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view"), pk=pk)
+    cluster = get_object_or_404(Cluster.objects.restrict(request.user, "view").kubernetes(), pk=pk)  # a Swarm has no kubeconfig
     return _download(request, [cluster], f"{cluster.slug}.kubeconfig")
 
 
@@ -120,4 +120,4 @@ def cluster_kubeconfig(request, pk):
 @require_POST
 def all_kubeconfig(request):
     """Download a kubeconfig with every cluster one may see."""
-    return _download(request, Cluster.objects.restrict(request.user, "view").order_by("name", "pk"), "corral.kubeconfig")
+    return _download(request, Cluster.objects.restrict(request.user, "view").kubernetes().order_by("name", "pk"), "corral.kubeconfig")

@@ -547,8 +547,16 @@ def _stored(cluster, resource, obj):
     return model.objects.filter(cluster=cluster, **lookup).first() or model(cluster=cluster)
 
 
+def SwarmWatch(cluster_id, fingerprint):  # noqa: N802 - a class, imported late (it imports this module)
+    from clusters.swarm.watcher import SwarmWatch as watch
+
+    return watch(cluster_id, fingerprint)
+
+
 def _fingerprint(cluster):
     creds = cluster.credentials
+    if cluster.is_swarm:
+        return ("swarm", creds.get("endpoint"), creds.get("tls_cert"), creds.get("tls_ca"))
     return (creds.get("server"), creds.get("token"), creds.get("client_cert"))
 
 
@@ -566,7 +574,7 @@ class Supervisor:
         close_old_connections()
         if self.membership is not None:
             self.membership.renew()
-        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only("pk", "credentials")
+        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only("pk", "kind", "credentials")
         wanted = {c.pk: _fingerprint(c) for c in monitored if self.membership is None or self.membership.owns(c.pk)}
         for cluster_id, watch in list(self.watches.items()):
             if wanted.get(cluster_id) != watch.fingerprint:
@@ -574,7 +582,7 @@ class Supervisor:
                 del self.watches[cluster_id]
         for cluster_id, fingerprint in wanted.items():
             if cluster_id not in self.watches:
-                watch = ClusterWatch(cluster_id, fingerprint)
+                watch = (SwarmWatch if fingerprint[0] == "swarm" else ClusterWatch)(cluster_id, fingerprint)
                 watch.start()
                 self.watches[cluster_id] = watch
 

@@ -42,6 +42,7 @@ AFFECTED = {
     "deployments": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "statefulsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
     "daemonsets": {AlertCondition.WORKLOAD_UNAVAILABLE},
+    "workloads": {AlertCondition.WORKLOAD_UNAVAILABLE},  # Swarm services (clusters.swarm.inventory)
     "events": {AlertCondition.WARNING_EVENT},
     "usage": {AlertCondition.CPU_USAGE, AlertCondition.MEMORY_USAGE},
 }
@@ -138,6 +139,8 @@ def _pod_matches(rule, queryset, describe, value=None, counts=None):
 
 def pod_not_running(rule, cluster_ids):
     queryset = Pod.objects.filter(cluster_id__in=cluster_ids).exclude(phase__in=["Running", "Succeeded"])
+    # A Swarm keeps the tasks it replaced (history): only the tasks meant to run count.
+    queryset = queryset.exclude(Q(cluster__kind="swarm") & ~Q(details__desired_state="running"))
     return _pod_matches(rule, queryset, lambda ns, name, phase, restarts: f"pod {ns}/{name} is {phase or 'in no phase'}")
 
 
@@ -199,7 +202,7 @@ def control_plane_unhealthy(rule, cluster_ids):
 
 def workload_unavailable(rule, cluster_ids):
     percent = 100 if rule.threshold is None else rule.threshold
-    queryset = _namespaced(rule, Workload.objects.filter(cluster_id__in=cluster_ids, kind__in=["deployment", "statefulset", "daemonset"],
+    queryset = _namespaced(rule, Workload.objects.filter(cluster_id__in=cluster_ids, kind__in=["deployment", "statefulset", "daemonset", "service"],
                                                           desired_replicas__gt=0))
     queryset = queryset.filter(available_replicas__lt=F("desired_replicas") * percent / 100.0)
     rows = queryset.values_list("cluster_id", "name", "namespace__name", "namespace__project_id", "kind", "desired_replicas",

@@ -51,7 +51,8 @@ def collect_all_usage():
     """Queue one collection per active cluster (each its own task: one slow cluster holds up no other)."""
     from clusters.models import Cluster, ClusterState
 
-    for cluster_id in Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
+    # metrics.k8s.io and /livez, /readyz: Kubernetes clusters only (a Swarm has neither).
+    for cluster_id in Cluster.objects.kubernetes().filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).values_list("pk", flat=True):
         countdown = spread.countdown("usage", cluster_id, collect_all_usage.name)  # portal.spread
         collect_usage.apply_async((cluster_id,), countdown=countdown)
         check_control_plane.apply_async((cluster_id,), countdown=countdown)
@@ -62,7 +63,7 @@ def check_control_plane(cluster_id):
     """Ask the cluster's /livez and /readyz (with each usage collection); evaluate at once on a change."""
     from clusters.models import Cluster, ClusterState
 
-    cluster = Cluster.objects.filter(pk=cluster_id, state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).first()
+    cluster = Cluster.objects.kubernetes().filter(pk=cluster_id, state__in=[ClusterState.ACTIVE, ClusterState.UPDATING]).first()
     if cluster is not None and controlplane.probe(cluster):
         evaluate.evaluate_cluster(cluster_id, evaluate.affected_conditions({"control-plane"}))
 

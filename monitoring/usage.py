@@ -64,7 +64,7 @@ def read(cluster):
 def collect(cluster_id, now=None):
     """One collection of the cluster's usage; returns how many points were stored (0 without metrics)."""
     cluster = Cluster.objects.filter(pk=cluster_id).first()
-    if cluster is None or cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING):
+    if cluster is None or cluster.is_swarm or cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING):
         return 0
     now = (now or timezone.now()).replace(microsecond=0)
     try:

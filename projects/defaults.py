@@ -16,7 +16,9 @@ def create_default_projects(cluster):
     default, _ = Project.objects.get_or_create(
         cluster=cluster, name="Default", defaults={"description": "The default namespace"},
     )
-    for names, project in ((SYSTEM_NAMESPACES, system), (DEFAULT_NAMESPACES, default)):
+    # A Swarm has no system namespaces; its "default" stack holds the services outside any stack.
+    system_namespaces = () if cluster.is_swarm else SYSTEM_NAMESPACES
+    for names, project in ((system_namespaces, system), (DEFAULT_NAMESPACES, default)):
         for name in names:
             # A row with no uid yet: the inventory sync fills it in (it upserts by name).
             namespace, created = Namespace.objects.get_or_create(cluster=cluster, name=name, defaults={"project": project})

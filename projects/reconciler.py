@@ -259,6 +259,10 @@ def _reconcile_once(cluster_id):
         result.error(None, "Corral has no credentials for this cluster")
         _record(cluster, None, result)
         return result
+    if cluster.is_swarm:
+        # Nothing to push to a Swarm (no namespaces, quotas or RBAC): Corral enforces its projects itself.
+        _record(cluster, None, result)
+        return result
     want = d.desired_state(cluster)
     api = api_client(cluster.credentials)
     have = None
@@ -333,6 +337,11 @@ def _jsonable(value):
 def delete_namespaces(cluster_id, names):
     """Delete namespaces someone explicitly asked Corral to delete (with their project)."""
     cluster = Cluster.objects.get(pk=cluster_id)
+    if cluster.is_swarm:
+        from clusters.swarm.client import remove_stacks
+
+        remove_stacks(cluster.credentials, names)
+        return
     api = api_client(cluster.credentials)
     try:
         for name in names:

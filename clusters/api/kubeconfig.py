@@ -56,6 +56,8 @@ class ClusterKubeconfigMixin:
     def kubeconfig(self, request, pk=None):
         """A kubeconfig for this cluster through Corral, with a new token of its own."""
         cluster = self.get_object()
+        if cluster.is_swarm:
+            raise exceptions.ValidationError({"cluster": [cluster.kubernetes_only("a kubeconfig")]})
         return kubeconfig_response(request, [cluster], f"{cluster.slug}.kubeconfig")
 
 
@@ -63,5 +65,5 @@ class KubeconfigView(APIView):
     @extend_schema(parameters=[DAYS], responses={200: KUBECONFIG_SCHEMA}, operation_id="kubeconfig_retrieve")
     def get(self, request):
         """A kubeconfig with a context for every cluster you may see, with a new token of its own."""
-        clusters = Cluster.objects.restrict(request.user, "view").order_by("name", "pk")
+        clusters = Cluster.objects.restrict(request.user, "view").kubernetes().order_by("name", "pk")
         return kubeconfig_response(request, clusters, "corral.kubeconfig")

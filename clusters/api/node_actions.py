@@ -62,6 +62,8 @@ class NodeActionsMixin:
         data = s.DrainSerializer(data=request.data)  # an empty body takes the defaults
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        if node.cluster.is_swarm:
+            raise exceptions.ValidationError({"cluster": [node.cluster.kubernetes_only("a drain")]})
         if node.cluster.state not in ("active", "updating"):
             raise exceptions.ValidationError({"cluster": [f"the cluster is {node.cluster.state}; a drain needs an active cluster"]})
         options = {"timeout": v["timeout_seconds"], "force": v["force"], "delete_emptydir_data": v["delete_emptydir_data"]}

@@ -10,11 +10,13 @@ from clusters.models import (
     Cluster,
     ClusterDriver,
     ClusterEvent,
+    ClusterKind,
     ClusterMembership,
     Namespace,
     Node,
     Pod,
     Service,
+    SwarmObject,
     Workload,
     name_taken_error,
 )
@@ -48,12 +50,12 @@ class ClusterSerializer(ModelSerializer):
     class Meta:
         model = Cluster
         fields = [
-            "id", "name", "slug", "description", "labels", "driver", "provider", "driver_config",
+            "id", "name", "slug", "description", "labels", "kind", "driver", "provider", "driver_config",
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
             "sync_warnings", "has_credentials", "summary", "created", "modified", "created_by",
         ]
         read_only_fields = [
-            "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
+            "kind", "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
             "last_synced", "created", "modified",
         ]
 
@@ -125,7 +127,7 @@ class NodeSerializer(InventorySerializer):
         model = Node
         fields = [
             "id", "cluster", "uid", "name", "labels", "roles", "kubelet_version", "os_image", "internal_ip",
-            "capacity", "allocatable", "conditions", "taints", "ready", "unschedulable", "created_in_cluster", "synced",
+            "capacity", "allocatable", "conditions", "taints", "ready", "unschedulable", "details", "created_in_cluster", "synced",
         ]
 
 
@@ -146,7 +148,7 @@ class WorkloadSerializer(NamespacedSerializer):
         model = Workload
         fields = [
             "id", "cluster", "namespace", "uid", "kind", "name", "labels", "desired_replicas", "ready_replicas",
-            "available_replicas", "images", "selector", "paused", "created_in_cluster", "synced",
+            "available_replicas", "images", "selector", "paused", "details", "created_in_cluster", "synced",
         ]
 
 
@@ -155,8 +157,8 @@ class PodSerializer(NamespacedSerializer):
         model = Pod
         fields = [
             "id", "cluster", "namespace", "uid", "name", "labels", "node_name", "workload", "owner_kind", "owner_name",
-            "phase", "ready", "restarts", "images", "pod_ip", "cpu_request_m", "memory_request_bytes", "started",
-            "created_in_cluster", "synced",
+            "phase", "ready", "restarts", "waiting_reason", "images", "pod_ip", "cpu_request_m", "memory_request_bytes", "started",
+            "details", "created_in_cluster", "synced",
         ]
 
 
@@ -164,6 +166,16 @@ class ServiceSerializer(NamespacedSerializer):
     class Meta:
         model = Service
         fields = ["id", "cluster", "namespace", "uid", "name", "labels", "type", "cluster_ip", "ports", "selector", "synced"]
+
+
+class SwarmObjectSerializer(InventorySerializer):
+    """A Swarm network, secret or config: metadata only (Corral never reads their data)."""
+
+    namespace = serializers.CharField(source="namespace.name", read_only=True, default=None, allow_null=True)
+
+    class Meta:
+        model = SwarmObject
+        fields = ["id", "cluster", "namespace", "uid", "kind", "name", "labels", "details", "created_in_cluster", "synced"]
 
 
 class ClusterEventSerializer(InventorySerializer):
@@ -178,7 +190,8 @@ class ClusterEventSerializer(InventorySerializer):
 
 
 class ClusterImportSerializer(StrictSerializer):
-    """Either a kubeconfig (and optionally which context), or server + CA + bearer token."""
+    """Kubernetes: either a kubeconfig (and optionally which context), or server + CA + bearer token.
+    Swarm (``kind: swarm``): a manager's Docker endpoint, with TLS client certificates for tcp://."""
 
     name = serializers.CharField(max_length=100, required=False)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -189,6 +202,11 @@ class ClusterImportSerializer(StrictSerializer):
     server = serializers.CharField(required=False)
     ca_data = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     token = serializers.CharField(required=False, trim_whitespace=True)
+    kind = serializers.ChoiceField(choices=ClusterKind.choices, default=ClusterKind.KUBERNETES)
+    endpoint = serializers.CharField(required=False, max_length=300, help_text="Swarm: unix:///path, tcp://host:port or ssh://user@host")
+    tls_ca = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: the CA (PEM)")
+    tls_cert = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: client certificate (PEM)")
+    tls_key = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: client key (PEM)")
 
     def __init__(self, *args, require_name=True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -201,6 +219,16 @@ class ClusterImportSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs):
+        swarm_fields = [k for k in ("endpoint", "tls_ca", "tls_cert", "tls_key") if k in attrs]
+        kube_fields = [k for k in ("kubeconfig", "context", "server", "token", "ca_data") if k in attrs]
+        if attrs.get("kind") == ClusterKind.SWARM:
+            if kube_fields:
+                raise serializers.ValidationError({kube_fields[0]: ["not for a Swarm: give endpoint (and tls_ca, tls_cert, tls_key for tcp://)"]})
+            if not attrs.get("endpoint"):
+                raise serializers.ValidationError({"endpoint": ["required for a Swarm: unix:///path, tcp://host:port or ssh://user@host"]})
+            return attrs
+        if swarm_fields:
+            raise serializers.ValidationError({swarm_fields[0]: ['only for a Swarm ("kind": "swarm")']})
         by_kubeconfig = "kubeconfig" in attrs
         by_token = any(k in attrs for k in ("server", "token", "ca_data"))
         if by_kubeconfig == by_token:

@@ -19,15 +19,18 @@ from clusters.models import (
     Cluster,
     ClusterDriver,
     ClusterEvent,
+    ClusterKind,
     ClusterMembership,
     ClusterState,
     Namespace,
     Node,
     Pod,
     Service,
+    SwarmObject,
     Workload,
 )
 from clusters.registry import register_imported
+from clusters.swarm import importer as swarm_importer
 from portal.api.portal_serializers import OperationSerializer
 from portal.api.viewsets import ModelViewSet, ReadOnlyModelViewSet
 from portal.audit import record
@@ -89,7 +92,7 @@ class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
         v = data.validated_data
         cluster = register_imported(
             name=v["name"], credentials=credentials, version=version, user=request.user,
-            description=v["description"], labels=v["labels"], provider=v["provider"],
+            description=v["description"], labels=v["labels"], provider=v["provider"], kind=v["kind"],
         )
         cluster = self.get_queryset().with_summary(request.user).get(pk=cluster.pk)
         return Response(s.ClusterSerializer(cluster, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
@@ -105,11 +108,16 @@ class ClusterViewSet(ClusterKubeconfigMixin, ModelViewSet):
         data.is_valid(raise_exception=True)
         if "name" in data.validated_data:
             raise exceptions.ValidationError({"name": ["rename with PATCH, not here"]})
+        if data.validated_data["kind"] != cluster.kind and "kind" in request.data:
+            raise exceptions.ValidationError({"kind": [f"this cluster is a {cluster.kind} cluster"]})
+        data.validated_data["kind"] = cluster.kind
+        if cluster.is_swarm and "endpoint" not in data.validated_data:
+            raise exceptions.ValidationError({"endpoint": ["required for a Swarm: unix:///path, tcp://host:port or ssh://user@host"]})
         credentials, version = _verified_credentials(data.validated_data)
         with transaction.atomic():
             locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
             locked.credentials = credentials
-            locked.api_endpoint = credentials["server"]
+            locked.api_endpoint = credentials.get("server") or credentials["endpoint"]
             locked.kubernetes_version = version
             locked.last_seen = timezone.now()
             if locked.state in (ClusterState.UNAVAILABLE, ClusterState.ERROR):
@@ -214,6 +222,15 @@ class ServiceViewSet(ReadOnlyModelViewSet):
         return Response(s.EndpointSerializer(found.rows, many=True).data)
 
 
+class SwarmObjectViewSet(ReadOnlyModelViewSet):
+    """A Swarm's networks, secrets and configs: names and metadata, never their data."""
+
+    queryset = SwarmObject.objects.select_related("cluster", "namespace")
+    serializer_class = s.SwarmObjectSerializer
+    filterset_class = filters.SwarmObjectFilter
+    search_fields = ["name"]
+
+
 class ClusterEventViewSet(ReadOnlyModelViewSet):
     queryset = ClusterEvent.objects.select_related("cluster", "namespace")
     serializer_class = s.ClusterEventSerializer
@@ -223,6 +240,13 @@ class ClusterEventViewSet(ReadOnlyModelViewSet):
 
 def _verified_credentials(v):
     """Credentials from the validated import body, checked against the cluster (400 on failure)."""
+    if v.get("kind") == ClusterKind.SWARM:
+        try:
+            credentials = swarm_importer.credentials_from(v["endpoint"], v.get("tls_ca"), v.get("tls_cert"), v.get("tls_key"))
+            found = swarm_importer.verify(credentials)
+        except importer.ImportProblem as problem:
+            raise exceptions.ValidationError({problem.field: [problem.message]}) from None
+        return credentials, found["version"]
     by_kubeconfig = "kubeconfig" in v
     try:
         if by_kubeconfig:

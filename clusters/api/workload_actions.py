@@ -21,6 +21,8 @@ USABLE = (ClusterState.ACTIVE, ClusterState.UPDATING)
 
 
 def _client(cluster):
+    if cluster.is_swarm:
+        raise exceptions.ValidationError({"cluster": [cluster.kubernetes_only("this change")]})
     if cluster.state not in USABLE:
         raise exceptions.ValidationError({"cluster": [f"the cluster is {cluster.state}; changes need an active cluster"]})
     try:

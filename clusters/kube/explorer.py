@@ -86,6 +86,9 @@ def read(user, cluster, kind, namespaces, whole=False):
     from kubernetes.client.exceptions import ApiException
 
     listing = Listing()
+    if cluster.is_swarm:
+        listing.error = cluster.kubernetes_only(f"listing {RESOURCES[kind][2]}")
+        return listing
     if cluster.state not in REACHABLE:
         why = f": {cluster.last_error}" if cluster.last_error else ""
         listing.error = f"The cluster is {cluster.state}{why}; {RESOURCES[kind][2]} are read from the cluster when it answers."

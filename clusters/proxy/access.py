@@ -128,9 +128,11 @@ def authorize(presented, cluster_id, method, headers=None, websocket=False):
         ):
             raise Refusal(403, "Forbidden", "Corral: CSRF check failed (a page's request must come from Corral's own pages)")
     # A cluster the caller may not see is answered exactly like a missing one, before anything is sent.
-    cluster = Cluster.objects.restrict(user, "view").filter(pk=cluster_id).only("pk", "name", "state", "last_error", "credentials").first()
+    cluster = Cluster.objects.restrict(user, "view").filter(pk=cluster_id).only("pk", "name", "kind", "state", "last_error", "credentials").first()
     if cluster is None:
         raise Refusal(404, "NotFound", f"Corral: no cluster with id {cluster_id}")
+    if cluster.is_swarm:
+        raise Refusal(400, "BadRequest", f"Corral: {cluster.kubernetes_only('kubectl')}")
     if cluster.state not in REACHABLE:
         why = f": {cluster.last_error}" if cluster.last_error else ""
         raise Refusal(503, "ServiceUnavailable", f"Corral: cluster {cluster.name!r} is {cluster.state}{why}")

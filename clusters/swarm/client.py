@@ -45,7 +45,7 @@ def parse_endpoint(endpoint):
         raise SwarmConnectionError(
             f"the Docker endpoint {endpoint!r} must start with unix://, tcp:// or ssh://", "endpoint")
     if parts.scheme == "unix":
-        if not parts.path.startswith("/"):
+        if parts.netloc or not parts.path.startswith("/"):
             raise SwarmConnectionError(f"the unix socket path in {endpoint!r} must be absolute (unix:///path)", "endpoint")
         return "unix", parts.path
     try:
@@ -93,6 +93,13 @@ def docker_client(credentials, timeout=None):
         except docker_errors.TLSParameterError as exc:
             tmp.cleanup()
             raise SwarmConnectionError(f"the TLS settings are not usable: {exc}", "tls") from None
+    if scheme == "ssh":
+        try:
+            import paramiko  # noqa: F401 - the Docker SDK imports it even to shell out to ssh
+        except ImportError:
+            tmp.cleanup()
+            raise SwarmConnectionError("ssh:// endpoints need the paramiko package on Corral's host (pip install paramiko); "
+                                       "use tcp:// with TLS client certificates or a unix socket", "endpoint") from None
     base_url = {"unix": f"unix://{where}", "tcp": f"tcp://{where}", "ssh": f"ssh://{where}"}[scheme]
     try:
         # A fixed version first (no request yet): the guard goes on before the first connection.
@@ -173,3 +180,28 @@ def describe_error(exc, endpoint=""):
     if "ssh" in text.lower():
         return f"the SSH connection{where} failed: {str(root)[:300]}"
     return f"error talking to the Docker engine{where}: {str(root)[:300]}"
+
+
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def remove_stacks(credentials, names):
+    """Remove stacks as `docker stack rm` does: their services first, then their secrets, configs
+    and networks (a project deleted with its namespaces, on a Swarm)."""
+    client = docker_client(credentials)
+    try:
+        api = client.api
+        for name in names:
+            wanted = {"label": f"{STACK_LABEL}={name}"}
+            for service in api.services(filters=wanted):
+                api.remove_service(service["ID"])
+            for secret in api.secrets(filters=wanted):
+                api.remove_secret(secret["ID"])
+            for config in api.configs(filters=wanted):
+                api.remove_config(config["ID"])
+            for network in api.networks(filters=wanted):
+                api.remove_network(network["Id"])
+    except docker_errors.DockerException as exc:
+        raise SwarmConnectionError(describe_error(exc, client.corral_endpoint), cause_of(exc)) from exc
+    finally:
+        client.close()

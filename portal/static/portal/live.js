@@ -356,12 +356,12 @@
       if (msg.event === "cluster.summary") onSummary(msg.data);
       else if (msg.event.indexOf("cluster.") === 0) onCluster(msg.event, msg.data);
       else if (msg.event.indexOf("pod.") === 0) onPod(msg.event, msg.data);
-      else if (msg.event.indexOf("deployment.") === 0 || msg.event.indexOf("statefulset.") === 0 ||
+      else if (msg.event.indexOf("deployment.") === 0 || msg.event.indexOf("statefulset.") === 0 || msg.event.indexOf("workload.") === 0 ||
                msg.event.indexOf("daemonset.") === 0 || msg.event.indexOf("job.") === 0) onWorkload(msg.event.replace(/^[a-z]+\./, "workload."), msg.data);
       else if (msg.event.indexOf("operation.") === 0) onOperation(msg.data);
       else if (msg.event.indexOf("alert.") === 0) onAlert(msg.event, msg.data);
       else if (msg.event.indexOf("event.") === 0) onKubeEvent(msg.event, msg.data);
-      if (/^(node|alert|deployment|statefulset|daemonset)\./.test(msg.event)) refreshHealth();
+      if (/^(node|alert|deployment|statefulset|daemonset|workload)\./.test(msg.event)) refreshHealth();
     };
     ws.onclose = function (close) {
       clearInterval(pinger); clearTimeout(waiting);

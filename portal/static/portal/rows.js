@@ -6,7 +6,7 @@
 // Tables with th[data-sort] sort on click; input[data-filter-table] filters rows as one types.
 (function () {
   "use strict";
-  var WORKLOAD = /^(deployment|statefulset|daemonset|job|cronjob)\./;
+  var WORKLOAD = /^(deployment|statefulset|daemonset|job|cronjob|workload)\./;  // workload.*: a Swarm service
   var KINDS = ["pod", "node", "namespace", "event", "service"];
   var pending = {};
   var gone = {};  // uids of deleted objects (Kubernetes never reuses one): an answer sent before the deletion cannot bring them back
