@@ -68,14 +68,9 @@ def test_a_swarm_stack_moves_into_a_project_namespace_and_becomes_ready(world, s
     swarm.docker("stack", "deploy", "-c", tmp_path / "stack.yml", "shop")
     try:
         swarm_cluster, swarm_project = _swarm_cluster(credentials=swarm.credentials)
-        # The stack and its services as Corral's Swarm inventory keeps them (a Namespace, Workloads of kind "service").
-        stack = Namespace.objects.create(cluster=swarm_cluster, uid="stack:shop", name="shop", project=swarm_project)
-        client = swarm.client()
-        try:
-            for service in client.services.list(filters={"label": "com.docker.stack.namespace=shop"}):
-                Workload.objects.create(cluster=swarm_cluster, namespace=stack, uid=service.id, name=service.name, kind="service")
-        finally:
-            client.close()
+        sync.sync(swarm_cluster.pk)  # Corral's Swarm inventory: the stack a Namespace, its services Workloads of kind "service"
+        stack = Namespace.objects.get(cluster=swarm_cluster, name="shop")
+        Namespace.objects.filter(pk=stack.pk).update(project=swarm_project)
         web = Workload.objects.get(cluster=swarm_cluster, name="shop_web", kind="service")
 
         kube = imported_cluster(sandbox, "k8s-target")
