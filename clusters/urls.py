@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.urls import path
 
-from clusters import explore, pages, rows, views
+from clusters import explore, migration_pages, pages, rows, views
 
 urlpatterns = [
     path("clusters/<int:pk>/kubeconfig/", views.cluster_kubeconfig, name="portal-cluster-kubeconfig"),
@@ -19,6 +19,8 @@ urlpatterns = [
     path("pods/<int:pk>/yaml/", views.pod_yaml, name="portal-pod-yaml"),
     path("workloads/<int:pk>/yaml/", views.workload_yaml, name="portal-workload-yaml"),
     path("services/<int:pk>/yaml/", views.service_yaml, name="portal-service-yaml"),
+    path("workloads/<int:pk>/migrate/", migration_pages.workload_migration, name="portal-workload-migration"),
+    path("namespaces/<int:pk>/migrate/", migration_pages.namespace_migration, name="portal-namespace-migration"),
     # One row of a live table, rendered for the viewer (clusters.rows); the whole table to catch up.
     *[path(f"rows/{kind}/<int:pk>/", rows.row_view(kind), name=f"portal-row-{kind}") for kind in rows.MODELS],
     path("rows/<str:kind>/", login_required(rows.rows_view), name="portal-rows"),

@@ -315,6 +315,9 @@ def test_another_tenant_gets_not_found_on_every_portal_page_with_an_id(tenant_a)
         "portal-explore": world.cluster,
         "portal-explore-counts": world.cluster,
         "portal-object-yaml": world.cluster,
+        # Move to Kubernetes (issue 15): the page finds its source like the others.
+        "portal-workload-migration": Workload.objects.get(uid="a-wl"),
+        "portal-namespace-migration": world.namespace,
     }
     extra_args = {"portal-explore": ["configmaps"]}
     patterns = _portal_patterns()

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from clusters import filters, lifecycle, services, tasks
 from clusters.api import serializers as s
 from clusters.api.kubeconfig import ClusterKubeconfigMixin
+from clusters.api.migration import MigrationMixin
 from clusters.api.node_actions import NodeActionsMixin
 from clusters.api.swarm_actions import StackActionsMixin
 from clusters.api.workload_actions import PodActionsMixin, WorkloadActionsMixin
@@ -167,14 +168,14 @@ class NodeViewSet(NodeActionsMixin, ReadOnlyModelViewSet):
     ordering_fields = ["name", "cluster", "synced"]
 
 
-class NamespaceViewSet(NamespaceChangeMixin, ReadOnlyModelViewSet):
+class NamespaceViewSet(MigrationMixin, NamespaceChangeMixin, ReadOnlyModelViewSet):
     queryset = Namespace.objects.select_related("cluster", "project")
     serializer_class = s.NamespaceSerializer
     filterset_class = filters.NamespaceFilter
     search_fields = ["name"]
 
 
-class WorkloadViewSet(WorkloadActionsMixin, ReadOnlyModelViewSet):
+class WorkloadViewSet(MigrationMixin, WorkloadActionsMixin, ReadOnlyModelViewSet):
     """Inventory of workloads; POST deploys an image, /scale/ and /expose/ change one, DELETE removes it."""
 
     http_method_names = ["get", "post", "delete", "head", "options"]
