@@ -112,6 +112,8 @@ def stop(sandbox) -> None:
 def start(sandbox, report, timeout: float = 180) -> None:
     """Install Cluster API into the running sandbox and start its controllers; blocks until they
     serve and the ClusterClass is applied.  On failure, what was started is stopped again."""
+    if installed(sandbox):
+        raise SandboxError(f"sandbox {sandbox.name!r} already runs Cluster API")
     try:
         _start(sandbox, report, timeout)
     except BaseException:
@@ -120,8 +122,6 @@ def start(sandbox, report, timeout: float = 180) -> None:
 
 
 def _start(sandbox, report, timeout: float) -> None:
-    if installed(sandbox):
-        raise SandboxError(f"sandbox {sandbox.name!r} already runs Cluster API")
     report(2, "Cluster API: checking binaries")
     binaries, config = require_capi()
     if port_in_use(INMEMORY_DEBUG_PORT):
