@@ -135,6 +135,12 @@ def capi_sandbox():
     require_capi_built()
     _stop_orphans()
     _teardown_on_sigterm()
+    # The in-memory provider's ports are fixed upstream: on a machine shared by several test runs,
+    # wait for another run's management sandbox to go rather than fail at once.
+    from clusters.sandbox.capi import INMEMORY_DEBUG_PORT
+    from clusters.sandbox.ports import port_in_use
+
+    processes.wait_until(lambda: not port_in_use(INMEMORY_DEBUG_PORT), 600, interval=2)
     cluster = Sandbox(_session_sandbox_name("capi"))
     try:
         cluster.up(nodes=1, capi=True)
