@@ -29,9 +29,10 @@ from pathlib import Path
 
 import yaml
 
+from . import capi as cluster_api
 from . import processes
 from .api import APIError, KubeAPI, client_context
-from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
+from .binaries import REPO_ROOT, kube_bin_dir, require_binaries, require_capi
 from .components import POD_CIDR, command_lines, metrics_server_line, node_manifest
 from .errors import SandboxError
 from .pki import PKI
@@ -224,6 +225,7 @@ class Sandbox:
                 "alive": process is not None,
                 "rss_bytes": processes.rss_bytes([process]) if process else 0,
             }
+        components.update(cluster_api.status(self))
         return {
             "name": self.name,
             "running": any(c["alive"] for c in components.values()),
@@ -249,8 +251,13 @@ class Sandbox:
         api_port: int | None = None,
         timeout: float = 120,
         exec_on_host: bool = False,
+        capi: bool = False,
     ) -> None:
         """Start the control plane and `nodes` Ready kwok nodes; blocks until they are.
+
+        ``capi`` makes it a Cluster API management cluster as well (clusters/sandbox/capi.py): the
+        controllers run beside it and the ClusterClass ``in-memory`` is applied; if that fails, the
+        whole sandbox is stopped again.
 
         Every pod's logs (``kubectl logs``, ``-f`` follows) and attach read ``pod.log`` in the
         sandbox's directory.  ``exec_on_host`` makes ``kubectl exec`` run the command on this host
@@ -265,8 +272,16 @@ class Sandbox:
                 last = message
                 progress(percent, message)
 
+        if capi:
+            require_capi()  # before anything starts
         with self._exclusive():
             self._up(nodes, report, api_port, timeout, exec_on_host)
+            if capi:
+                try:
+                    cluster_api.start(self, report, timeout=max(timeout, 180))
+                except BaseException:
+                    self._down()
+                    raise
 
     def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float, exec_on_host: bool = False) -> None:
         if nodes < 0:
@@ -383,6 +398,7 @@ class Sandbox:
             self._down()
 
     def _down(self) -> None:
+        cluster_api.stop(self)  # first: its controllers talk to the API server (and may outlive it)
         state = self._state()
         if state is None or not self.is_running():
             if self.dir.exists():
