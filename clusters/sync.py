@@ -69,7 +69,8 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         api = api_client(cluster.credentials)
         try:
             version = server_version(api)
-            counts = sync_inventory(cluster, api, versions, apply)
+            missing = []
+            counts = sync_inventory(cluster, api, versions, apply, missing)
         except ClusterConnectionError as exc:
             raise SyncFailed(str(exc)) from exc
         except DatabaseError:
@@ -78,11 +79,15 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
             raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
         finally:
             api.close()
-        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
+        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now(),
+                                                     missing_apis=missing)
+        if missing:
+            log.info("cluster %s: synced without %s", cluster_id, "; ".join(f"{m['group_version']} ({m['reason']})" for m in missing))
         cluster.refresh_from_db()
         cluster_changed(cluster, event="cluster.synced")
         cache.delete(_failures_key(cluster_id))
-        step(100, "synced " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        step(100, "synced " + ", ".join(f"{n} {k}" for k, n in counts.items())
+             + "".join(f"; not synced: {m['group_version']} ({m['reason']})" for m in missing if m["resources"]))
         return counts
     except SyncFailed:
         failures, _ = cache.get(_failures_key(cluster_id)) or (0, 0)

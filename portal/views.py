@@ -53,6 +53,7 @@ def cluster_detail(request, pk):
         "events": rows.table("event", user, {k: v for k, v in table_filter.items() if k != "q"}, limit=50, request=request),
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
+        "missing_apis": cluster.missing_apis_for(user),
         **usage_status(cluster),
         "may_change": can(user, "change", cluster),
         "may_remove": can(user, "delete", cluster),

@@ -38,19 +38,27 @@ class SyncWarningSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
+class MissingAPISerializer(serializers.Serializer):
+    group_version = serializers.CharField()
+    resources = serializers.ListField(child=serializers.CharField(), help_text="What Corral reads from it and could not")
+    served = serializers.BooleanField(allow_null=True, help_text="false: the server does not serve it; null: its discovery failed")
+    reason = serializers.CharField(allow_blank=True, help_text="Why (cluster owners only)")
+
+
 class ClusterSerializer(ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     api_endpoint = serializers.CharField(read_only=True)  # empty until provisioned: not always a URL
     has_credentials = serializers.BooleanField(read_only=True)
     summary = serializers.SerializerMethodField()
     sync_warnings = serializers.SerializerMethodField(help_text="Objects the last syncs could not store (cluster owners only)")
+    missing_apis = serializers.SerializerMethodField(help_text="APIs the last sync found not served or failing discovery (not synced)")
 
     class Meta:
         model = Cluster
         fields = [
             "id", "name", "slug", "description", "labels", "driver", "provider", "driver_config",
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
-            "sync_warnings", "has_credentials", "summary", "created", "modified", "created_by",
+            "sync_warnings", "missing_apis", "has_credentials", "summary", "created", "modified", "created_by",
         ]
         read_only_fields = [
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
@@ -71,10 +79,19 @@ class ClusterSerializer(ModelSerializer):
     def get_sync_warnings(self, obj):
         if not obj.sync_warnings:
             return []
+        return obj.sync_warnings if obj.pk in self._changeable() else []
+
+    def _changeable(self):
         request = self.context.get("request")
         if "changeable_clusters" not in self.context:  # once per response, not once per cluster
             self.context["changeable_clusters"] = set(Cluster.objects.restrict(request.user, CHANGE).values_list("pk", flat=True)) if request else set()
-        return obj.sync_warnings if obj.pk in self.context["changeable_clusters"] else []
+        return self.context["changeable_clusters"]
+
+    @extend_schema_field(MissingAPISerializer(many=True))
+    def get_missing_apis(self, obj):
+        if not obj.missing_apis:
+            return []
+        return obj.missing_apis_for(None, changeable=obj.pk in self._changeable())
 
     def validate_name(self, value):
         request = self.context.get("request")

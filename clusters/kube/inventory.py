@@ -331,6 +331,18 @@ class SyncWriter:
         key = "name" if resource == "namespaces" else "uid"
         self.apply(lambda: store.delete_unlisted(model, self.cluster, listed, version, self.started, key, **scope))
 
+    def unserved(self, resource):
+        """The server does not serve ``resource``: its rows go, unburied (the objects may well be
+        in the cluster's store, and come back when the API is served again)."""
+        if resource in MODELS and resource != "namespaces":
+            scope = {"kind": WORKLOAD_KINDS[resource]} if resource in WORKLOAD_KINDS else {}
+
+            def forget():
+                with transaction.atomic():
+                    store.lock_inventory(self.cluster.pk)
+                    MODELS[resource].objects.filter(cluster=self.cluster, **scope).delete()
+            self.apply(forget)
+
     def finish(self):
         def wrap_up():
             store.forget_old_tombstones(self.cluster)
@@ -433,12 +445,25 @@ FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fiel
           **{resource: (lambda obj, kind=kind: workload_fields(obj, kind)) for resource, kind in WORKLOAD_KINDS.items()}}
 
 
-def sync_inventory(cluster, api, versions=None, apply=None):
+def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
     """Read the cluster's whole inventory and write it as it comes; returns object counts.
-    ``versions``, when given, receives each list's resourceVersion (where a watch can start)."""
+    ``versions``, when given, receives each list's resourceVersion (where a watch can start).
+    Only what the server serves is listed (clusters.kube.discovery); ``missing``, when given (a
+    list), receives what is not.  A resource the server does not serve has no objects (its rows
+    go); one whose discovery failed (a 5xx) keeps its rows until the server answers again."""
+    from clusters.kube.discovery import discover, unavailable_api_services
+
+    served, absent = discover(api, RESOURCES)
+    unserved = {name for m in absent if m["served"] is False for name in m["resources"]}
+    if missing is not None:
+        missing.extend(absent + unavailable_api_services(api))
     writer = SyncWriter(cluster, apply)
     for resource in SYNC_ORDER:
         listed, version = set(), ""
+        if resource not in served:
+            if resource in unserved:
+                writer.unserved(resource)
+            continue
         for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource])):
             version = page_version  # every page of a list is read at the same resourceVersion
             listed.update(_key(resource, o) for o in items)
