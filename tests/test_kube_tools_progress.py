@@ -16,6 +16,11 @@ ALL = BINARIES + ADDONS  # in the order they are built
 
 FAKE_GO = """#!/bin/bash
 if [ "$1" = env ]; then echo go1.99-fake; exit 0; fi
+if [ "$1" = list ]; then  # `go list -m -f {{.Dir}} MODULE`: where Cluster API's config/ folders are copied from
+  d="$(dirname "$0")/modules"
+  for p in core bootstrap/kubeadm controlplane/kubeadm infrastructure/docker; do mkdir -p "$d/$p/config/crd" "$d/$p/config/webhook"; done
+  echo "$d"; exit 0
+fi
 out=""
 while [ $# -gt 0 ]; do if [ "$1" = -o ]; then out="$2"; shift; fi; shift; done
 for i in $(seq 1 60); do echo "go: downloading example.com/module$i v1.0.$i" >&2; done

@@ -48,10 +48,14 @@ def require_binaries(bin_dir: Path | None = None) -> Path:
     return bin_dir
 
 
-# Add-ons (metrics-server, Alertmanager, helm): each pinned in its own module under tools/kube/<name>/
+# Cluster API's controllers (one module, tools/kube/capi/): core, kubeadm bootstrap and control plane, in-memory
+# infrastructure; clusters/sandbox/capi.py runs them beside a sandbox.
+CAPI = ("capi-manager", "capi-kubeadm-bootstrap", "capi-kubeadm-control-plane", "capi-inmemory")
+
+# Add-ons (metrics-server, Alertmanager, helm, Cluster API): each pinned in its own module under tools/kube/<name>/
 # with its own cache key, so they never change the control plane's key (tools/kube/addons.sh).
 ADDONS_SCRIPT = REPO_ROOT / "tools" / "kube" / "addons.sh"
-ADDONS = ("metrics-server", "alertmanager", "helm")
+ADDONS = ("metrics-server", "alertmanager", "helm", *CAPI)
 
 
 @functools.cache
@@ -74,3 +78,30 @@ def require_addon(name: str) -> Path:
     if not os.access(path, os.X_OK):
         raise MissingBinaries(f"{name} is not built ({path}); build it with `{BUILD_COMMAND}`")
     return path
+
+
+@functools.cache
+def capi_config_dir() -> Path:
+    """Where `make kube-tools` copies Cluster API's CRDs and webhook configurations (the modules'
+    config/ folders: <provider>/crd, <provider>/webhook); $CORRAL_CAPI_CONFIG_DIR overrides it."""
+    override = os.environ.get("CORRAL_CAPI_CONFIG_DIR")
+    if override:
+        return Path(override)
+    try:
+        out = subprocess.run(["bash", str(ADDONS_SCRIPT), "--print-capi-config"], check=True, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise MissingBinaries(f"cannot locate Cluster API's config ({detail.strip()}); build it with `{BUILD_COMMAND}`") from exc
+    return Path(out.stdout.strip())
+
+
+def require_capi() -> tuple[dict[str, Path], Path]:
+    """Cluster API's binaries by name and its config directory, or a clear error naming what is missing."""
+    binaries = {name: addon_path(name) for name in CAPI}
+    missing = [name for name, path in binaries.items() if not os.access(path, os.X_OK)]
+    config = capi_config_dir()
+    if not (config / ".complete").exists():
+        missing.append(f"config ({config})")
+    if missing:
+        raise MissingBinaries(f"Cluster API is not built ({', '.join(missing)}); build it with `{BUILD_COMMAND}`")
+    return binaries, config

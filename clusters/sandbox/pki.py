@@ -150,6 +150,20 @@ class PKI:
             ),
         )
 
+    def issue_serving(self, pair: KeyPair, common_name: str, hosts: list[str]) -> None:
+        """A serving certificate for `hosts` (IP addresses or DNS names) signed by this sandbox's CA:
+        for servers beside the control plane that kube-apiserver calls (e.g. Cluster API's webhooks)."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
+        sans = []
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        pair.cert.parent.mkdir(parents=True, exist_ok=True)
+        self._issue(pair, ca_cert, ca_key, _name(common_name), ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
+
     def _issue(self, pair: KeyPair, ca_cert, ca_key, subject, usage, sans=None) -> None:
         key = _private_key()
         builder = (
