@@ -21,6 +21,8 @@ def check(cluster_id):
     cluster = Cluster.objects.get(pk=cluster_id)
     if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
         return cluster.state
+    if cluster.driver == "capi" and _deleted_outside_corral(cluster):
+        return ClusterState.ERROR
     try:
         api = api_client(cluster.credentials)
         try:
@@ -55,3 +57,20 @@ def check(cluster_id):
         if "state" in fields:
             transaction.on_commit(lambda: inventory_changed.send(sender=Cluster, cluster_id=cluster_id, resources=frozenset({"cluster"})))
     return cluster.state
+
+
+def _deleted_outside_corral(cluster):
+    """A cluster made through Cluster API whose Cluster object is gone from the management
+    cluster (deleted there, not through Corral): it goes to *error* saying so; removing it in Corral
+    then forgets it."""
+    from clusters.drivers import driver_for
+
+    if driver_for(cluster).still_there(cluster) is not False:
+        return False
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.set_state(ClusterState.ERROR, error="its Cluster object was deleted from the management cluster outside Corral; "
+                            "remove it here to forget it"):
+            locked.save(update_fields=["state", "state_since", "last_error", "modified"])
+            cluster_changed(locked)
+    return True

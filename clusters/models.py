@@ -45,6 +45,7 @@ CLUSTER_TRANSITIONS = {
 class ClusterDriver(models.TextChoices):
     IMPORTED = "imported", "Imported"
     SANDBOX = "sandbox", "Sandbox (local control plane with simulated nodes)"
+    CAPI = "capi", "Cluster API (made from a ClusterClass on a management cluster)"
 
 
 def name_taken_error(name, user, exclude_pk=None):
@@ -116,6 +117,9 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     # The APIs Corral reads that the last sync found not served or failing discovery (a turned-off
     # group, an aggregated API whose backend is down): group_version, resources, reason.
     missing_apis = models.JSONField(default=list, blank=True, editable=False)
+    # Runs the Cluster API controllers: its ClusterClasses are offered for new clusters (the capi
+    # driver).  Set by its owners; only where the API serves cluster.x-k8s.io.
+    is_management = models.BooleanField("management cluster", default=False, help_text="Runs Cluster API: new clusters can be made from its ClusterClasses")
     # server, ca_data, token or client cert/key: encrypted at rest, never shown by the API or admin.
     credentials = EncryptedJSONField()
 

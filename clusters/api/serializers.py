@@ -58,7 +58,7 @@ class ClusterSerializer(ModelSerializer):
         fields = [
             "id", "name", "slug", "description", "labels", "driver", "provider", "driver_config",
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
-            "sync_warnings", "missing_apis", "has_credentials", "summary", "created", "modified", "created_by",
+            "sync_warnings", "missing_apis", "is_management", "has_credentials", "summary", "created", "modified", "created_by",
         ]
         read_only_fields = [
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
@@ -110,6 +110,28 @@ class ClusterSerializer(ModelSerializer):
             raise serializers.ValidationError("must be an object")
         return value
 
+    def validate_is_management(self, value):
+        from clusters.capi.classes import CapiError, serves_capi
+        from clusters.kube.client import api_client
+
+        if not value or self.instance is None or self.instance.is_management:
+            return value
+        if self.instance.state not in ("active", "updating"):
+            raise serializers.ValidationError(f"a {self.instance.state} cluster cannot be checked for Cluster API")
+        try:
+            api = api_client(self.instance.credentials)
+            try:
+                served = serves_capi(api)
+            finally:
+                api.close()
+        except CapiError as exc:
+            raise serializers.ValidationError(f"cannot check for Cluster API: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - the cluster not answering is the answer
+            raise serializers.ValidationError(f"cannot check for Cluster API: {exc}") from None
+        if not served:
+            raise serializers.ValidationError("this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2): install its controllers first")
+        return value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
         driver = attrs.get("driver", getattr(self.instance, "driver", ClusterDriver.IMPORTED))
@@ -121,7 +143,46 @@ class ClusterSerializer(ModelSerializer):
             problem = sandbox_nodes_error(attrs["driver_config"])
             if problem:
                 raise serializers.ValidationError({"driver_config": [problem]})
+        if driver == ClusterDriver.CAPI:
+            if self.instance is not None:
+                if "driver_config" in attrs and attrs["driver_config"] != self.instance.driver_config:
+                    raise serializers.ValidationError({"driver_config": ["scale pools with /scale/ and upgrade with /upgrade/"]})
+            else:
+                from clusters.capi.classes import check_request
+
+                request = self.context.get("request")
+                attrs["driver_config"], errors = check_request(attrs.get("driver_config"), getattr(request, "user", None))
+                if errors:
+                    raise serializers.ValidationError({"driver_config": {k: [v] for k, v in errors.items()}})
         return attrs
+
+
+class PoolScaleSerializer(StrictSerializer):
+    pool = serializers.CharField(max_length=63, help_text="A worker pool's name (workers[].name)")
+    replicas = serializers.IntegerField(min_value=0, max_value=1000)
+
+
+class UpgradeSerializer(StrictSerializer):
+    version = serializers.RegexField(r"^v\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", max_length=64,
+                                     error_messages={"invalid": "a Kubernetes version such as v1.35.0"})
+
+
+class ClusterClassVariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    required = serializers.BooleanField()
+    type = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    default = serializers.JSONField(allow_null=True)
+    schema = serializers.JSONField(help_text="The variable's OpenAPI v3 schema")
+
+
+class ClusterClassSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    namespace = serializers.CharField()
+    kubernetes_versions = serializers.ListField(child=serializers.CharField())
+    worker_classes = serializers.ListField(child=serializers.CharField())
+    variables = ClusterClassVariableSerializer(many=True)
+    conditions = serializers.JSONField()
 
 
 class ClusterMembershipSerializer(SubjectMixin, ModelSerializer):
