@@ -8,10 +8,12 @@ end-to-end run with the real controllers is tests/test_capi_e2e.py."""
 
 import base64
 import copy
+import json
 
 import pytest
 import yaml
 from celery.contrib.testing.worker import start_worker
+from django.test import Client
 
 from clusters import health
 from clusters.models import Cluster, ClusterMembership
@@ -125,6 +127,19 @@ def test_management_cluster_classes_and_every_bad_input_named(management):
     assert not Cluster.objects.filter(driver="capi").exists()
     assert not sandbox.api().get(f"{API}/namespaces/default/clusters")["items"]
 
+    # The portal's create page and the management cluster's page list the classes; the admin checks as the API does.
+    page = Client()
+    page.force_login(world.owner)
+    html = page.get("/clusters/new/").content.decode()
+    assert 'id="create-capi"' in html and "machineStartupDuration" in html and "v1.35.0" in html
+    assert 'id="cluster-classes"' in page.get(f"/clusters/{mc.pk}/").content.decode()
+    admin = Client()
+    admin.force_login(world.admin)
+    form = {"name": "by-admin", "description": "", "labels": "{}", "driver": "capi", "provider": "", "nodes": "",
+            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    refused = admin.post("/admin/clusters/cluster/add/", {**form, "driver_config": json.dumps(_request(mc, version="v1.36.3")["driver_config"])})
+    assert refused.status_code == 200 and "version: the class &#x27;in-memory&#x27; offers" in refused.content.decode()
+
     # Without "Create clusters": 403 whatever the body; with it but not seeing the management cluster: as if it did not exist.
     assert world.client(world.viewer).post("/api/v1/clusters/", _request(mc, version="v9.9.9"), format="json").status_code == 403
     GlobalRoleBinding.objects.create(user=world.stranger, role=GlobalRole.CREATE_CLUSTERS)
@@ -192,6 +207,10 @@ def test_provision_scale_upgrade_and_delete_follow_what_capi_reports(management,
         wait_for(lambda: Operation.objects.get(pk=op).status == "succeeded", 30, "provisioning to finish")
         cluster.refresh_from_db()
         assert cluster.state == "active" and cluster.api_endpoint == sandbox.endpoint
+        page = Client()
+        page.force_login(owner)
+        html = page.get(f"/clusters/{cluster.pk}/").content.decode()
+        assert 'id="capi-pools"' in html and 'id="capi-scale"' in html and "md-0" in html
         wait_for(lambda: cluster.last_synced or Cluster.objects.get(pk=cluster.pk).last_synced, 30, "the first sync")
 
         # Others may not change it.

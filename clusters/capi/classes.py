@@ -213,3 +213,19 @@ def check_request(config, user):
     if cls is None:
         return config, {"class": f"no ClusterClass {config['class']!r} in namespace {config['namespace']!r} of {mc.name}"}
     return config, check_against_class(config, cls)
+
+
+def classes_of(mc):
+    """(ClusterClasses of the management cluster ``mc``, None) or ([], why they cannot be read)."""
+    from clusters.kube.client import api_client
+
+    try:
+        api = api_client(mc.credentials)
+        try:
+            return list_classes(api), None
+        finally:
+            api.close()
+    except CapiError as exc:
+        return [], exc.message
+    except Exception as exc:  # noqa: BLE001 - shown on the page: the management cluster does not answer
+        return [], str(exc)
