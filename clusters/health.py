@@ -41,7 +41,7 @@ def check(cluster_id):
         fields = []
         if error is None:
             cluster.last_seen = now
-            cluster.kubernetes_version = version
+            cluster.kubernetes_version = version or cluster.kubernetes_version
             fields += ["last_seen", "kubernetes_version"]
             if cluster.state == ClusterState.UNAVAILABLE and cluster.set_state(ClusterState.ACTIVE, error=""):
                 fields += ["state", "state_since", "last_error"]

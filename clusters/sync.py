@@ -79,8 +79,8 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
             raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
         finally:
             api.close()
-        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now(),
-                                                     missing_apis=missing)
+        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version or cluster.kubernetes_version,
+                                                     last_seen=timezone.now(), missing_apis=missing)
         if missing:
             log.info("cluster %s: synced without %s", cluster_id, "; ".join(f"{m['group_version']} ({m['reason']})" for m in missing))
         cluster.refresh_from_db()

@@ -44,13 +44,13 @@ def provision_cluster(operation_id, cluster_id):
             cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
             cluster.api_endpoint = endpoint
             cluster.credentials = credentials
-            cluster.kubernetes_version = version
+            cluster.kubernetes_version = version or cluster.driver_config.get("version", "")  # a capi cluster's, if the server does not say
             cluster.last_seen = timezone.now()
             cluster.set_state(ClusterState.ACTIVE, error="")
             cluster.save()
             create_default_projects(cluster)
             cluster_changed(cluster)
-        progress.step(100, f"cluster is active, Kubernetes {version}")
+        progress.step(100, f"cluster is active, Kubernetes {cluster.kubernetes_version or '(version not told)'}")
     transaction.on_commit(lambda: sync_cluster_quietly.delay(cluster_id))
 
 
@@ -81,6 +81,8 @@ def change_capi_cluster(operation_id, cluster_id, replicas=None, version=None):
         with transaction.atomic():
             locked = Cluster.objects.select_for_update().get(pk=cluster_id)
             locked.driver_config = config
+            if version:
+                locked.kubernetes_version = version  # until a sync reads the server's own /version
             locked.set_state(ClusterState.ACTIVE, error="")
             locked.save()
             cluster_changed(locked)

@@ -65,7 +65,10 @@ def cluster_object(cluster):
         "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
         "metadata": {"name": capi_name(cluster), "namespace": namespace(cluster), "labels": labels(cluster),
                      "annotations": {"corral.io/cluster-name": cluster.name}},
-        "spec": {"topology": topology(config)},
+        # clusterctl's usual networks: kubeadm needs them for the control plane's certificates and Services.
+        "spec": {"clusterNetwork": {"services": {"cidrBlocks": ["10.128.0.0/12"]}, "pods": {"cidrBlocks": ["192.168.0.0/16"]},
+                                    "serviceDomain": "cluster.local"},
+                 "topology": topology(config)},
     }
 
 
