@@ -114,6 +114,39 @@ def sandbox():
         pass
 
 
+def require_capi_built():
+    """Cluster API's controllers and config (make kube-tools); skip locally or fail in CI without them."""
+    from clusters.sandbox.binaries import require_capi
+
+    try:
+        return require_capi()
+    except MissingBinaries as exc:
+        problem = str(exc)
+    if _in_ci():
+        pytest.fail(f"CI must run the real Cluster API: {problem}", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def capi_sandbox():
+    """A management sandbox: Cluster API's controllers beside it and the ClusterClass default/in-memory
+    (`sandbox up --capi`); one per session, as the in-memory provider's ports are fixed."""
+    require_kube_binaries()
+    require_capi_built()
+    _stop_orphans()
+    _teardown_on_sigterm()
+    cluster = Sandbox(_session_sandbox_name("capi"))
+    try:
+        cluster.up(nodes=1, capi=True)
+    except SandboxError as exc:
+        pytest.fail(f"could not start the Cluster API sandbox: {exc}", pytrace=False)
+    yield cluster
+    try:
+        cluster.down()
+    except SandboxError:
+        pass
+
+
 @pytest.fixture
 def kube_namespace(sandbox, request):
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from . import capi as cluster_api
 from . import processes
 from .api import APIError, KubeAPI, client_context
 from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
@@ -224,6 +225,7 @@ class Sandbox:
                 "alive": process is not None,
                 "rss_bytes": processes.rss_bytes([process]) if process else 0,
             }
+        components.update(cluster_api.status(self))
         return {
             "name": self.name,
             "running": any(c["alive"] for c in components.values()),
@@ -249,8 +251,13 @@ class Sandbox:
         api_port: int | None = None,
         timeout: float = 120,
         exec_on_host: bool = False,
+        capi: bool = False,
     ) -> None:
         """Start the control plane and `nodes` Ready kwok nodes; blocks until they are.
+
+        ``capi`` makes it a Cluster API management cluster as well (clusters/sandbox/capi.py): the
+        controllers run beside it and the ClusterClass ``in-memory`` is applied; if that fails, the
+        whole sandbox is stopped again.
 
         Every pod's logs (``kubectl logs``, ``-f`` follows) and attach read ``pod.log`` in the
         sandbox's directory.  ``exec_on_host`` makes ``kubectl exec`` run the command on this host
@@ -267,6 +274,12 @@ class Sandbox:
 
         with self._exclusive():
             self._up(nodes, report, api_port, timeout, exec_on_host)
+            if capi:
+                try:
+                    cluster_api.start(self, report, timeout=max(timeout, 180))
+                except BaseException:
+                    self._down()
+                    raise
 
     def _up(self, nodes: int, report: Progress, api_port: int | None, timeout: float, exec_on_host: bool = False) -> None:
         if nodes < 0:
@@ -383,6 +396,7 @@ class Sandbox:
             self._down()
 
     def _down(self) -> None:
+        cluster_api.stop(self)  # first: its controllers talk to the API server (and may outlive it)
         state = self._state()
         if state is None or not self.is_running():
             if self.dir.exists():

@@ -21,6 +21,8 @@ class Command(BaseCommand):
         up.add_argument("name")
         up.add_argument("--nodes", type=int, default=3, help="simulated nodes (default 3)")
         up.add_argument("--port", type=int, help="kube-apiserver port (default: a free one)")
+        up.add_argument("--capi", action="store_true",
+                        help="also run Cluster API (in-memory machines) and apply the ClusterClass in-memory: a management cluster")
         down = sub.add_parser("down", help="stop a sandbox and remove its state")
         down.add_argument("name")
         sub.add_parser("list", help="list sandboxes")
@@ -36,14 +38,16 @@ class Command(BaseCommand):
         except SandboxError as exc:
             raise CommandError(str(exc)) from exc
 
-    def _up(self, root, name, nodes, port=None, **_):
+    def _up(self, root, name, nodes, port=None, capi=False, **_):
         sandbox = Sandbox(name, root)
 
         def progress(percent, message):
             self.stdout.write(f"[{percent:3d}%] {message}")
 
-        sandbox.up(nodes=nodes, progress=progress, api_port=port)
+        sandbox.up(nodes=nodes, progress=progress, api_port=port, capi=capi)
         self.stdout.write(self.style.SUCCESS(f"sandbox {name} is up: {sandbox.endpoint}"))
+        if capi:
+            self.stdout.write("Cluster API runs beside it; ClusterClass default/in-memory (see docs/capi.md)")
         self.stdout.write(f"export KUBECONFIG={sandbox.kubeconfig_path}")
 
     def _down(self, root, name, **_):
