@@ -6,6 +6,7 @@ import jsonschema
 
 from clusters.capi import API
 from clusters.kube.workloads import WorkloadError, call
+from portal.validators import MAX_ID
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -92,7 +93,7 @@ def check_shape(config):
     for extra in sorted(set(config) - known):
         errors[extra] = "unknown option; the options are " + ", ".join(sorted(known))
     mc = config.get("management_cluster")
-    if not isinstance(mc, int) or isinstance(mc, bool) or mc < 1:
+    if not isinstance(mc, int) or isinstance(mc, bool) or not 1 <= mc <= MAX_ID:
         errors["management_cluster"] = "the id of a management cluster is required"
     if not isinstance(config.get("class"), str) or not config.get("class"):
         errors["class"] = "the name of a ClusterClass is required"
