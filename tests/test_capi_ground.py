@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.kube
 
+REPO = Path(__file__).resolve().parents[1]
 VERSION = "v1.36.3"  # one the ClusterClass offers
 
 
@@ -126,3 +130,13 @@ def test_cluster_from_the_class_becomes_available_and_its_kubeconfig_reaches_its
     kubectl(capi_sandbox, "delete", "cluster", name, "-n", namespace, "--wait=false")
     wait_for(lambda: not get(capi_sandbox, f"{base}/clusters")["items"], 180, "the Cluster to be deleted", progress)
     assert not get(capi_sandbox, f"{base}/machines")["items"]
+
+
+def test_up_capi_without_cluster_api_built_says_how_to_build_it_and_starts_nothing(tmp_path):
+    env = {**os.environ, "CORRAL_CAPI_INMEMORY_BIN": str(tmp_path / "missing"), "CORRAL_SANDBOX_ROOT": str(tmp_path)}
+    result = subprocess.run([sys.executable, "manage.py", "sandbox", "up", "nothing", "--capi"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Cluster API is not built (capi-inmemory)" in result.stderr and "make kube-tools" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "nothing").exists()

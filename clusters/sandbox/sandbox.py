@@ -32,7 +32,7 @@ import yaml
 from . import capi as cluster_api
 from . import processes
 from .api import APIError, KubeAPI, client_context
-from .binaries import REPO_ROOT, kube_bin_dir, require_binaries
+from .binaries import REPO_ROOT, kube_bin_dir, require_binaries, require_capi
 from .components import POD_CIDR, command_lines, metrics_server_line, node_manifest
 from .errors import SandboxError
 from .pki import PKI
@@ -272,6 +272,8 @@ class Sandbox:
                 last = message
                 progress(percent, message)
 
+        if capi:
+            require_capi()  # before anything starts
         with self._exclusive():
             self._up(nodes, report, api_port, timeout, exec_on_host)
             if capi:
