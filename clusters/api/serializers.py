@@ -114,8 +114,10 @@ class ClusterSerializer(ModelSerializer):
         from clusters.capi.classes import CapiError, serves_capi
         from clusters.kube.client import api_client
 
-        if not value or self.instance is None or self.instance.is_management:
+        if not value or (self.instance is not None and self.instance.is_management):
             return value
+        if self.instance is None:
+            raise serializers.ValidationError("a cluster is marked as a management cluster once Corral manages it (PATCH)")
         if self.instance.state not in ("active", "updating"):
             raise serializers.ValidationError(f"a {self.instance.state} cluster cannot be checked for Cluster API")
         try:
