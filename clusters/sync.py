@@ -82,7 +82,7 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version or cluster.kubernetes_version,
                                                      last_seen=timezone.now(), missing_apis=missing)
         if missing:
-            log.info("cluster %s: synced without %s", cluster_id, "; ".join(f"{m['group_version']} ({m['reason']})" for m in missing))
+            log.info("cluster %s: synced without %s", cluster_id, "; ".join(f"{m['group_version']} {'/'.join(m['resources'])} ({m['reason']})".replace("  ", " ") for m in missing))
         cluster.refresh_from_db()
         cluster_changed(cluster, event="cluster.synced")
         cache.delete(_failures_key(cluster_id))
