@@ -15,7 +15,7 @@ from django.conf import settings
 
 from clusters.capi import API, CLUSTER_NAME_LABEL, MANAGED_BY, labels
 from clusters.capi.classes import CapiError
-from clusters.capi.progress import failure, machines_summary, provisioning, settled
+from clusters.capi.progress import failure, machines_summary, provisioning, reached, settled
 from clusters.kube.client import api_client
 from clusters.kube.workloads import WorkloadError, call
 
@@ -150,8 +150,13 @@ class CapiDriver:
                 _ensure_namespace(api, cluster)
                 call(api, "POST", _path(cluster), cluster_object(cluster))
             deadline, credentials, seen, said = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set(), None
+            announced = set()
             while True:
                 obj = read(api, cluster)
+                for condition, at, words in reached(obj):  # each milestone a line, even when two came between polls
+                    if condition not in announced:
+                        announced.add(condition)
+                        progress(at, f"{words} ({condition})")
                 percent, words = provisioning(obj)
                 if words != said:
                     progress(percent, words)

@@ -46,6 +46,11 @@ def replicas(obj, part):
     return counts.get("desiredReplicas") or 0, counts.get("availableReplicas") or 0, counts.get("upToDateReplicas") or 0
 
 
+def reached(obj):
+    """The milestones reached so far, in order: [(condition, percent, words)]."""
+    return [m for m in MILESTONES if is_true(obj, m[0])]
+
+
 def provisioning(obj):
     """(percent, words) of a cluster being made; the percent grows with each milestone reached."""
     phase = (obj.get("status") or {}).get("phase") or "Pending"
