@@ -44,7 +44,8 @@ def _nodes(cluster, wanted):
             pass
         return Node.objects.filter(cluster=cluster).count() == wanted
     wait_for(count, 120, f"{wanted} nodes in Corral's inventory", interval=3,
-             detail=lambda: f"has {Node.objects.filter(cluster=cluster).count()}")
+             detail=lambda: f"has {Node.objects.filter(cluster=cluster).count()}; operations: "
+             + " | ".join(f"{op.kind}: {_log(op)[-3:]}" for op in Operation.objects.filter(cluster=cluster)))
 
 
 def _log(op):

@@ -170,8 +170,17 @@ class CapiDriver:
                     credentials = _credentials(api, cluster)
                     progress(percent, f"read the kubeconfig Secret {capi_name(cluster)}-kubeconfig; the API server is {credentials['server']}")
                 if percent >= 95:
-                    progress(95, machines_summary(machines(api, cluster)))
-                    return credentials["server"], credentials
+                    # CAPI's conditions may count a pool available early: done when every machine asked for runs.
+                    listed = machines(api, cluster)
+                    wanted = cluster.driver_config.get("control_plane_replicas", 1) + sum(
+                        p.get("replicas", 1) for p in cluster.driver_config.get("workers", []))
+                    running = sum(1 for m in listed if (m.get("status") or {}).get("phase") == "Running")
+                    summary = machines_summary(listed)
+                    if summary != said:
+                        progress(95, summary)
+                        said = summary
+                    if running >= wanted:
+                        return credentials["server"], credentials
                 if time.monotonic() > deadline:
                     raise DriverError(f"not ready after {settings.CAPI_PROVISION_TIMEOUT}s: {words}")
                 time.sleep(POLL_SECONDS)
