@@ -150,7 +150,7 @@ class CapiDriver:
                 _ensure_namespace(api, cluster)
                 call(api, "POST", _path(cluster), cluster_object(cluster))
             deadline, credentials, seen, said = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set(), None
-            announced = set()
+            announced, counted = set(), None
             while True:
                 obj = read(api, cluster)
                 for condition, at, words in reached(obj):  # each milestone a line, even when two came between polls
@@ -170,16 +170,13 @@ class CapiDriver:
                     credentials = _credentials(api, cluster)
                     progress(percent, f"read the kubeconfig Secret {capi_name(cluster)}-kubeconfig; the API server is {credentials['server']}")
                 if percent >= 95:
-                    # CAPI's conditions may count a pool available early: done when every machine asked for runs.
-                    listed = machines(api, cluster)
-                    wanted = cluster.driver_config.get("control_plane_replicas", 1) + sum(
-                        p.get("replicas", 1) for p in cluster.driver_config.get("workers", []))
-                    running = sum(1 for m in listed if (m.get("status") or {}).get("phase") == "Running")
-                    summary = machines_summary(listed)
-                    if summary != said:
+                    # CAPI's conditions may count a pool available early: done when every machine asked
+                    # for is available and up to date (the Cluster's replica counts).
+                    summary = machines_summary(machines(api, cluster))
+                    if summary != counted:
                         progress(95, summary)
-                        said = summary
-                    if running >= wanted:
+                        counted = summary
+                    if settled(obj, sum(p.get("replicas", 1) for p in cluster.driver_config.get("workers", []))):
                         return credentials["server"], credentials
                 if time.monotonic() > deadline:
                     raise DriverError(f"not ready after {settings.CAPI_PROVISION_TIMEOUT}s: {words}")
