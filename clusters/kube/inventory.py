@@ -7,6 +7,7 @@ the rows it proves gone are deleted.  Writes go through ``clusters.kube.store``:
 newer write, whichever process made it (the watcher, a resync).
 """
 
+import hashlib
 import heapq
 import itertools
 import logging
@@ -51,6 +52,16 @@ EVENT_WINDOW = timedelta(hours=1)
 SYNC_ORDER = ["namespaces", "nodes", *WORKLOAD_KINDS, "replicasets", "pods", "services", "events"]
 
 
+def ensure_uid(path, obj):
+    """An object without a uid (CAPI's in-memory API servers give none) gets a stable one made of
+    where it is listed and its name, so that Corral's rows, keyed by uid, stay one per object."""
+    meta = obj.setdefault("metadata", {}) if isinstance(obj, dict) else {}
+    if isinstance(meta, dict) and not meta.get("uid"):
+        key = f"{path}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+        meta["uid"] = "corral-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return obj
+
+
 def pages_raw(api, path, **query):
     """The pages of a list call, one by one: (items, resourceVersion of the list)."""
     token = None
@@ -66,7 +77,7 @@ def pages_raw(api, path, **query):
         body = orjson.loads(response.data)
         meta = body.get("metadata") or {}
         token = meta.get("continue")
-        yield body.get("items") or [], meta.get("resourceVersion", "")
+        yield [ensure_uid(path, item) for item in body.get("items") or []], meta.get("resourceVersion", "")
         if not token:
             return
 
@@ -541,7 +552,7 @@ def apply_change(cluster, resource, kind, obj):
     """Apply one watch event (ADDED, MODIFIED, DELETED) unless the database holds a newer version
     or the object was deleted; returns (model instance or None, deleted uid or None)."""
     model = MODELS[resource]
-    meta = obj.get("metadata") or {}
+    meta = ensure_uid(RESOURCES[resource], obj).get("metadata") or {}
     uid = meta.get("uid", "")
     with transaction.atomic():
         store.lock_inventory(cluster.pk)
