@@ -31,7 +31,7 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "description", "labels", "driver", "nodes", "provider", "driver_config"]
+        fields = ["name", "description", "labels", "driver", "nodes", "provider", "driver_config", "is_management"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -52,7 +52,42 @@ class ClusterForm(forms.ModelForm):
             problem = sandbox_nodes_error(data.get("driver_config"))
             if problem:
                 self.add_error("driver_config", problem)
+        if data.get("driver") == ClusterDriver.CAPI:
+            self._clean_capi(data)
+        if data.get("is_management") and not self.instance.is_management:
+            self._clean_management()
         return data
+
+    def _clean_capi(self, data):
+        """The API's checks (clusters.capi.classes), each problem named by its field."""
+        from clusters.capi.classes import check_request
+
+        if self.instance.pk is not None:
+            if data.get("driver_config") != self.instance.driver_config:
+                self.add_error("driver_config", "scale pools and upgrade on the cluster's page or through the API")
+            return
+        data["driver_config"], errors = check_request(data.get("driver_config"), getattr(self, "request_user", None))
+        for field, message in errors.items():
+            self.add_error("driver_config", f"{field}: {message}")
+
+    def _clean_management(self):
+        from clusters.capi.classes import CapiError, serves_capi
+        from clusters.kube.client import api_client
+
+        if self.instance.pk is None or not self.instance.credentials:
+            self.add_error("is_management", "only a cluster Corral manages already can be a management cluster")
+            return
+        try:
+            api = api_client(self.instance.credentials)
+            try:
+                served = serves_capi(api)
+            finally:
+                api.close()
+        except (CapiError, Exception) as exc:  # noqa: BLE001 - the cluster not answering is the answer
+            self.add_error("is_management", f"cannot check for Cluster API: {getattr(exc, 'message', exc)}")
+            return
+        if not served:
+            self.add_error("is_management", "this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2)")
 
 
 class MembershipInline(RestrictedInline):
@@ -65,7 +100,7 @@ class MembershipInline(RestrictedInline):
 class ClusterAdmin(ChangeLoggedAdmin):
     form = ClusterForm
     list_display = ("name", "kind", "state", "driver", "provider", "kubernetes_version", "api_endpoint", "last_seen", "created_by")
-    list_filter = ("kind", "state", "driver", "provider")
+    list_filter = ("kind", "state", "driver", "provider", "is_management")
     search_fields = ("name", "slug", "description", "api_endpoint")
     readonly_fields = (
         "kind", "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
@@ -75,6 +110,11 @@ class ClusterAdmin(ChangeLoggedAdmin):
     actions = ["sync_now", "check_now", "remove_clusters"]
     action_permissions = {"delete_selected": DELETE, "remove_clusters": DELETE}
     change_list_template = "admin/clusters/cluster/change_list.html"
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.request_user = request.user  # a capi request is checked against what this user may see
+        return form
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))

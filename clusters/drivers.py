@@ -79,7 +79,13 @@ class SandboxDriver:
             progress(30, "the sandbox was not running")
 
 
-DRIVERS = {"imported": ImportedDriver(), "sandbox": SandboxDriver()}
+def _capi():
+    from clusters.capi.driver import CapiDriver
+
+    return CapiDriver()
+
+
+DRIVERS = {"imported": ImportedDriver(), "sandbox": SandboxDriver(), "capi": _capi()}
 
 
 def driver_for(cluster):

@@ -21,6 +21,8 @@ def check(cluster_id):
     cluster = Cluster.objects.get(pk=cluster_id)
     if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
         return cluster.state
+    if cluster.driver == "capi" and _deleted_outside_corral(cluster):
+        return ClusterState.ERROR
     if cluster.is_swarm:
         version, error, not_allowed = _check_swarm(cluster)
     else:
@@ -42,7 +44,7 @@ def check(cluster_id):
         fields = []
         if error is None:
             cluster.last_seen = now
-            cluster.kubernetes_version = version
+            cluster.kubernetes_version = version or cluster.kubernetes_version
             fields += ["last_seen", "kubernetes_version"]
             if cluster.state == ClusterState.UNAVAILABLE and cluster.set_state(ClusterState.ACTIVE, error=""):
                 fields += ["state", "state_since", "last_error"]
@@ -70,3 +72,20 @@ def _check_swarm(cluster):
         return probe(cluster.credentials)["version"], None, False
     except SwarmConnectionError as exc:
         return None, str(exc), exc.cause == "not_allowed"
+
+
+def _deleted_outside_corral(cluster):
+    """A cluster made through Cluster API whose Cluster object is gone from the management
+    cluster (deleted there, not through Corral): it goes to *error* saying so; removing it in Corral
+    then forgets it."""
+    from clusters.drivers import driver_for
+
+    if driver_for(cluster).still_there(cluster) is not False:
+        return False
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.set_state(ClusterState.ERROR, error="its Cluster object was deleted from the management cluster outside Corral; "
+                            "remove it here to forget it"):
+            locked.save(update_fields=["state", "state_since", "last_error", "modified"])
+            cluster_changed(locked)
+    return True

@@ -45,6 +45,21 @@ def start_sync(cluster, user):
     return operations.start("sync", tasks.sync_cluster, cluster=cluster, user=user, args=(cluster.pk,))
 
 
+def start_capi_change(cluster, user, replicas=None, version=None):
+    """Scale a capi cluster's pools (``replicas``: pool -> count) or upgrade its version."""
+    if cluster.driver != "capi":
+        raise Refused("only clusters made through Cluster API are scaled and upgraded by Corral")
+    with transaction.atomic():
+        locked = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        if locked.state != ClusterState.ACTIVE:
+            raise Refused(f"a {locked.state} cluster cannot be changed; wait until it is active")
+        busy = locked.operations.filter(kind__in=["scale", "upgrade"], status__in=[OperationStatus.PENDING, OperationStatus.RUNNING])
+        if busy.exists():
+            raise Refused("a scale or upgrade of this cluster is already under way")
+        kind = "upgrade" if version else "scale"
+        return operations.start(kind, tasks.change_capi_cluster, cluster=locked, user=user, args=(locked.pk, replicas, version))
+
+
 def removal_consequences(cluster):
     """What removing the cluster does, in words, for the confirmation (API-free: the page and the
     admin's delete confirmation show the same)."""
@@ -58,7 +73,10 @@ def removal_consequences(cluster):
         "projects": cluster.projects.count() if hasattr(cluster, "projects") else 0,
         "members": cluster.memberships.count() if hasattr(cluster, "memberships") else 0,
     }
-    if cluster.driver == "sandbox":
+    if cluster.driver == "capi":
+        first = (f"Cluster API deletes “{cluster.name}” on its management cluster: its {counts['nodes']} machines and "
+                 "their infrastructure are torn down and everything running in it is gone for good.")
+    elif cluster.driver == "sandbox":
         first = (f"The sandbox “{cluster.name}” is torn down: its control plane and its {counts['nodes']} nodes stop "
                  "on the Corral host and everything running in it is gone for good.")
     else:

@@ -50,6 +50,7 @@ class ClusterKind(models.TextChoices):
 class ClusterDriver(models.TextChoices):
     IMPORTED = "imported", "Imported"
     SANDBOX = "sandbox", "Sandbox (local control plane with simulated nodes)"
+    CAPI = "capi", "Cluster API (made from a ClusterClass on a management cluster)"
 
 
 def name_taken_error(name, user, exclude_pk=None):
@@ -128,6 +129,12 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
     # Objects the last syncs could not store (each skipped, the rest stored): resource, namespace,
     # name, uid and why.  A full sync replaces the list; watch events add to it.
     sync_warnings = models.JSONField(default=list, blank=True, editable=False)
+    # The APIs Corral reads that the last sync found not served or failing discovery (a turned-off
+    # group, an aggregated API whose backend is down): group_version, resources, reason.
+    missing_apis = models.JSONField(default=list, blank=True, editable=False)
+    # Runs the Cluster API controllers: its ClusterClasses are offered for new clusters (the capi
+    # driver).  Set by its owners; only where the API serves cluster.x-k8s.io.
+    is_management = models.BooleanField("management cluster", default=False, help_text="Runs Cluster API: new clusters can be made from its ClusterClasses")
     # server, ca_data, token or client cert/key: encrypted at rest, never shown by the API or admin.
     credentials = EncryptedJSONField()
 
@@ -183,6 +190,18 @@ class Cluster(StateMachineMixin, ChangeLoggedModel):
         from portal.permissions import CHANGE, can
 
         return self.sync_warnings if self.sync_warnings and can(user, CHANGE, self) else []
+
+    def missing_apis_for(self, user, changeable=None):
+        """The APIs the last sync found missing.  Which groups are missing is for everyone who sees
+        the cluster (it explains an empty list); why (the failing service's name and message) is
+        for those who may change it.  ``changeable``: that answer when already known."""
+        from portal.permissions import CHANGE, can
+
+        if not self.missing_apis:
+            return []
+        if changeable is None:
+            changeable = can(user, CHANGE, self)
+        return [m if changeable else {**m, "reason": ""} for m in self.missing_apis]
 
 
 class ClusterMembership(RoleBindingBase):

@@ -65,17 +65,22 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         cluster = Cluster.objects.get(pk=cluster_id)
         if cluster.state not in (ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE):
             raise SyncFailed(f"a {cluster.state} cluster is not synced")
+        missing = []  # API groups the server does not serve (Kubernetes), synced without them
         if cluster.is_swarm:
             step(10, "reading the swarm's inventory from its manager")
             counts, version = _sync_swarm(cluster, apply)
         else:
             step(10, "reading the inventory from the API server and writing it as it comes")
-            counts, version = _sync_kubernetes(cluster, versions, apply)
-        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version, last_seen=timezone.now())
+            counts, version = _sync_kubernetes(cluster, versions, apply, missing)
+        Cluster.objects.filter(pk=cluster_id).update(last_synced=timezone.now(), kubernetes_version=version or cluster.kubernetes_version,
+                                                     last_seen=timezone.now(), missing_apis=missing)
+        if missing:
+            log.info("cluster %s: synced without %s", cluster_id, "; ".join(f"{m['group_version']} {'/'.join(m['resources'])} ({m['reason']})".replace("  ", " ") for m in missing))
         cluster.refresh_from_db()
         cluster_changed(cluster, event="cluster.synced")
         cache.delete(_failures_key(cluster_id))
-        step(100, "synced " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        step(100, "synced " + ", ".join(f"{n} {k}" for k, n in counts.items())
+             + "".join(f"; not synced: {m['group_version']} ({m['reason']})" for m in missing if m["resources"]))
         return counts
     except SyncFailed:
         failures, _ = cache.get(_failures_key(cluster_id)) or (0, 0)
@@ -85,11 +90,12 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
         lock.release()
 
 
-def _sync_kubernetes(cluster, versions, apply):
+def _sync_kubernetes(cluster, versions, apply, missing):
+    """Sync what the API server serves; what it does not is added to ``missing``."""
     api = api_client(cluster.credentials)
     try:
         version = server_version(api)
-        return sync_inventory(cluster, api, versions, apply), version
+        return sync_inventory(cluster, api, versions, apply, missing), version
     except ClusterConnectionError as exc:
         raise SyncFailed(str(exc)) from exc
     except DatabaseError:

@@ -44,13 +44,13 @@ def provision_cluster(operation_id, cluster_id):
             cluster = Cluster.objects.select_for_update().get(pk=cluster_id)
             cluster.api_endpoint = endpoint
             cluster.credentials = credentials
-            cluster.kubernetes_version = version
+            cluster.kubernetes_version = version or cluster.driver_config.get("version", "")  # a capi cluster's, if the server does not say
             cluster.last_seen = timezone.now()
             cluster.set_state(ClusterState.ACTIVE, error="")
             cluster.save()
             create_default_projects(cluster)
             cluster_changed(cluster)
-        progress.step(100, f"cluster is active, Kubernetes {version}")
+        progress.step(100, f"cluster is active, Kubernetes {cluster.kubernetes_version or '(version not told)'}")
     transaction.on_commit(lambda: sync_cluster_quietly.delay(cluster_id))
 
 
@@ -65,6 +65,36 @@ def remove_cluster(operation_id, cluster_id):
         progress.step(80, "deleting the cluster's records")
         cluster_changed(cluster, event="cluster.deleted")
         cluster.delete()
+
+
+@shared_task(ignore_result=True, acks_late=True, time_limit=65 * 60, soft_time_limit=62 * 60)
+def change_capi_cluster(operation_id, cluster_id, replicas=None, version=None):
+    """Scale a capi cluster's pools and/or upgrade it (clusters.capi.driver), followed as an
+    operation until Cluster API has rolled the machines."""
+    cluster = Cluster.objects.filter(pk=cluster_id).first()
+    with Progress(operation_id) as progress:
+        if cluster is None or cluster.driver != "capi":
+            progress.step(100, "nothing to do: the cluster is gone")
+            return
+        _set_state(cluster, ClusterState.UPDATING)
+        config = driver_for(cluster).change(cluster, progress.step, replicas=replicas, version=version)
+        with transaction.atomic():
+            locked = Cluster.objects.select_for_update().get(pk=cluster_id)
+            locked.driver_config = config
+            if version:
+                locked.kubernetes_version = version  # until a sync reads the server's own /version
+            locked.set_state(ClusterState.ACTIVE, error="")
+            locked.save()
+            cluster_changed(locked)
+        progress.step(100, "Cluster API has caught up: every machine is available and up to date")
+    transaction.on_commit(lambda: sync_cluster_quietly.delay(cluster_id))
+
+
+def _change_failed(op, reason):
+    """A scale or upgrade that failed leaves the cluster managed (active) with the reason."""
+    cluster = Cluster.objects.filter(pk=op.cluster_id).first()
+    if cluster is not None and cluster.state == ClusterState.UPDATING:
+        _set_state(cluster, ClusterState.ACTIVE, error=f"{op.kind} failed: {reason}")
 
 
 def _provision_failed(op, reason):
@@ -84,6 +114,8 @@ def _removal_failed(op, reason):
 def register_failure_handlers():
     operations.on_failure("provision", _provision_failed)
     operations.on_failure("remove", _removal_failed)
+    operations.on_failure("scale", _change_failed)
+    operations.on_failure("upgrade", _change_failed)
 
 
 def _pending_key(kind, cluster_id):

@@ -73,6 +73,9 @@ DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the data
 LISTERS = 4  # full relists at once: each reads a whole cluster (a page at a time) and writes through the writers
 OPENING = 64  # watch requests being opened at once (TLS handshakes), so thousands start without timeouts
 RELISTS = threading.BoundedSemaphore(LISTERS)
+# A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
+# many seconds the watch looks whether a sync found it served since, and relists when it is.
+UNSERVED_RECHECK = 60
 
 
 class Gone(Exception):
@@ -90,6 +93,15 @@ class Change:
 
     def __call__(self):
         return self.watch._apply_batch([self])
+
+
+class NotServed(Exception):
+    """The API server does not serve the resource (404 on its watch)."""
+
+
+def unwatched(missing_apis):
+    """The watched resources that a sync found missing (not served, or discovery failing)."""
+    return {name for m in missing_apis or [] for name in m.get("resources") or []}
 
 
 class Writers:
@@ -345,6 +357,7 @@ class ClusterWatch:
         self.http1 = None  # or, for a server without HTTP/2, a pool of HTTP/1.1 connections
         self.connecting = None
         self.event_writes = 0
+        self.unwatched = set()  # resources not served: not watched until a sync finds them served
 
     def start(self):
         self.future = runtime().run(self._main())
@@ -365,6 +378,7 @@ class ClusterWatch:
             try:
                 versions = {}
                 sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work))
+                self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
                 self.versions.update(versions)
                 self.changed.update(WATCHED)
                 self.unsaved = True
@@ -382,9 +396,10 @@ class ClusterWatch:
     def _prepare(self):
         """The cluster's credentials and where its watches got to (on a reading thread)."""
         try:
-            credentials = Cluster.objects.get(pk=self.cluster_id).credentials
+            cluster = Cluster.objects.only("credentials", "missing_apis").get(pk=self.cluster_id)
+            self.unwatched = unwatched(cluster.missing_apis)
             state = ClusterWatchState.objects.filter(cluster_id=self.cluster_id).first()
-            return credentials, state
+            return cluster.credentials, state
         finally:
             connection.close()
 
@@ -406,7 +421,8 @@ class ClusterWatch:
                     if not credentials.get("server"):
                         raise ValueError("the cluster has no API server address")
                     await loop.run_in_executor(rt.readers, self._use, credentials)
-                    if state is not None and state.server == self.server and all(state.versions.get(r) for r in WATCHED):
+                    if state is not None and state.server == self.server and all(state.versions.get(r) for r in WATCHED
+                                                                                 if r not in self.unwatched):
                         log.info("cluster %s: resuming its watches where they were left", self.cluster_id)
                         self.versions.update(state.versions)
                         self.resumed = True
@@ -438,12 +454,35 @@ class ClusterWatch:
 
     # --- watching ---------------------------------------------------------------------------
 
+    def _missing_apis(self):
+        try:
+            return Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first()
+        finally:
+            connection.close()
+
+    async def _wait_until_served(self, resource):
+        """Sleep while the resource is not served (no request to it: no hot loop on a 404); when a
+        sync finds it served again, relist so its watch starts from a fresh list."""
+        loop = asyncio.get_running_loop()
+        while resource in self.unwatched and not self.stop_event.is_set():
+            await asyncio.sleep(UNSERVED_RECHECK)
+            missing = await loop.run_in_executor(runtime().readers, self._missing_apis)
+            if resource not in unwatched(missing):
+                log.info("cluster %s: %s is served again; relisting", self.cluster_id, resource)
+                await self._relist()
+
     async def _watch_forever(self, resource):
         backoff = 1
         while not self.stop_event.is_set():
             try:
+                if resource in self.unwatched:
+                    await self._wait_until_served(resource)
+                    continue
                 await self._watch_once(resource)
                 backoff = 1
+            except NotServed:
+                log.info("cluster %s: %s is not served (404); not watched until a sync finds it", self.cluster_id, resource)
+                self.unwatched = self.unwatched | {resource}
             except Gone:
                 log.info("cluster %s: %s watch expired (410); relisting", self.cluster_id, resource)
                 try:
@@ -480,6 +519,8 @@ class ClusterWatch:
         try:
             if response.status == 410:
                 raise Gone()
+            if response.status == 404:
+                raise NotServed()
             if response.status != 200:
                 body = bytearray()
                 async for chunk in chunks:

@@ -440,6 +440,8 @@ KUBECONFIG_TOKEN_DAYS = env_int("PORTAL_KUBECONFIG_TOKEN_DAYS", 30)
 SANDBOX_ROOT = Path(env("CORRAL_SANDBOX_ROOT", VAR_DIR / "sandboxes"))
 # The largest sandbox anyone may provision through Corral (they run on Corral's own host).
 SANDBOX_MAX_NODES = env_int("PORTAL_SANDBOX_MAX_NODES", 100)
+# How long Corral follows Cluster API making, changing or deleting a cluster before it gives up.
+CAPI_PROVISION_TIMEOUT = env_int("PORTAL_CAPI_PROVISION_TIMEOUT", 1800)
 # Networks Corral may connect to for a cluster's API server (imports, health checks, syncs, watches,
 # changes); denied wins.  Checked on the resolved address at connect time: clusters/kube/outbound.py.
 # Denied by default: link-local (most clouds' metadata service) and AWS's IPv6 metadata address.

@@ -55,11 +55,26 @@ def cluster_detail(request, pk):
         "events": rows.table("event", user, {k: v for k, v in table_filter.items() if k != "q"}, limit=50, request=request),
         "operations": Operation.objects.restrict(user, "view").filter(cluster=cluster)[:10],
         "sync_warnings": cluster.sync_warnings_for(user),
+        "missing_apis": cluster.missing_apis_for(user),
+        **capi_context(cluster, user),
         **usage_status(cluster),
         "may_change": can(user, "change", cluster),
         "may_remove": can(user, "delete", cluster),
     }
     return render(request, "portal/cluster_detail.html", context)
+
+
+def capi_context(cluster, user):
+    """A management cluster's ClusterClasses; a cluster made through Cluster API: its pools and
+    what may be done to it."""
+    context = {}
+    if cluster.is_management:
+        from clusters.capi.classes import classes_of
+
+        context["cluster_classes"], context["cluster_classes_error"] = classes_of(cluster)
+    if cluster.driver == "capi":
+        context["capi"] = cluster.driver_config
+    return context
 
 
 def usage_status(cluster):
@@ -95,9 +110,13 @@ def cluster_create(request):
     problem = refuse_new_cluster(request.user, "imported")
     if problem:
         raise PermissionDenied(problem)
+    from clusters.capi.classes import classes_of, management_clusters
+
+    managers = [(mc, *classes_of(mc)) for mc in management_clusters(request.user)[:10]]
     return render(request, "portal/cluster_create.html", {
         "sandbox_refused": refuse_new_cluster(request.user, "sandbox"),
         "max_nodes": settings.SANDBOX_MAX_NODES,
+        "management_clusters": managers,
     })
 
 

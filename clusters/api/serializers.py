@@ -40,19 +40,27 @@ class SyncWarningSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
+class MissingAPISerializer(serializers.Serializer):
+    group_version = serializers.CharField()
+    resources = serializers.ListField(child=serializers.CharField(), help_text="What Corral reads from it and could not")
+    served = serializers.BooleanField(allow_null=True, help_text="false: the server does not serve it; null: its discovery failed")
+    reason = serializers.CharField(allow_blank=True, help_text="Why (cluster owners only)")
+
+
 class ClusterSerializer(ModelSerializer):
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     api_endpoint = serializers.CharField(read_only=True)  # empty until provisioned: not always a URL
     has_credentials = serializers.BooleanField(read_only=True)
     summary = serializers.SerializerMethodField()
     sync_warnings = serializers.SerializerMethodField(help_text="Objects the last syncs could not store (cluster owners only)")
+    missing_apis = serializers.SerializerMethodField(help_text="APIs the last sync found not served or failing discovery (not synced)")
 
     class Meta:
         model = Cluster
         fields = [
             "id", "name", "slug", "description", "labels", "kind", "driver", "provider", "driver_config",
             "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error", "last_synced",
-            "sync_warnings", "has_credentials", "summary", "created", "modified", "created_by",
+            "sync_warnings", "missing_apis", "is_management", "has_credentials", "summary", "created", "modified", "created_by",
         ]
         read_only_fields = [
             "kind", "state", "state_since", "kubernetes_version", "api_endpoint", "last_seen", "last_error",
@@ -73,10 +81,19 @@ class ClusterSerializer(ModelSerializer):
     def get_sync_warnings(self, obj):
         if not obj.sync_warnings:
             return []
+        return obj.sync_warnings if obj.pk in self._changeable() else []
+
+    def _changeable(self):
         request = self.context.get("request")
         if "changeable_clusters" not in self.context:  # once per response, not once per cluster
             self.context["changeable_clusters"] = set(Cluster.objects.restrict(request.user, CHANGE).values_list("pk", flat=True)) if request else set()
-        return obj.sync_warnings if obj.pk in self.context["changeable_clusters"] else []
+        return self.context["changeable_clusters"]
+
+    @extend_schema_field(MissingAPISerializer(many=True))
+    def get_missing_apis(self, obj):
+        if not obj.missing_apis:
+            return []
+        return obj.missing_apis_for(None, changeable=obj.pk in self._changeable())
 
     def validate_name(self, value):
         request = self.context.get("request")
@@ -95,6 +112,30 @@ class ClusterSerializer(ModelSerializer):
             raise serializers.ValidationError("must be an object")
         return value
 
+    def validate_is_management(self, value):
+        from clusters.capi.classes import CapiError, serves_capi
+        from clusters.kube.client import api_client
+
+        if not value or (self.instance is not None and self.instance.is_management):
+            return value
+        if self.instance is None:
+            raise serializers.ValidationError("a cluster is marked as a management cluster once Corral manages it (PATCH)")
+        if self.instance.state not in ("active", "updating"):
+            raise serializers.ValidationError(f"a {self.instance.state} cluster cannot be checked for Cluster API")
+        try:
+            api = api_client(self.instance.credentials)
+            try:
+                served = serves_capi(api)
+            finally:
+                api.close()
+        except CapiError as exc:
+            raise serializers.ValidationError(f"cannot check for Cluster API: {exc.message}") from None
+        except Exception as exc:  # noqa: BLE001 - the cluster not answering is the answer
+            raise serializers.ValidationError(f"cannot check for Cluster API: {exc}") from None
+        if not served:
+            raise serializers.ValidationError("this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2): install its controllers first")
+        return value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
         driver = attrs.get("driver", getattr(self.instance, "driver", ClusterDriver.IMPORTED))
@@ -106,7 +147,46 @@ class ClusterSerializer(ModelSerializer):
             problem = sandbox_nodes_error(attrs["driver_config"])
             if problem:
                 raise serializers.ValidationError({"driver_config": [problem]})
+        if driver == ClusterDriver.CAPI:
+            if self.instance is not None:
+                if "driver_config" in attrs and attrs["driver_config"] != self.instance.driver_config:
+                    raise serializers.ValidationError({"driver_config": ["scale pools with /scale/ and upgrade with /upgrade/"]})
+            else:
+                from clusters.capi.classes import check_request
+
+                request = self.context.get("request")
+                attrs["driver_config"], errors = check_request(attrs.get("driver_config"), getattr(request, "user", None))
+                if errors:
+                    raise serializers.ValidationError({"driver_config": {k: [v] for k, v in errors.items()}})
         return attrs
+
+
+class PoolScaleSerializer(StrictSerializer):
+    pool = serializers.CharField(max_length=63, help_text="A worker pool's name (workers[].name)")
+    replicas = serializers.IntegerField(min_value=0, max_value=1000)
+
+
+class UpgradeSerializer(StrictSerializer):
+    version = serializers.RegexField(r"^v\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", max_length=64,
+                                     error_messages={"invalid": "a Kubernetes version such as v1.35.0"})
+
+
+class ClusterClassVariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    required = serializers.BooleanField()
+    type = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    default = serializers.JSONField(allow_null=True)
+    schema = serializers.JSONField(help_text="The variable's OpenAPI v3 schema")
+
+
+class ClusterClassSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    namespace = serializers.CharField()
+    kubernetes_versions = serializers.ListField(child=serializers.CharField())
+    worker_classes = serializers.ListField(child=serializers.CharField())
+    variables = ClusterClassVariableSerializer(many=True)
+    conditions = serializers.JSONField()
 
 
 class ClusterMembershipSerializer(SubjectMixin, ModelSerializer):

@@ -46,7 +46,8 @@ class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
     search_fields = ["name", "slug", "description", "provider"]
     ordering_fields = ["name", "state", "created", "last_seen"]
     # Stacks: the stack's project decides (clusters/api/swarm_actions.py), the cluster is only seen.
-    object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE, "stacks": VIEW, "remove_stack": VIEW}
+    object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE, "scale": CHANGE, "upgrade": CHANGE,
+                      "stacks": VIEW, "remove_stack": VIEW}
 
     def get_queryset(self):
         qs = super().get_queryset()
@@ -60,6 +61,12 @@ class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
         self.operation = lifecycle.start_provisioning(serializer.instance, self.request.user)
 
     def create(self, request, *args, **kwargs):
+        # Permission before validation: someone who may not add clusters learns nothing from the
+        # body's errors (a capi request's are about a management cluster's ClusterClasses).
+        driver = request.data.get("driver") if isinstance(request.data, dict) else None
+        problem = refuse_new_cluster(request.user, driver if isinstance(driver, str) else None)
+        if problem:
+            raise exceptions.PermissionDenied(problem)
         response = super().create(request, *args, **kwargs)
         response.data["operation"] = self.operation.pk
         return response
@@ -139,6 +146,72 @@ class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
         except lifecycle.Refused as refused:
             raise exceptions.ValidationError({"state": str(refused)}) from None
         return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: s.ClusterClassSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path="cluster-classes")
+    def cluster_classes(self, request, pk=None):
+        """A management cluster's ClusterClasses, with their versions, worker classes and variables."""
+        from clusters.capi.classes import CapiError, list_classes
+        from clusters.kube.client import api_client
+
+        cluster = self.get_object()
+        if not cluster.is_management:
+            raise exceptions.ValidationError({"is_management": "this cluster is not marked as a management cluster"})
+        try:
+            api = api_client(cluster.credentials)
+            try:
+                classes = list_classes(api)
+            finally:
+                api.close()
+        except CapiError as exc:
+            raise exceptions.APIException(exc.message) if exc.status >= 500 else exceptions.ValidationError({"cluster": exc.message})
+        except Exception as exc:  # noqa: BLE001 - a cluster that does not answer
+            error = exceptions.APIException(f"the management cluster does not answer: {exc}")
+            error.status_code = 503
+            raise error from None
+        return Response(s.ClusterClassSerializer(classes, many=True).data)
+
+    def _capi_change(self, request, cluster, **change):
+        try:
+            op = lifecycle.start_capi_change(cluster, request.user, **change)
+        except lifecycle.Refused as refused:
+            raise exceptions.ValidationError({"state": str(refused)}) from None
+        return Response(OperationSerializer(op).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.PoolScaleSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def scale(self, request, pk=None):
+        """Scale a worker pool of a cluster made through Cluster API (an operation that follows
+        the machines)."""
+        cluster = self.get_object()
+        data = s.PoolScaleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        pools = [p["name"] for p in (cluster.driver_config or {}).get("workers", [])]
+        if cluster.driver != "capi":
+            raise exceptions.ValidationError({"driver": "only clusters made through Cluster API are scaled by Corral"})
+        if data.validated_data["pool"] not in pools:
+            raise exceptions.ValidationError({"pool": f"no pool {data.validated_data['pool']!r}; the pools are " + (", ".join(pools) or "none")})
+        return self._capi_change(request, cluster, replicas={data.validated_data["pool"]: data.validated_data["replicas"]})
+
+    @extend_schema(request=s.UpgradeSerializer, responses={202: OperationSerializer})
+    @action(detail=True, methods=["post"])
+    def upgrade(self, request, pk=None):
+        """Upgrade a cluster made through Cluster API to a version its ClusterClass offers; CAPI
+        rolls the machines (followed as an operation)."""
+        from clusters.capi.classes import check_request
+
+        cluster = self.get_object()
+        data = s.UpgradeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if cluster.driver != "capi":
+            raise exceptions.ValidationError({"driver": "only clusters made through Cluster API are upgraded by Corral"})
+        version = data.validated_data["version"]
+        if version == cluster.driver_config.get("version"):
+            raise exceptions.ValidationError({"version": f"the cluster already runs {version}"})
+        _, errors = check_request({**cluster.driver_config, "version": version}, request.user)
+        if errors:
+            raise exceptions.ValidationError({"version" if k == "version" else k: [v] for k, v in errors.items()})
+        return self._capi_change(request, cluster, version=version)
 
     @extend_schema(request=None, responses={202: None})
     @action(detail=True, methods=["post"])

@@ -97,12 +97,18 @@ def describe_error(exc, server=""):
 
 
 def server_version(api):
-    """The cluster's Kubernetes version (``v1.36.3``); raises ClusterConnectionError (with
-    ``status`` 401/403 when the credentials were refused)."""
+    """The cluster's Kubernetes version (``v1.36.3``; "" when the server does not serve /version);
+    raises ClusterConnectionError (with ``status`` 401/403 when the credentials were refused)."""
     from kubernetes.client.exceptions import ApiException
 
     try:
         info = k8s.VersionApi(api).get_code(_request_timeout=api.corral_timeout)
+    except ApiException as exc:
+        if exc.status != 404:
+            error = ClusterConnectionError(describe_error(exc, api.configuration.host))
+            error.status = exc.status
+            raise error from exc
+        return ""  # it answered, without /version (CAPI's in-memory API servers): the version is not told
     except Exception as exc:
         error = ClusterConnectionError(describe_error(exc, api.configuration.host))
         error.status = exc.status if isinstance(exc, ApiException) else None

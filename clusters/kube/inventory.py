@@ -7,6 +7,7 @@ the rows it proves gone are deleted.  Writes go through ``clusters.kube.store``:
 newer write, whichever process made it (the watcher, a resync).
 """
 
+import hashlib
 import heapq
 import itertools
 import logging
@@ -51,6 +52,16 @@ EVENT_WINDOW = timedelta(hours=1)
 SYNC_ORDER = ["namespaces", "nodes", *WORKLOAD_KINDS, "replicasets", "pods", "services", "events"]
 
 
+def ensure_uid(path, obj):
+    """An object without a uid (CAPI's in-memory API servers give none) gets a stable one made of
+    where it is listed and its name, so that Corral's rows, keyed by uid, stay one per object."""
+    meta = obj.setdefault("metadata", {}) if isinstance(obj, dict) else {}
+    if isinstance(meta, dict) and not meta.get("uid"):
+        key = f"{path}/{meta.get('namespace', '')}/{meta.get('name', '')}"
+        meta["uid"] = "corral-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return obj
+
+
 def pages_raw(api, path, **query):
     """The pages of a list call, one by one: (items, resourceVersion of the list)."""
     token = None
@@ -66,7 +77,7 @@ def pages_raw(api, path, **query):
         body = orjson.loads(response.data)
         meta = body.get("metadata") or {}
         token = meta.get("continue")
-        yield body.get("items") or [], meta.get("resourceVersion", "")
+        yield [ensure_uid(path, item) for item in body.get("items") or []], meta.get("resourceVersion", "")
         if not token:
             return
 
@@ -331,6 +342,18 @@ class SyncWriter:
         key = "name" if resource == "namespaces" else "uid"
         self.apply(lambda: store.delete_unlisted(model, self.cluster, listed, version, self.started, key, **scope))
 
+    def unserved(self, resource):
+        """The server does not serve ``resource``: its rows go, unburied (the objects may well be
+        in the cluster's store, and come back when the API is served again)."""
+        if resource in MODELS and resource != "namespaces":
+            scope = {"kind": WORKLOAD_KINDS[resource]} if resource in WORKLOAD_KINDS else {}
+
+            def forget():
+                with transaction.atomic():
+                    store.lock_inventory(self.cluster.pk)
+                    MODELS[resource].objects.filter(cluster=self.cluster, **scope).delete()
+            self.apply(forget)
+
     def finish(self):
         def wrap_up():
             store.forget_old_tombstones(self.cluster)
@@ -450,12 +473,25 @@ FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fiel
           **{resource: (lambda obj, kind=kind: workload_fields(obj, kind)) for resource, kind in WORKLOAD_KINDS.items()}}
 
 
-def sync_inventory(cluster, api, versions=None, apply=None):
+def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
     """Read the cluster's whole inventory and write it as it comes; returns object counts.
-    ``versions``, when given, receives each list's resourceVersion (where a watch can start)."""
+    ``versions``, when given, receives each list's resourceVersion (where a watch can start).
+    Only what the server serves is listed (clusters.kube.discovery); ``missing``, when given (a
+    list), receives what is not.  A resource the server does not serve has no objects (its rows
+    go); one whose discovery failed (a 5xx) keeps its rows until the server answers again."""
+    from clusters.kube.discovery import discover, unavailable_api_services
+
+    served, absent = discover(api, RESOURCES)
+    unserved = {name for m in absent if m["served"] is False for name in m["resources"]}
+    if missing is not None:
+        missing.extend(absent + unavailable_api_services(api))
     writer = SyncWriter(cluster, apply)
     for resource in SYNC_ORDER:
         listed, version = set(), ""
+        if resource not in served:
+            if resource in unserved:
+                writer.unserved(resource)
+            continue
         for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource])):
             version = page_version  # every page of a list is read at the same resourceVersion
             listed.update(_key(resource, o) for o in items)
@@ -533,7 +569,7 @@ def apply_change(cluster, resource, kind, obj):
     """Apply one watch event (ADDED, MODIFIED, DELETED) unless the database holds a newer version
     or the object was deleted; returns (model instance or None, deleted uid or None)."""
     model = MODELS[resource]
-    meta = obj.get("metadata") or {}
+    meta = ensure_uid(RESOURCES[resource], obj).get("metadata") or {}
     uid = meta.get("uid", "")
     with transaction.atomic():
         store.lock_inventory(cluster.pk)

@@ -419,15 +419,20 @@ class Sandbox:
         self._save_state(state)
         self.pid_path("kube-apiserver").unlink(missing_ok=True)
 
-    def start_apiserver(self, timeout: float = 120) -> None:
-        """Start kube-apiserver again on the same port, with the same certificates and data."""
+    def start_apiserver(self, timeout: float = 120, flags: dict[str, str] | None = None) -> None:
+        """Start kube-apiserver again on the same port, with the same certificates and data;
+        ``flags`` ({"--runtime-config": "batch/v1=false"}) are set (or replaced) for this start
+        and the next ones."""
         state = self._require_state()
         if self._process(state, "kube-apiserver"):
             raise SandboxError(f"kube-apiserver of sandbox {self.name!r} is already running")
         port = state["ports"]["kube-apiserver"]
         if port_in_use(port):
             raise SandboxError(f"port {port} on 127.0.0.1 is already in use; cannot restart kube-apiserver")
-        self._start(state, "kube-apiserver", state["components"]["kube-apiserver"]["argv"])
+        argv = state["components"]["kube-apiserver"]["argv"]
+        for flag, value in (flags or {}).items():
+            argv = [a for a in argv if a.split("=", 1)[0] != flag] + [f"{flag}={value}"]
+        self._start(state, "kube-apiserver", argv)
         self._wait_healthy(state, "kube-apiserver", self._apiserver_ready, timeout)
 
     def admin_token(self, expiration_seconds: int = 365 * 24 * 3600) -> str:

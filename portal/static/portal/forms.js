@@ -1,7 +1,7 @@
 // Portal forms post to the REST API (the same validation and permissions as every other client)
 // and show its answers in place.  <form class="api-form" data-api="/api/v1/..." data-method="POST"
 // data-then="reload" | "go:/projects/{id}/" | "report">; fields may say data-type="int" | "ints" |
-// "env" | "quantities" | "null".  "report" shows the answer's summary with a link to its page; an
+// "env" | "quantities" | "json" | "null".  "report" shows the answer's summary with a link to its page; an
 // <option data-placeholders='{"field": "text"}'> sets the form's placeholders when chosen.
 (function () {
   "use strict";
@@ -54,6 +54,9 @@
       else if (type === "quantities") value = parseQuantities(value, el.name);
       else if (type === "ints") value = parseInts(value, el.name);
       else if (type === "env") value = parseEnv(value, el.name);
+      else if (type === "json") {
+        try { value = JSON.parse(value); } catch (e) { throw new Error(el.name + ": not valid JSON (" + e.message + ")"); }
+      }
       if (el.name.indexOf(".") > 0) {  // "driver_config.nodes": a field of an object
         var path = el.name.split("."), into = data;
         path.slice(0, -1).forEach(function (key) { into = into[key] = into[key] || {}; });
@@ -101,7 +104,12 @@
     if (payload && typeof payload === "object" && !Array.isArray(payload)) {
       var out = [];
       Object.keys(payload).forEach(function (key) {
-        var value = payload[key], text = Array.isArray(value) ? value.join(" ") : (typeof value === "object" ? JSON.stringify(value) : String(value));
+        var value = payload[key];
+        if (value && typeof value === "object" && !Array.isArray(value)) {  // {"driver_config": {"version": [...]}}
+          messages(status, value).forEach(function (line) { out.push(key + "." + line); });
+          return;
+        }
+        var text = Array.isArray(value) ? value.join(" ") : String(value);
         out.push(key === "detail" || key === "non_field_errors" ? text : key + ": " + text);
       });
       if (out.length) return out;
