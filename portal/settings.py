@@ -201,17 +201,10 @@ CACHES = {
     }
 }
 
-# A consumer's receive is a blocking BZPOPMIN of up to 5 s (channels_redis' brpop_timeout): its socket
-# must wait longer than that, or on a busy host an empty wait can time out and end the consumer.
-CHANNELS_BRPOP_SECONDS = 5
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry),
-                       "socket_timeout": REDIS_TIMEOUT + CHANNELS_BRPOP_SECONDS}],
-            "prefix": "corral:channels",
-        },
+        "CONFIG": {"hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry)}], "prefix": "corral:channels"},
     }
 }
 
