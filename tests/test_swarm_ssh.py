@@ -244,3 +244,16 @@ def test_a_stranger_sees_nothing_of_an_ssh_imported_swarm(swarm, sshd, world, im
         assert stranger.get(f"/api/v1/{path}/?cluster={pk}").json()["count"] == 0, path
     assert "ssh_key" not in str(owner.get(f"/api/v1/clusters/{pk}/").json())  # credentials never leave Corral
     assert stranger.post(f"/api/v1/clusters/{pk}/sync/").status_code == 404
+
+
+def test_the_import_page_imports_over_ssh_and_shows_a_wrong_host_key_on_its_field(swarm, sshd, world, client):
+    client.force_login(world.owner)
+    form = {"name": "swarm-ssh-page", "docker_endpoint": sshd.endpoint, "ssh_key": sshd.key}
+    page = client.post("/clusters/import/", {**form, "ssh_host_key": f"ssh-ed25519 {_other_public_key(swarm)}"})
+    assert page.status_code == 200 and "not the one given in ssh_host_key" in page.content.decode()
+    assert page.context["form"].errors["ssh_host_key"]
+    assert not Cluster.objects.filter(kind="swarm").exists()
+    response = client.post("/clusters/import/", {**form, "ssh_host_key": sshd.host_key})
+    cluster = Cluster.objects.get(kind="swarm")
+    assert response.status_code == 302 and response["Location"] == f"/clusters/{cluster.pk}/"
+    assert cluster.credentials["endpoint"] == sshd.endpoint and cluster.credentials["ssh_host_key"] == sshd.host_key
