@@ -257,3 +257,16 @@ def test_the_import_page_imports_over_ssh_and_shows_a_wrong_host_key_on_its_fiel
     cluster = Cluster.objects.get(kind="swarm")
     assert response.status_code == 302 and response["Location"] == f"/clusters/{cluster.pk}/"
     assert cluster.credentials["endpoint"] == sshd.endpoint and cluster.credentials["ssh_host_key"] == sshd.host_key
+
+
+def test_a_client_logs_in_again_when_its_ssh_connection_drops(swarm, sshd, db):
+    from clusters.swarm.client import docker_client
+
+    client = docker_client({"endpoint": sshd.endpoint, "ssh_key": sshd.key, "ssh_host_key": sshd.host_key}, timeout=10)
+    try:
+        first = client.api._custom_adapter.ssh_client.get_transport()
+        first.close()  # the connection drops (sshd restarted, a network blip)
+        assert client.api.info()["Swarm"]["LocalNodeState"] == "active"
+        assert client.api._custom_adapter.ssh_client.get_transport() is not first
+    finally:
+        client.close()

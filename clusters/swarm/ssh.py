@@ -213,7 +213,8 @@ class CorralSSHAdapter(SSHHTTPAdapter):
 
     def get_connection(self, url, proxies=None):
         with self.pools.lock:
-            if self.ssh_client is None or self.ssh_client.get_transport() is None:
+            transport = self.ssh_client.get_transport() if self.ssh_client is not None else None
+            if transport is None or not transport.is_active():  # closed, or the server went away: log in again
                 self._connect()
                 self.pools.clear()
         return super().get_connection(url, proxies)
