@@ -206,7 +206,7 @@ def test_the_outbound_policy_applies_to_ssh_endpoints_before_connecting(swarm, s
     assert sshd.log().count("Connection from") == before  # not a packet sent
 
 
-def test_unreachable_hosts_a_non_ssh_port_and_a_host_without_docker_are_refused(swarm, sshd, importer, tmp_path):
+def test_unreachable_hosts_bad_endpoints_and_a_login_without_docker_are_refused(swarm, sshd, importer, tmp_path):
     closed = _free_tcp_port(swarm.address)
     refused(importer.post(URL, body(sshd, endpoint=f"ssh://root@{swarm.address}:{closed}"), format="json"),
             "endpoint", "cannot connect to the SSH server")
@@ -215,18 +215,32 @@ def test_unreachable_hosts_a_non_ssh_port_and_a_host_without_docker_are_refused(
     refused(importer.post(URL, body(sshd, tls_ca="x"), format="json"), "tls_ca", "ssh_key and ssh_host_key")
     refused(importer.post(URL, {"name": "x", "kind": "swarm", "endpoint": swarm.host, "ssh_key": sshd.key}, format="json"),
             "ssh_key", "for ssh:// endpoints")
-    # A second sshd whose forced command is a docker CLI pointed at no engine: logged in, no API.
-    var = tmp_path / "nodocker"
-    private, public = _keygen(tmp_path / "nodocker-key")
-    port = _free_tcp_port(swarm.address)
-    process = _start_sshd(var, swarm.address, port, f'restrict,command="exec {DOCKER_CLI} -H unix://{tmp_path}/none.sock system dial-stdio" {public}\n')
+    # A key whose forced command is a docker CLI pointed at no engine: logged in, no API.
+    key = authorize(sshd, tmp_path / "nodocker", f"unix://{tmp_path}/none.sock")
+    refused(importer.post(URL, body(sshd, ssh_key=key), format="json"), "endpoint", "worked but gave no Docker API", "dial-stdio",
+            "exited 1", "no such file or directory")
+
+
+def authorize(sshd, path, docker_host):
+    """A new key in sshd's authorized_keys (read at each login) whose forced command is the docker
+    CLI's dial-stdio on ``docker_host``; returns the private key."""
+    private, public = _keygen(path)
+    with (sshd.var / "authorized_keys").open("a") as keys:
+        keys.write(f'restrict,command="exec {DOCKER_CLI} -H {docker_host} system dial-stdio" {public}\n')
+    return private
+
+
+def test_an_engine_over_ssh_that_is_not_a_swarm_manager_is_refused(swarm, sshd, importer, tmp_path):
+    from tools import docker as docker_tool
+
+    var = swarm.var.parent / f"{swarm.var.name}-ssh-plain"
+    host = docker_tool.up(var)  # a second private dockerd, in no swarm
     try:
-        host_public = " ".join((var / "host_key.pub").read_text().split()[:2])
-        refused(importer.post(URL, body(sshd, endpoint=f"ssh://root@{swarm.address}:{port}", ssh_key=private, ssh_host_key=host_public),
-                              format="json"), "endpoint", "worked but gave no Docker API", "dial-stdio")
+        key = authorize(sshd, tmp_path / "plain", host)
+        refused(importer.post(URL, body(sshd, ssh_key=key), format="json"), "endpoint", "not part of a swarm", "docker swarm init")
     finally:
-        process.terminate()
-        process.wait(10)
+        docker_tool.down(var)
+        shutil.rmtree(var, ignore_errors=True)
 
 
 def test_a_stranger_sees_nothing_of_an_ssh_imported_swarm(swarm, sshd, world, importer):
@@ -244,6 +258,14 @@ def test_a_stranger_sees_nothing_of_an_ssh_imported_swarm(swarm, sshd, world, im
         assert stranger.get(f"/api/v1/{path}/?cluster={pk}").json()["count"] == 0, path
     assert "ssh_key" not in str(owner.get(f"/api/v1/clusters/{pk}/").json())  # credentials never leave Corral
     assert stranger.post(f"/api/v1/clusters/{pk}/sync/").status_code == 404
+    # The host key rotated: its owner gives the new one (checked like an import); a stranger cannot.
+    update = {"kind": "swarm", "endpoint": sshd.endpoint, "ssh_key": sshd.key, "ssh_host_key": sshd.fingerprint}
+    assert stranger.post(f"/api/v1/clusters/{pk}/credentials/", update, format="json").status_code == 404
+    assert owner.post(f"/api/v1/clusters/{pk}/credentials/", {**update, "ssh_host_key": "ssh-ed25519 " + _other_public_key(swarm)},
+                      format="json").status_code == 400
+    assert Cluster.objects.get(pk=pk).credentials["ssh_host_key"] == sshd.host_key
+    assert owner.post(f"/api/v1/clusters/{pk}/credentials/", update, format="json").status_code == 200
+    assert Cluster.objects.get(pk=pk).credentials["ssh_host_key"] == sshd.fingerprint
 
 
 def test_the_import_page_imports_over_ssh_and_shows_a_wrong_host_key_on_its_field(swarm, sshd, world, client):
