@@ -282,7 +282,7 @@ def test_the_import_page_imports_over_ssh_and_shows_a_wrong_host_key_on_its_fiel
 
 
 def test_a_client_logs_in_again_when_its_ssh_connection_drops(swarm, sshd, db):
-    from clusters.swarm.client import docker_client
+    from clusters.swarm.client import cause_of, describe_error, docker_client
 
     client = docker_client({"endpoint": sshd.endpoint, "ssh_key": sshd.key, "ssh_host_key": sshd.host_key}, timeout=10)
     try:
@@ -290,5 +290,12 @@ def test_a_client_logs_in_again_when_its_ssh_connection_drops(swarm, sshd, db):
         first.close()  # the connection drops (sshd restarted, a network blip)
         assert client.api.info()["Swarm"]["LocalNodeState"] == "active"
         assert client.api._custom_adapter.ssh_client.get_transport() is not first
+        # Logging in again checks the host key again: a changed one is named, not retried blindly.
+        adapter = client.api._custom_adapter
+        adapter.corral_credentials = {**adapter.corral_credentials, "ssh_host_key": f"ssh-ed25519 {_other_public_key(swarm)}"}
+        adapter.ssh_client.get_transport().close()
+        with pytest.raises(Exception) as caught:
+            client.api.info()
+        assert "not the one given in ssh_host_key" in describe_error(caught.value) and cause_of(caught.value) == "host_key"
     finally:
         client.close()

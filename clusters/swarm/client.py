@@ -23,6 +23,7 @@ from docker.utils import version_lt
 
 from clusters.kube import outbound
 from clusters.kube.outbound import ConnectionNotAllowed
+from clusters.swarm.ssh import SSHProblem
 
 SCHEMES = ("unix", "tcp", "ssh")
 
@@ -98,11 +99,11 @@ def docker_client(credentials, timeout=None):
     base_url = {"unix": f"unix://{where}", "tcp": f"tcp://{where}", "ssh": f"ssh://{where}"}[scheme]
     adapter = None
     if scheme == "ssh":
-        from clusters.swarm import ssh
+        from clusters.swarm.ssh import CorralSSHAdapter
 
         try:
-            adapter = ssh.CorralSSHAdapter(base_url, credentials, timeout)
-        except ssh.SSHProblem as exc:
+            adapter = CorralSSHAdapter(base_url, credentials, timeout)
+        except SSHProblem as exc:
             tmp.cleanup()
             raise SwarmConnectionError(str(exc), exc.cause) from None
     try:
@@ -144,6 +145,8 @@ def docker_client(credentials, timeout=None):
 
 def cause_of(exc):
     text = str(exc)
+    if isinstance(_root(exc), SSHProblem):  # an ssh client logging in again later (host key changed...)
+        return _root(exc).cause
     if isinstance(exc, ConnectionNotAllowed) or isinstance(getattr(exc, "__context__", None), ConnectionNotAllowed) \
             or "is not allowed:" in text:
         return "not_allowed"
@@ -171,6 +174,8 @@ def describe_error(exc, endpoint=""):
     """Words a user understands for what went wrong talking to a Docker engine."""
     where = f" at {endpoint}" if endpoint else ""
     root = _root(exc)
+    if isinstance(root, SSHProblem):
+        return str(root)
     if isinstance(root, ConnectionNotAllowed) or isinstance(exc, ConnectionNotAllowed):
         return str(root if isinstance(root, ConnectionNotAllowed) else exc)
     text = f"{exc} {root}"
