@@ -22,6 +22,10 @@ class ClusterImportForm(forms.Form):
     tls_ca = forms.CharField(required=False, label="Swarm TLS: CA certificate (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
     tls_cert = forms.CharField(required=False, label="Swarm TLS: client certificate (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
     tls_key = forms.CharField(required=False, label="Swarm TLS: client key (PEM)", widget=forms.Textarea(attrs={"rows": 3}))
+    ssh_key = forms.CharField(required=False, label="Swarm SSH: private key", widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+                              help_text="OpenSSH or PEM, without a passphrase (kept encrypted)")
+    ssh_host_key = forms.CharField(required=False, label="Swarm SSH: the host's key", widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+                                   help_text="ssh-keyscan -p PORT HOST output, the host's public key, or its SHA256: fingerprint")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -74,7 +78,8 @@ class ClusterImportForm(forms.Form):
         if self.errors:
             return data
         try:
-            credentials = swarm_importer.credentials_from(data["docker_endpoint"], data.get("tls_ca"), data.get("tls_cert"), data.get("tls_key"))
+            credentials = swarm_importer.credentials_from(data["docker_endpoint"], data.get("tls_ca"), data.get("tls_cert"), data.get("tls_key"),
+                                                         data.get("ssh_key"), data.get("ssh_host_key"))
             data["version"] = swarm_importer.verify(credentials)["version"]
         except importer.ImportProblem as problem:
             field = "docker_endpoint" if problem.field == "endpoint" else problem.field

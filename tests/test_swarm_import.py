@@ -1,5 +1,6 @@
 """Importing a Docker Swarm, against a real dockerd (tests/swarm_fixtures.py): by its unix socket and
-by tcp with TLS client certificates, and every failure a 400 naming the cause with nothing stored."""
+by tcp with TLS client certificates, and every failure a 400 naming the cause with nothing stored
+(ssh:// endpoints: tests/test_swarm_ssh.py)."""
 
 import socket
 
@@ -122,17 +123,6 @@ def test_kubernetes_and_swarm_fields_do_not_mix_and_importing_needs_the_permissi
     response = world.client(world.member).post(URL, {"name": "x", "kind": "swarm", "endpoint": swarm.host}, format="json")
     assert response.status_code == 403
     assert not Cluster.objects.filter(kind="swarm").exists()
-
-
-def test_an_ssh_endpoint_without_paramiko_is_refused_saying_so(importer, db):
-    # SSH is the Corral host's ssh client through the Docker SDK, which needs paramiko (not installed here).
-    try:
-        import paramiko  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("paramiko is installed: this test is for the refusal without it")
-    refused(importer.post(URL, {"name": "x", "kind": "swarm", "endpoint": "ssh://deploy@127.0.0.1"}, format="json"), "endpoint", "paramiko")
 
 
 def test_the_import_page_imports_a_swarm_and_shows_a_bad_endpoint_on_its_field(swarm, world, client):

@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(gcc libldap2-dev libsasl2-dev redis-server postgresql)
 if [ "${1:-run}" = test ]; then
-  want+=(slapd ldap-utils chromium chromium-driver docker.io busybox-static)
+  want+=(slapd ldap-utils chromium chromium-driver docker.io busybox-static openssh-server)
 fi
 missing=()
 for pkg in "${want[@]}"; do

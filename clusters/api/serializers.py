@@ -271,7 +271,8 @@ class ClusterEventSerializer(InventorySerializer):
 
 class ClusterImportSerializer(StrictSerializer):
     """Kubernetes: either a kubeconfig (and optionally which context), or server + CA + bearer token.
-    Swarm (``kind: swarm``): a manager's Docker endpoint, with TLS client certificates for tcp://."""
+    Swarm (``kind: swarm``): a manager's Docker endpoint, with TLS client certificates for tcp://,
+    a private key and the host's key for ssh://."""
 
     name = serializers.CharField(max_length=100, required=False)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -287,6 +288,10 @@ class ClusterImportSerializer(StrictSerializer):
     tls_ca = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: the CA (PEM)")
     tls_cert = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: client certificate (PEM)")
     tls_key = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Swarm tcp://: client key (PEM)")
+    ssh_key = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                    help_text="Swarm ssh://: the private key to log in with (OpenSSH or PEM, no passphrase)")
+    ssh_host_key = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                         help_text="Swarm ssh://: the host's key: known_hosts line(s), public key or SHA256: fingerprint")
 
     def __init__(self, *args, require_name=True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -299,11 +304,12 @@ class ClusterImportSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs):
-        swarm_fields = [k for k in ("endpoint", "tls_ca", "tls_cert", "tls_key") if k in attrs]
+        swarm_fields = [k for k in ("endpoint", "tls_ca", "tls_cert", "tls_key", "ssh_key", "ssh_host_key") if k in attrs]
         kube_fields = [k for k in ("kubeconfig", "context", "server", "token", "ca_data") if k in attrs]
         if attrs.get("kind") == ClusterKind.SWARM:
             if kube_fields:
-                raise serializers.ValidationError({kube_fields[0]: ["not for a Swarm: give endpoint (and tls_ca, tls_cert, tls_key for tcp://)"]})
+                raise serializers.ValidationError({kube_fields[0]: ["not for a Swarm: give endpoint (and tls_ca, tls_cert, tls_key for tcp://, "
+                                                                     "ssh_key and ssh_host_key for ssh://)"]})
             if not attrs.get("endpoint"):
                 raise serializers.ValidationError({"endpoint": ["required for a Swarm: unix:///path, tcp://host:port or ssh://user@host"]})
             return attrs

@@ -317,7 +317,8 @@ def _verified_credentials(v):
     """Credentials from the validated import body, checked against the cluster (400 on failure)."""
     if v.get("kind") == ClusterKind.SWARM:
         try:
-            credentials = swarm_importer.credentials_from(v["endpoint"], v.get("tls_ca"), v.get("tls_cert"), v.get("tls_key"))
+            credentials = swarm_importer.credentials_from(v["endpoint"], v.get("tls_ca"), v.get("tls_cert"), v.get("tls_key"),
+                                                         v.get("ssh_key"), v.get("ssh_host_key"))
             found = swarm_importer.verify(credentials)
         except importer.ImportProblem as problem:
             raise exceptions.ValidationError({problem.field: [problem.message]}) from None

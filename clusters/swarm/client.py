@@ -1,8 +1,9 @@
 """The one place that turns a Swarm cluster's stored credentials into a Docker SDK client.
 
 Credentials are a dict: ``endpoint`` (``unix:///path``, ``tcp://host:port`` or
-``ssh://user@host[:port]``) and, for tcp, ``tls_ca``, ``tls_cert`` and ``tls_key`` (PEM).  The PEM
-files are written to a private temporary directory that lives as long as the client.  A tcp
+``ssh://user@host[:port]``) and, for tcp, ``tls_ca``, ``tls_cert`` and ``tls_key`` (PEM), for ssh,
+``ssh_key`` and ``ssh_host_key`` (clusters.swarm.ssh).  The PEM files are written to a private
+temporary directory that lives as long as the client; the SSH key stays in memory.  A tcp or ssh
 connection obeys the outbound network policy (PORTAL_CLUSTER_ALLOWED/DENIED_NETWORKS) on its
 socket, as a Kubernetes client's does; a unix socket is this host's own.
 """
@@ -22,13 +23,15 @@ from docker.utils import version_lt
 
 from clusters.kube import outbound
 from clusters.kube.outbound import ConnectionNotAllowed
+from clusters.swarm.ssh import SSHProblem
 
 SCHEMES = ("unix", "tcp", "ssh")
 
 
 class SwarmConnectionError(Exception):
     """A Docker endpoint could not be reached or refused us; the message is for people.
-    ``cause`` is one of: endpoint, unreachable, tls, refused, not_allowed, version."""
+    ``cause`` is one of: endpoint, unreachable, tls, refused, not_allowed, version, and for ssh://
+    host_key (unknown or wrong host key) and auth (the key refused)."""
 
     def __init__(self, message, cause="unreachable"):
         self.cause = cause
@@ -93,34 +96,47 @@ def docker_client(credentials, timeout=None):
         except docker_errors.TLSParameterError as exc:
             tmp.cleanup()
             raise SwarmConnectionError(f"the TLS settings are not usable: {exc}", "tls") from None
-    if scheme == "ssh":
-        try:
-            import paramiko  # noqa: F401 - the Docker SDK imports it even to shell out to ssh
-        except ImportError:
-            tmp.cleanup()
-            raise SwarmConnectionError("ssh:// endpoints need the paramiko package on Corral's host (pip install paramiko); "
-                                       "use tcp:// with TLS client certificates or a unix socket", "endpoint") from None
     base_url = {"unix": f"unix://{where}", "tcp": f"tcp://{where}", "ssh": f"ssh://{where}"}[scheme]
+    adapter = None
+    if scheme == "ssh":
+        from clusters.swarm.ssh import CorralSSHAdapter
+
+        try:
+            adapter = CorralSSHAdapter(base_url, credentials, timeout)
+        except SSHProblem as exc:
+            tmp.cleanup()
+            raise SwarmConnectionError(str(exc), exc.cause) from None
     try:
         # A fixed version first (no request yet): the guard goes on before the first connection.
+        # For ssh, the SDK's shell-out adapter is made (it starts nothing) and replaced by ours.
         client = docker.DockerClient(base_url=base_url, tls=tls, version=MINIMUM_DOCKER_API_VERSION, timeout=timeout,
                                      use_ssh_client=scheme == "ssh")
     except docker_errors.DockerException as exc:
         tmp.cleanup()
+        if adapter is not None:
+            adapter.close()
         raise SwarmConnectionError(f"cannot use the Docker endpoint {base_url}: {exc}", "endpoint") from None
+    if adapter is not None:
+        client.api._custom_adapter.close()
+        client.api._custom_adapter = adapter
+        client.api.mount("http+docker://ssh", adapter)
     weakref.finalize(client, tmp.cleanup)
     api = client.api
     # Straight to the engine, never through an HTTP(S)_PROXY from the environment (the policy
     # checks the address actually connected to).
     api.trust_env = False
     if scheme == "tcp":
-        for adapter in api.adapters.values():
-            if getattr(adapter, "poolmanager", None) is not None:
-                outbound.guard(adapter.poolmanager)
+        for mounted in api.adapters.values():
+            if getattr(mounted, "poolmanager", None) is not None:
+                outbound.guard(mounted.poolmanager)
     try:
         server = api.version(api_version=False)["ApiVersion"]
     except Exception as exc:
+        said = adapter.dial_failure() if adapter is not None else None
         client.close()
+        if said:
+            raise SwarmConnectionError(f"the SSH login to {base_url} worked but gave no Docker API: {said} "
+                                       "(is the docker CLI installed there, and may that user use it?)", "refused") from exc
         raise SwarmConnectionError(describe_error(exc, base_url), cause_of(exc)) from exc
     api._version = DEFAULT_DOCKER_API_VERSION if version_lt(DEFAULT_DOCKER_API_VERSION, server) else server
     client.corral_endpoint = base_url
@@ -129,6 +145,8 @@ def docker_client(credentials, timeout=None):
 
 def cause_of(exc):
     text = str(exc)
+    if isinstance(_root(exc), SSHProblem):  # an ssh client logging in again later (host key changed...)
+        return _root(exc).cause
     if isinstance(exc, ConnectionNotAllowed) or isinstance(getattr(exc, "__context__", None), ConnectionNotAllowed) \
             or "is not allowed:" in text:
         return "not_allowed"
@@ -156,6 +174,8 @@ def describe_error(exc, endpoint=""):
     """Words a user understands for what went wrong talking to a Docker engine."""
     where = f" at {endpoint}" if endpoint else ""
     root = _root(exc)
+    if isinstance(root, SSHProblem):
+        return str(root)
     if isinstance(root, ConnectionNotAllowed) or isinstance(exc, ConnectionNotAllowed):
         return str(root if isinstance(root, ConnectionNotAllowed) else exc)
     text = f"{exc} {root}"
