@@ -157,6 +157,8 @@ def test_quota_pool_limit_range_and_usage(cluster, owner, sandbox):
     body = client_for(owner).get(f"/api/v1/projects/{project.pk}/").json()
     assert body["quota"]["pool"]["pods"] == "3" and body["quota"]["allocated"]["pods"] == "2"
     assert body["quota"]["used"]["pods"] == "2" and body["quota"]["left"]["limits.memory"] == "512Mi"
+    # Bare pods left in the session's shared sandbox would stop other tests' drains.
+    sandbox.kubectl("delete", "pod", "first", "second", "-n", ns.name, "--wait=false")
 
 
 def test_hand_edits_are_repaired_and_unmanaged_objects_left_alone(cluster, owner, sandbox):
