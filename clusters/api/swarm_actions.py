@@ -14,8 +14,9 @@ from rest_framework.response import Response
 
 from clusters import container_spec
 from clusters.api import serializers as s
+from clusters.api.errors import require_usable, workload_errors
 from clusters.kube.workloads import WorkloadError
-from clusters.models import ClusterState, Namespace, Workload
+from clusters.models import Namespace, Workload
 from clusters.swarm import stacks, store
 from clusters.swarm import workloads as sw
 from clusters.swarm.client import SwarmConnectionError, docker_client
@@ -27,7 +28,6 @@ from projects import quotas
 from projects.models import Project
 from projects.quantities import parse_quantity
 
-USABLE = (ClusterState.ACTIVE, ClusterState.UPDATING)
 # The pool keys a Swarm service takes from: reservations are requests, tasks are pods.
 POOL_KEYS = {"requests.cpu": "requests.cpu", "cpu": "requests.cpu", "requests.memory": "requests.memory",
              "memory": "requests.memory", "limits.cpu": "limits.cpu", "limits.memory": "limits.memory", "pods": "pods"}
@@ -119,8 +119,7 @@ class StackDeploySerializer(StrictSerializer):
 
 
 def client_for(cluster):
-    if cluster.state not in USABLE:
-        raise exceptions.ValidationError({"cluster": [f"the cluster is {cluster.state}; changes need an active cluster"]})
+    require_usable(cluster)
     try:
         return docker_client(cluster.credentials)
     except SwarmConnectionError as exc:
@@ -131,15 +130,8 @@ def run(cluster, change):
     """``change(client)`` against the swarm, its failures as API errors."""
     client = client_for(cluster)
     try:
-        return change(client)
-    except WorkloadError as exc:
-        if exc.status == 400:
-            raise exceptions.ValidationError({"detail": exc.message}) from None
-        if exc.status == 404:
-            raise exceptions.NotFound(exc.message) from None
-        error = exceptions.APIException(exc.message)
-        error.status_code = exc.status
-        raise error from None
+        with workload_errors():
+            return change(client)
     finally:
         client.close()
 

@@ -11,21 +11,19 @@ from rest_framework.response import Response
 from clusters import container_spec
 from clusters.api import serializers as s
 from clusters.api import swarm_actions as swarm
+from clusters.api.errors import require_usable, workload_errors
 from clusters.kube import workloads as kube
 from clusters.kube.client import ClusterConnectionError, api_client
 from clusters.kube.inventory import MODELS, apply_change, service_fields
-from clusters.models import ClusterState, Namespace, Workload
+from clusters.models import Namespace, Workload
 from portal.audit import record
 from portal.permissions import CHANGE, VIEW, can_add
-
-USABLE = (ClusterState.ACTIVE, ClusterState.UPDATING)
 
 
 def _client(cluster):
     if cluster.is_swarm:
         raise exceptions.ValidationError({"cluster": [cluster.kubernetes_only("this change")]})
-    if cluster.state not in USABLE:
-        raise exceptions.ValidationError({"cluster": [f"the cluster is {cluster.state}; changes need an active cluster"]})
+    require_usable(cluster)
     try:
         return api_client(cluster.credentials)
     except ClusterConnectionError as exc:
@@ -36,15 +34,8 @@ def _run(cluster, change):
     """Run ``change(api)`` against the cluster, turning its failures into API errors."""
     api = _client(cluster)
     try:
-        return change(api)
-    except kube.WorkloadError as exc:
-        if exc.status == 400:
-            raise exceptions.ValidationError({"detail": exc.message}) from None
-        if exc.status == 404:
-            raise exceptions.NotFound(exc.message) from None
-        error = exceptions.APIException(exc.message)
-        error.status_code = exc.status
-        raise error from None
+        with workload_errors():
+            return change(api)
     finally:
         api.close()
 
