@@ -26,6 +26,28 @@ def _isolated_cache_and_eager_celery(settings):
     app.conf.task_always_eager = False
 
 
+@pytest.fixture(autouse=True)
+def _channel_layer_receive_state_per_test():
+    """Each async test runs on an event loop of its own, but the channel layer is one object for
+    the process.  channels_redis keeps per-channel asyncio locks for receiving, and a socket closed
+    while its consumer waits on one leaves the lock's waiter count raised for good (a known
+    channels_redis bug, django/channels_redis#313): the lock, bound to the finished test's loop,
+    then fails every later test's receive ("bound to a different event loop").  A server runs one
+    loop for its life, where this is harmless; between tests the receiving state starts afresh."""
+    yield
+    from channels import DEFAULT_CHANNEL_LAYER
+    from channels.layers import channel_layers
+
+    layer = channel_layers.backends.get(DEFAULT_CHANNEL_LAYER)
+    if layer is None or not hasattr(layer, "receive_clean_locks"):
+        return
+    from channels_redis.core import ChannelLock
+
+    layer.receive_clean_locks = ChannelLock()
+    layer.receive_buffer.clear()
+    layer.receive_count, layer.receive_lock, layer.receive_event_loop = 0, None, None
+
+
 def make_user(username, **extra):
     return User.objects.create_user(username=username, password=f"{username}-password-1", email=f"{username}@example.com", **extra)
 
