@@ -100,6 +100,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.ended = False
         self.lock = asyncio.Lock()
         await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
+        await self.channel_layer.group_add(events.MISSED_GROUP, self.channel_name)
         await self.accept()
         self.rechecks = asyncio.create_task(self._recheck_every())
 
@@ -108,7 +109,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.ended = True
         self.rechecks.cancel()
-        for group in {*self.joined, events.user_group(self.user.pk)}:
+        for group in {*self.joined, events.user_group(self.user.pk), events.MISSED_GROUP}:
             await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- what the client asks -----------------------------------------------------------------
@@ -179,6 +180,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._join(set().union(*self.topics.values()), refresh=refresh)
             if refresh:
                 await self.channel_layer.group_add(events.user_group(user.pk), self.channel_name)
+                await self.channel_layer.group_add(events.MISSED_GROUP, self.channel_name)
             for topic, groups in plan.items():
                 if groups is None:
                     await self.send_json({"type": "unsubscribed", "group": topic, "reason": "you may no longer follow this"})
@@ -214,6 +216,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.session_key and message.get("session") == events.session_tag(self.session_key):
             async with self.lock:
                 await self._end(CLOSE_SIGNED_OUT, "you signed out")
+
+    async def live_missed(self, message):
+        """This socket's server process dropped live events while Redis could not be reached: the
+        page fetches what it shows afresh, through the same views as a reload."""
+        if not self.ended:
+            await self.send_json({"type": "missed"})
 
     async def live_pong(self, message):
         await self.send_json({"type": "pong", "id": message.get("id", "")})

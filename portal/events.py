@@ -77,10 +77,25 @@ def audience_groups(topic, tokens):
 
 # While Redis cannot be reached, live events are dropped at once instead of each waiting for the
 # client's retries: the change itself is already committed, and pages catch up when they reconnect.
-# One send is tried again every OUTAGE_RETRY_SECONDS to notice that Redis is back.
+# One send is tried again every OUTAGE_RETRY_SECONDS to notice that Redis is back, and a probe
+# thread tries as often by itself.  When a send gets through again, every open socket is told that
+# events were missed (``MISSED_GROUP``: the message says nothing else, so it is everyone's), and its
+# page catches up as after a reconnect: a page that reconnected before this process could send
+# again would otherwise never hear of what was dropped in between.
 OUTAGE_RETRY_SECONDS = 2.0
+MISSED_GROUP = "live-missed"
+_MISSED = {"type": "live.missed"}
 _outage = {"until": 0.0, "dropped": 0}
 _outage_lock = threading.Lock()
+
+
+def _probe_until_back():
+    while True:
+        time.sleep(OUTAGE_RETRY_SECONDS)
+        with _outage_lock:
+            if _outage["until"] == 0.0:  # a send got through meanwhile
+                return
+        _send_many([([MISSED_GROUP], _MISSED)], probe=True)
 
 
 _sender = {"loop": None, "pid": None}
@@ -111,14 +126,14 @@ def _send(groups, message):
     _send_many([(groups, message)])
 
 
-def _send_many(items):
+def _send_many(items, probe=False):
     """Send each ``(groups, message)`` in one trip to the channel layer."""
     layer = get_channel_layer()
     items = [(groups, message) for groups, message in items if groups]
     if layer is None or not items:
         return
     with _outage_lock:
-        if time.monotonic() < _outage["until"]:
+        if not probe and time.monotonic() < _outage["until"]:
             _outage["dropped"] += len(items)
             return
 
@@ -147,15 +162,21 @@ def _send_many(items):
         with _outage_lock:
             first = _outage["until"] == 0.0
             _outage["until"] = time.monotonic() + OUTAGE_RETRY_SECONDS
+            if not probe:
+                _outage["dropped"] += len(items)
         if first:
             message = items[0][1]
             log.warning("could not send live event %s (%s); live events are dropped until the channel layer answers",
                         message.get("event") or message.get("type"), exc)
+            threading.Thread(target=_probe_until_back, name="live-events-probe", daemon=True).start()
         return
     with _outage_lock:
-        if _outage["until"]:
+        recovered = _outage["until"] != 0.0
+        if recovered:
             log.warning("live events flow again; %d were dropped while the channel layer could not be reached", _outage["dropped"])
             _outage.update(until=0.0, dropped=0)
+    if recovered and not probe:
+        _send_many([([MISSED_GROUP], _MISSED)], probe=True)
 
 
 _batch = threading.local()

@@ -175,6 +175,8 @@ REDIS_URL = env("PORTAL_REDIS_URL", "redis://127.0.0.1:6379/0")
 # A slow moment (a busy host, a Redis restart) is waited for and retried, not turned into an error:
 # every Redis client (cache, locks, channel layer, Celery) times out, reconnects and retries.
 REDIS_TIMEOUT = env_int("PORTAL_REDIS_TIMEOUT_SECONDS", 5)
+if REDIS_TIMEOUT < 2:  # the channel layer's blocking pops wait half of it (portal/channel_layer.py)
+    raise ImproperlyConfigured(f"PORTAL_REDIS_TIMEOUT_SECONDS must be at least 2, not {REDIS_TIMEOUT}")
 
 
 def _redis_client_options(retry_class):
@@ -203,8 +205,9 @@ CACHES = {
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry)}], "prefix": "corral:channels"},
+        "BACKEND": "portal.channel_layer.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry)}], "prefix": "corral:channels",
+                   "blocking_pop_seconds": REDIS_TIMEOUT // 2},
     }
 }
 

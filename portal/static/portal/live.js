@@ -350,6 +350,13 @@
         pinger = setInterval(ping, PING_SECONDS * 1000);
       }
       if (msg.type === "subscribed" && /^cluster-\d+$/.test(msg.group)) refreshPods(msg.group.slice(8));
+      if (msg.type === "missed" && unanswered <= 0) {  // the server dropped events while Redis was away
+        say("Live updates catching up…");
+        catchUp().then(function () { say("Live updates on"); }, function (error) {
+          say("Live updates on; what changed while Redis was away could not be fetched (" + error.message + "): reload to see it");
+        });
+        groups.forEach(function (g) { if (/^cluster-\d+$/.test(g)) refreshPods(g.slice(8)); });
+      }
       if (msg.type === "closed") stopped = msg.reason;
       if (msg.type === "unsubscribed" && msg.reason) say("Live updates stopped: " + msg.reason);
       if (msg.type !== "event") return;
