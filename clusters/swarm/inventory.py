@@ -249,7 +249,7 @@ def _event_name(model, instance=None):
 
 class Change:
     """What one write changed; with ``topic``, each deletion is announced as it is found (who hears
-    of it is decided by the row as it was), the updates once written (``_announce``)."""
+    of it is decided by the row as it was), the updates once written (``announce_changes``)."""
 
     def __init__(self, topic=None):
         self.topic = topic
@@ -373,7 +373,7 @@ def write(cluster, data, announce=True):
         if partial is None:
             _prune_stacks(cluster, stacks, change)
         if announce:
-            _announce(cluster, change)
+            announce_changes(cluster, change)
         if change.resources:
             resources = frozenset(change.resources)
             # Alert rules follow (monitoring): after the commit, as for the Kubernetes watcher.
@@ -413,7 +413,9 @@ def _prune_stacks(cluster, stacks, change):
         change.resources.add("namespaces")
 
 
-def _announce(cluster, change):
+def announce_changes(cluster, change):
+    """Live events for the rows ``change`` updated (read afresh, so each goes to its audience as
+    written), after the transaction commits; the store's watcher path calls it too."""
     by_model = {}
     for model, uid in change.updated:
         by_model.setdefault(model, []).append(uid)

@@ -25,7 +25,7 @@ def store_service(cluster, attrs):
         if failed:  # the database refused the row: say so rather than answer with nothing
             raise RuntimeError(f"service {row['name']} is in the swarm but could not be stored: {failed[0][1]}")
         change.updated.append((Workload, row["uid"]))
-        inventory._announce(cluster, change)
+        inventory.announce_changes(cluster, change)
     return Workload.objects.select_related("cluster", "namespace").get(cluster=cluster, uid=row["uid"])
 
 
