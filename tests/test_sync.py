@@ -6,7 +6,7 @@ import time
 import pytest
 
 from clusters import sync
-from clusters.models import Cluster, Namespace, Node, Pod, Workload
+from clusters.models import Cluster, Namespace, Node, Pod, Service, Workload
 from portal.locks import OwnedLock
 
 pytestmark = pytest.mark.kube
@@ -165,3 +165,59 @@ def test_what_a_cluster_sends_cannot_break_the_write(db):
     assert node.name == "node" and node.labels == {"a": "bc"} and node.cpu_allocatable_m == 0
     event = ClusterEvent.objects.get(cluster=cluster)
     assert event.message == "bad  byte" and len(event.reason) == 128 and event.last_seen is None
+
+
+def _inventory_statements(queries):
+    """The SQL of ``queries`` that touched the inventory tables: (verb, table) pairs."""
+    tables = {m._meta.db_table for m in (Namespace, Node, Pod, Service, Workload)}
+    found = []
+    for query in queries:
+        sql = query["sql"].lstrip().upper()
+        verb = sql.split(None, 1)[0]
+        for table in tables:
+            if f'"{table.upper()}"' in sql:
+                found.append((verb, table))
+    return found
+
+
+def test_a_resync_of_an_unchanged_cluster_reads_each_table_once_and_writes_nothing(cluster, kubectl):
+    """The resync compares every list with one read of the stored rows per resource (every workload
+    kind in one), whatever the number of objects, and writes nothing for what did not change."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=2")
+    wait_pods(kubectl, 2)
+    sync.sync(cluster.pk)
+    with CaptureQueriesContext(connection) as small:
+        sync.sync(cluster.pk)
+    kubectl("scale", "deployment", "nginx", "--replicas=6")
+    wait_pods(kubectl, 6)
+    sync.sync(cluster.pk)
+    with CaptureQueriesContext(connection) as large:
+        sync.sync(cluster.pk)
+    for captured in (small, large):
+        statements = _inventory_statements(captured.captured_queries)
+        writes = [s for s in statements if s[0] in ("INSERT", "UPDATE", "DELETE", "COPY") and s[1] != Node._meta.db_table]
+        assert writes == []  # nodes excepted: kwok renews their heartbeats between syncs
+        reads = [table for verb, table in statements if verb == "SELECT"]
+        assert reads.count(Pod._meta.db_table) == 1 and reads.count(Workload._meta.db_table) == 1
+        assert reads.count(Namespace._meta.db_table) == 1
+    # Flat: 6 pods cost the queries 2 did (a node's heartbeat may add its own write).
+    assert len(large.captured_queries) <= len(small.captured_queries) + 2
+
+
+def test_a_resync_removes_a_deleted_workload_of_one_kind_and_keeps_the_others(cluster, kubectl):
+    kubectl("create", "deployment", "nginx", "--image=nginx:1.27", "--replicas=1")
+    kubectl("create", "cronjob", "tick", "--image=busybox", "--schedule=0 0 1 1 *", "--", "true")
+    wait_pods(kubectl, 1)
+    sync.sync(cluster.pk)
+    stored = Workload.objects.filter(cluster=cluster, namespace__name=kubectl.namespace)
+    assert set(stored.values_list("kind", "name")) == {("deployment", "nginx"), ("cronjob", "tick")}
+    kubectl("delete", "cronjob", "tick")
+    kubectl("create", "job", "once", "--image=busybox", "--", "true")
+    sync.sync(cluster.pk)
+    assert set(stored.values_list("kind", "name")) == {("deployment", "nginx"), ("job", "once")}
+    nginx = stored.get(name="nginx")
+    assert set(Pod.objects.filter(cluster=cluster, namespace__name=kubectl.namespace, owner_kind="ReplicaSet")
+               .values_list("workload_id", flat=True)) == {nginx.pk}

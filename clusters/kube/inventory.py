@@ -307,6 +307,8 @@ class SyncWriter:
         self.recent_events = []  # a heap of the most recent events, at most MAX_EVENTS
         self._order = itertools.count()
         self.ns_ids, self.node_ids, self.workload_ids = {}, {}, {}
+        self.stored = {}  # resource -> what the database held when its list began (see _snapshot)
+        self.listed = set()  # resources whose lists are complete
 
     def page(self, resource, items):
         if resource == "replicasets":
@@ -335,12 +337,9 @@ class SyncWriter:
         if resource == "events":
             self.apply(lambda: self._write_events(version))
             return
-        model = MODELS[resource]
         counted = "workloads" if resource in WORKLOAD_KINDS else resource
         self.counts[counted] += len(listed)
-        scope = {"kind": WORKLOAD_KINDS[resource]} if resource in WORKLOAD_KINDS else {}
-        key = "name" if resource == "namespaces" else "uid"
-        self.apply(lambda: store.delete_unlisted(model, self.cluster, listed, version, self.started, key, **scope))
+        self.apply(lambda: self._delete_unlisted(resource, listed, version))
 
     def unserved(self, resource):
         """The server does not serve ``resource``: its rows go, unburied (the objects may well be
@@ -396,19 +395,44 @@ class SyncWriter:
         return {"namespace_id": ns, "node_id": self.node_ids.get((obj.get("spec") or {}).get("nodeName")),
                 "workload_id": self.workload_ids.get((OWNER_KIND.get(kind), ns, name))}
 
+    def _snapshot(self, resource):
+        """What the database holds of ``resource`` for the cluster, read in one query when its list
+        begins: key -> (resourceVersion, *links, id, *extra).  It only decides what to skip (a row
+        already at the listed version needs nothing, whoever wrote it) and whether the list left
+        anything out; what differs is written, and what is gone deleted, under the lock, guarded."""
+        if resource in WORKLOAD_KINDS and resource not in self.stored:
+            # One query for every workload kind not listed yet (one table); each kind's rows apart.
+            kinds = {kind: name for name, kind in WORKLOAD_KINDS.items() if name not in self.stored and name not in self.listed}
+            for name in kinds.values():
+                self.stored[name] = {}
+            rows = Workload.objects.filter(cluster=self.cluster, kind__in=list(kinds)).order_by()
+            for row in rows.values_list("uid", "resource_version", *LINKS[resource], "id", "kind", "namespace_id", "name"):
+                self.stored[kinds[row[-3]]][row[0]] = row[1:]
+        elif resource not in self.stored:
+            key = "name" if resource == "namespaces" else "uid"
+            rows = MODELS[resource].objects.filter(cluster=self.cluster).order_by()
+            self.stored[resource] = {row[0]: row[1:] for row in rows.values_list(key, "resource_version", *LINKS[resource], "id", "name")}
+        return self.stored[resource]
+
+    def _delete_unlisted(self, resource, listed, version):
+        self.listed.add(resource)
+        snapshot = self.stored.pop(resource, None)
+        if snapshot is not None and snapshot.keys() <= listed:
+            return  # every row there was when the list began is in it (rows written since are newer)
+        scope = {"kind": WORKLOAD_KINDS[resource]} if resource in WORKLOAD_KINDS else {}
+        key = "name" if resource == "namespaces" else "uid"
+        store.delete_unlisted(MODELS[resource], self.cluster, listed, version, self.started, key, **scope)
+
     def _write_page(self, resource, items):
-        """Write what of a page differs from the rows stored.  The comparison is one query, made
-        outside the lock (it only decides what to skip: a row already at the list's version needs
-        nothing, whoever wrote it); what differs is written under the lock, guarded."""
+        """Write what of a page differs from the rows stored (compared with the list's snapshot)."""
         model, links = MODELS[resource], LINKS[resource]
         key = "name" if resource == "namespaces" else "uid"
-        keys = [_key(resource, o) for o in items]
         extra = ("kind", "namespace_id", "name") if resource in WORKLOAD_KINDS else ("name",)
-        found = list(model.objects.filter(cluster=self.cluster, **{f"{key}__in": keys}).order_by()
-                     .values_list(key, "resource_version", *links, "id", *extra))
-        width = 2 + len(links)
-        stored = {row[0]: row[1:width] for row in found}
-        self._remember_ids(resource, [row[width:] for row in found])
+        snapshot = self._snapshot(resource)
+        width = 1 + len(links)
+        found = [(k, snapshot[k]) for k in (_key(resource, o) for o in items) if k in snapshot]
+        self._remember_ids(resource, [row[width:] for _, row in found])
+        stored = {k: row[:width] for k, row in found}
         rows = []
         for obj in items:
             try:
@@ -449,11 +473,12 @@ class SyncWriter:
         rows, keep = [], set()
         with transaction.atomic():
             store.lock_inventory(self.cluster.pk)
-            stored = dict(ClusterEvent.objects.filter(cluster=self.cluster, uid__in=[e[1] for e in recent]).order_by()
-                          .values_list("uid", "resource_version"))
+            # Every stored event in one query (at most MAX_EVENTS and what the watcher added since).
+            stored = {uid: (pk, version, synced) for pk, uid, version, synced in
+                      ClusterEvent.objects.filter(cluster=self.cluster).order_by().values_list("pk", "uid", "resource_version", "synced")}
             for _, uid, _, obj in recent:
                 keep.add(uid)
-                if stored.get(uid) != _version(obj):
+                if stored.get(uid, (None, None))[1] != _version(obj):
                     try:
                         rows.append(event_fields(obj) | {"namespace_id": self._namespace_id(_namespace_of(obj))})
                     except Exception as exc:  # noqa: BLE001
@@ -463,14 +488,29 @@ class SyncWriter:
                 self._warn("events", by_uid.get(row["uid"], {}), why)
             # Only the most recent events are kept; a row the list does not keep goes unless it is
             # newer than the list (a watch event written meanwhile).
-            stale = ClusterEvent.objects.filter(cluster=self.cluster).exclude(uid__in=keep).order_by().values_list("pk", "resource_version", "synced")
-            gone = [pk for pk, version, synced in stale if store.proven_gone(version, synced, list_version, self.started)]
+            gone = [pk for uid, (pk, version, synced) in stored.items()
+                    if uid not in keep and store.proven_gone(version, synced, list_version, self.started)]
             if gone:
                 ClusterEvent.objects.filter(pk__in=gone).delete()
 
 
 FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fields, "services": service_fields,
           **{resource: (lambda obj, kind=kind: workload_fields(obj, kind)) for resource, kind in WORKLOAD_KINDS.items()}}
+
+
+def _lists(api, served, unserved):
+    """Every list of a sync in SYNC_ORDER, as steps: ("page", resource, items, version) for each
+    page, ("end", resource, None, version) when its list is complete, ("unserved", resource, None,
+    None) for a resource the server does not serve."""
+    for resource in SYNC_ORDER:
+        if resource not in served:
+            if resource in unserved:
+                yield "unserved", resource, None, None
+            continue
+        version = ""
+        for items, version in pages_raw(api, RESOURCES[resource]):  # every page is read at one resourceVersion
+            yield "page", resource, items, version
+        yield "end", resource, None, version
 
 
 def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
@@ -486,19 +526,20 @@ def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
     if missing is not None:
         missing.extend(absent + unavailable_api_services(api))
     writer = SyncWriter(cluster, apply)
-    for resource in SYNC_ORDER:
-        listed, version = set(), ""
-        if resource not in served:
-            if resource in unserved:
-                writer.unserved(resource)
-            continue
-        for items, page_version in read_ahead(pages_raw(api, RESOURCES[resource])):
-            version = page_version  # every page of a list is read at the same resourceVersion
+    listed = set()
+    # One thread reads every list, one page ahead of the writes: the next list is on its way while
+    # this one is written, over the same connection.
+    for step, resource, items, version in read_ahead(_lists(api, served, unserved)):
+        if step == "unserved":
+            writer.unserved(resource)
+        elif step == "page":
             listed.update(_key(resource, o) for o in items)
             writer.page(resource, items)
-        writer.end(resource, listed, version)
-        if versions is not None:
-            versions[resource] = version
+        else:
+            writer.end(resource, listed, version)
+            listed = set()
+            if versions is not None:
+                versions[resource] = version
     return writer.finish()
 
 
