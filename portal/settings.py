@@ -189,6 +189,9 @@ def _redis_client_options(retry_class):
 
 
 REDIS_CLIENT_OPTIONS = _redis_client_options(Retry)
+# Watcher shards (clusters.shards): a dead watcher's clusters move to the others once its Redis
+# connection closes, or at the latest when its lease (renewed every fifth of it) lapses.
+WATCHER_LEASE_SECONDS = max(2, env_int("PORTAL_WATCHER_LEASE_SECONDS", 10))
 # Where the worker, beat and the watcher touch their liveness files (portal.liveness; manage.py alive).
 LIVENESS_DIR = Path(env("PORTAL_LIVENESS_DIR", VAR_DIR / "liveness"))
 
