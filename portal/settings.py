@@ -294,6 +294,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 API_MAX_PAGE_SIZE = env_int("PORTAL_API_MAX_PAGE_SIZE", 1000)
+# A list's ``count`` is exact up to this many matches (0: always exact); past it ``count_exact`` is false.
+API_COUNT_LIMIT = env_int("PORTAL_API_COUNT_LIMIT", 1000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Corral API",
