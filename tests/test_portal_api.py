@@ -192,6 +192,10 @@ def test_counts_past_the_count_limit_say_so_and_every_page_is_still_reached(worl
     assert client.get("/api/v1/pods/", {"search": "web-", "limit": 2, "offset": 50}).json()["count"] == 4  # past the end: counted
     other = world.client(world.stranger).get("/api/v1/pods/", {"search": "web-", "limit": 2}).json()
     assert other["count"] == 0 and other["results"] == [] and other["count_exact"] is True  # another tenant: nothing
+    for i in range(5):
+        Cluster.objects.create(name=f"extra-{i}", driver="sandbox", state="active")
+    clusters = world.client(world.admin).get("/api/v1/clusters/", {"limit": 2}).json()
+    assert clusters["count"] == 7 and clusters["count_exact"] is True  # the fleet's size is always counted
     settings.API_COUNT_LIMIT = 0
     assert client.get("/api/v1/pods/", {"search": "web-", "limit": 2}).json()["count"] == 7
 

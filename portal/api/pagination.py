@@ -10,8 +10,8 @@ class Pagination(LimitOffsetPagination):
     """``?limit=&offset=``; the limit is capped at PORTAL_API_MAX_PAGE_SIZE.  A limit or offset that
     is not a whole number in range is a 400 naming it, not silently the default.
 
-    ``count`` is exact up to PORTAL_API_COUNT_LIMIT matches; past it, it is that limit and
-    ``count_exact`` is false (a search matching 50,000 pods is not counted to the last one on every
+    ``count`` is exact up to PORTAL_API_COUNT_LIMIT matches (a view's ``count_limit``, 0 for always);
+    past it, it is that limit and ``count_exact`` is false (a search matching 50,000 pods is not counted to the last one on every
     page, as GitLab's "1,000+").  ``next`` is right either way: the page is read one row longer to
     know whether more follow."""
 
@@ -28,16 +28,15 @@ class Pagination(LimitOffsetPagination):
         page = list(queryset[self.offset:self.offset + self.limit + 1])
         self.more = len(page) > self.limit
         page = page[:self.limit]
-        self.count, self.count_exact = self._count(queryset, len(page))
+        self.count, self.count_exact = self._count(queryset, len(page), getattr(view, "count_limit", settings.API_COUNT_LIMIT))
         if self.count > self.limit and self.template is not None:
             self.display_page_controls = True
         return page
 
-    def _count(self, queryset, shown):
-        """(count, exact): from the page alone when it is the last one, else counted up to the limit."""
+    def _count(self, queryset, shown, cap):
+        """(count, exact): from the page alone when it is the last one, else counted up to ``cap``."""
         if shown and not self.more:
             return self.offset + shown, True
-        cap = settings.API_COUNT_LIMIT
         if not cap:
             return self.get_count(queryset), True
         counted = queryset.order_by()[:cap + 1].count()
