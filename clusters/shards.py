@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 import redis
 from django.conf import settings
@@ -101,7 +102,12 @@ class Membership:
         self.renew()
 
         def run():
+            last = time.monotonic()
             while not self.stop_event.wait(self.renew_seconds):
+                now = time.monotonic()
+                if now - last > self.lease_seconds / 2:
+                    log.warning("watchers: the lease was renewed %.1f s after the last time (every %.1f s wanted)", now - last, self.renew_seconds)
+                last = now
                 before = self.members
                 if self.renew() != before and on_change is not None:
                     on_change()
