@@ -378,7 +378,8 @@ class ClusterWatch:
         with self.relist_lock, RELISTS:
             try:
                 versions = {}
-                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work))
+                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),
+                          lock_ttl=settings.WATCHER_LEASE_SECONDS)
                 self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
                 self.versions.update(versions)
                 self.changed.update(WATCHED)
