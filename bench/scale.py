@@ -26,11 +26,17 @@ resident memory (per cluster), TCP connections, the time until every cluster's w
 connected, and until a namespace created in one sandbox is stored for all of its clusters.
 
     python bench/scale.py --watch-only --clusters 2000 --sandboxes 4 --nodes 2 --pods 10
+
+``--shards-only`` runs only the two shards and the takeover after one is SIGKILLed (the shards list
+every cluster first, then one is killed), without the single watcher, the resync and the pages.
+
+    python bench/scale.py --shards-only --clusters 200 --sandboxes 4
 """
 
 import argparse
 import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -93,6 +99,11 @@ class Watcher:
         self.peak = max(self.peak, rss)
         return self.ps.num_threads(), rss, len(self.ps.net_connections(kind="tcp"))
 
+    def followed(self):
+        """Clusters this process started following (listed or resumed), from its log."""
+        text = Path(self.log.name).read_text()
+        return len(set(re.findall(r"cluster (\d+): (?:listing it|resuming its watches)", text)))
+
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
         try:
@@ -113,6 +124,7 @@ def main():
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--skip-resync", action="store_true")
     parser.add_argument("--watch-only", action="store_true", help="only the watcher's transport: resumed watches, no lists")
+    parser.add_argument("--shards-only", action="store_true", help="only two shards and the takeover after one is killed")
     args = parser.parse_args()
 
     url = benchdb.setup(DB)
@@ -123,7 +135,7 @@ def main():
     from django.db import connections
 
     from clusters import shards
-    from clusters.models import Cluster, ClusterWatchState, Node, Pod
+    from clusters.models import Cluster, Node, Pod
     from clusters.sandbox import Sandbox
 
     redis.Redis.from_url(settings.REDIS_URL).delete(shards.KEY)
@@ -167,35 +179,8 @@ def main():
               f"(a sandbox of its own, 2 nodes, 10 pods)", flush=True)
         connections.close_all()
 
-        # --- one watcher process follows every cluster ---
-        single = Watcher("bench-single", tmp, alone=True)
-        watchers.append(single)
-        started = time.monotonic()
-        expected = total * args.pods + 10
-        wait_for(lambda: single.sample() and ClusterWatchState.objects.count() >= total + 1 and Pod.objects.count() >= expected,
-                 3600, "the initial catch-up", every=2)
-        caught_up = time.monotonic() - started
-        time.sleep(10)  # every watch connected
-        threads, rss, sockets = single.sample()
-        print(f"one watcher process, {total:,} clusters:")
-        print(f"  initial catch-up  {caught_up:.1f} s (every cluster listed: {Pod.objects.count():,} pods, watches started)")
-        print(f"  threads           {threads}")
-        print(f"  memory            {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB; "
-              f"{'meets' if rss <= 2**30 else 'MISSES'} the 1 GiB target)")
-        print(f"  TCP connections   {sockets:,}", flush=True)
-
-        db_delays, ws_delays, _ = asyncio.run(deletion_delays(probe_box, [probe_id], args.trials))
-        print(f"  probe pod deleted -> its row gone            p50 {statistics.median(db_delays) * 1000:.0f} ms, p95 {p95(db_delays) * 1000:.0f} ms "
-              f"({'meets' if p95(db_delays) <= 1 else 'MISSES'} the 1 s target), {args.trials} trials")
-        print(f"  probe pod deleted -> websocket pod.deleted    p50 {statistics.median(ws_delays) * 1000:.0f} ms, p95 {p95(ws_delays) * 1000:.0f} ms "
-              f"({'meets' if p95(ws_delays) <= 1 else 'MISSES'} the 1 s target)")
-        _, _, all_delays = asyncio.run(deletion_delays(boxes[0], by_box[0], 3))
-        print(f"  a pod deleted in a sandbox registered {len(by_box[0])} times -> gone from all {len(by_box[0])} clusters: "
-              f"{', '.join(f'{d:.1f}' for d in all_delays)} s (3 trials)", flush=True)
-        threads, rss, sockets = single.sample()
-        print(f"  after the deletions: {threads} threads, {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB)", flush=True)
-        single.stop()
-        watchers.remove(single)
+        if not args.shards_only:
+            single_watcher(args, total, probe_box, probe_id, boxes, by_box, watchers, tmp)
 
         # --- two shards, one killed ---
         ids = [i for group in by_box for i in group] + [probe_id]
@@ -206,15 +191,29 @@ def main():
                 break
         shard_a, shard_b = Watcher(names[0], tmp), Watcher(names[1], tmp)
         watchers += [shard_a, shard_b]
-        probe_all(boxes + [probe_box], 600, "both shards to follow their clusters")
+        leases = redis.Redis.from_url(settings.REDIS_URL)
+        # Each follows everything until it sees the other: wait until both hold a lease, then until
+        # each follows its own share (a pod deleted everywhere is gone from every cluster).
+        wait_for(lambda: {m.decode() for m in leases.zrange(shards.KEY, 0, -1)} >= set(names), 600, "both shards' leases")
+        time.sleep(5)
+        probe_all(boxes + [probe_box], 1800, "both shards to follow their clusters")
+        from clusters.models import ClusterWatchState
+
+        # Killed in the steady state: every cluster listed and where its watches got to stored.
+        wait_for(lambda: ClusterWatchState.objects.count() >= total + 1, 1800, "every cluster's watch state", every=2)
+        time.sleep(5)  # where every watch got to is stored (every 2 s)
         print(f"two watcher shards: {len(owned):,} and {total - len(owned):,} clusters; "
-              f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident")
+              f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident; load average "
+              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        followed = shard_a.followed()
         shard_a.stop(signal.SIGKILL)
         watchers.remove(shard_a)
         killed = time.monotonic()
+        print(f"  the shard killed at {time.strftime('%H:%M:%S')} was following {followed:,} clusters", flush=True)
         took = probe_all(boxes + [probe_box], 300, "the surviving shard to take over", since=killed)
         print(f"  shard SIGKILLed: a pod deleted in every sandbox right after is gone from all {total:,} clusters after "
-              f"{took:.1f} s ({'meets' if took <= 30 else 'MISSES'} the 30 s target)", flush=True)
+              f"{took:.1f} s ({'meets' if took <= 30 else 'MISSES'} the 30 s target); load average "
+              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         deadline = time.monotonic() + 120
         while (differ := compare(boxes + [probe_box], by_box + [[probe_id]])) and time.monotonic() < deadline:
             time.sleep(2)
@@ -224,6 +223,8 @@ def main():
         print(f"  the surviving shard follows all {total:,}: {threads} threads, {rss / 2**20:,.0f} MiB resident")
         shard_b.stop()
         watchers.remove(shard_b)
+        if args.shards_only:
+            return
 
         # --- full resync ---
         if not args.skip_resync:
@@ -243,6 +244,41 @@ def main():
 
     print(f"database: {Cluster.objects.count():,} clusters, {Node.objects.count():,} nodes, {Pod.objects.count():,} pods")
     pages(args.requests)
+
+
+def single_watcher(args, total, probe_box, probe_id, boxes, by_box, watchers, tmp):
+    """One watcher process following every cluster: threads, memory, catch-up, deletion delays."""
+    from clusters.models import ClusterWatchState, Pod
+
+    # --- one watcher process follows every cluster ---
+    single = Watcher("bench-single", tmp, alone=True)
+    watchers.append(single)
+    started = time.monotonic()
+    expected = total * args.pods + 10
+    wait_for(lambda: single.sample() and ClusterWatchState.objects.count() >= total + 1 and Pod.objects.count() >= expected,
+             3600, "the initial catch-up", every=2)
+    caught_up = time.monotonic() - started
+    time.sleep(10)  # every watch connected
+    threads, rss, sockets = single.sample()
+    print(f"one watcher process, {total:,} clusters:")
+    print(f"  initial catch-up  {caught_up:.1f} s (every cluster listed: {Pod.objects.count():,} pods, watches started)")
+    print(f"  threads           {threads}")
+    print(f"  memory            {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB; "
+          f"{'meets' if rss <= 2**30 else 'MISSES'} the 1 GiB target)")
+    print(f"  TCP connections   {sockets:,}", flush=True)
+
+    db_delays, ws_delays, _ = asyncio.run(deletion_delays(probe_box, [probe_id], args.trials))
+    print(f"  probe pod deleted -> its row gone            p50 {statistics.median(db_delays) * 1000:.0f} ms, p95 {p95(db_delays) * 1000:.0f} ms "
+          f"({'meets' if p95(db_delays) <= 1 else 'MISSES'} the 1 s target), {args.trials} trials")
+    print(f"  probe pod deleted -> websocket pod.deleted    p50 {statistics.median(ws_delays) * 1000:.0f} ms, p95 {p95(ws_delays) * 1000:.0f} ms "
+          f"({'meets' if p95(ws_delays) <= 1 else 'MISSES'} the 1 s target)")
+    _, _, all_delays = asyncio.run(deletion_delays(boxes[0], by_box[0], 3))
+    print(f"  a pod deleted in a sandbox registered {len(by_box[0])} times -> gone from all {len(by_box[0])} clusters: "
+          f"{', '.join(f'{d:.1f}' for d in all_delays)} s (3 trials)", flush=True)
+    threads, rss, sockets = single.sample()
+    print(f"  after the deletions: {threads} threads, {rss / 2**20:,.0f} MiB resident (peak seen {single.peak / 2**20:,.0f} MiB)", flush=True)
+    single.stop()
+    watchers.remove(single)
 
 
 def watch_only(boxes, clusters, tmp, watchers):
@@ -387,7 +423,6 @@ async def deletion_delays(box, ids, trials):
 def pages(requests):
     from django.contrib.auth.models import User
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
     from portal.models import ApiToken
@@ -406,7 +441,8 @@ def pages(requests):
         samples = []
         for _ in range(requests):
             started = time.perf_counter()
-            with CaptureQueriesContext(connection) as queries:
+            queries = []  # counted at the cursor: the test client's request_started resets connection.queries
+            with connection.execute_wrapper(lambda execute, sql, *rest, queries=queries: queries.append(sql) or execute(sql, *rest)):
                 response = client.get(path, params)
             samples.append(time.perf_counter() - started)
             assert response.status_code == 200, (path, response.status_code)

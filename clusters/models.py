@@ -75,30 +75,56 @@ class ClusterQuerySet(RestrictedQuerySet):
         """Clusters whose health and inventory Corral keeps current."""
         return self.filter(state__in=[S.ACTIVE, S.UPDATING, S.UNAVAILABLE])
 
+    _summary_for = None  # (user,) once with_summary() asked for the figures
+
+    def _clone(self):
+        clone = super()._clone()
+        clone._summary_for = self._summary_for
+        return clone
+
     def with_summary(self, user=None):
-        """Annotate node, pod and capacity figures for lists (one query, no N+1).  Given a
-        ``user``, the figures count only the nodes and pods that user may see: a project member
-        learns nothing of other projects' pods from a total."""
-        nodes, pods = Node.objects.all(), Pod.objects.all()
+        """Node, pod and capacity figures on each cluster fetched (``nodes_total``, ``pods_total``...),
+        read like ``prefetch_related``: after the clusters, two grouped queries for all of them (the
+        nodes', the pods'), however many there are.  Given a ``user``, the figures count only the
+        nodes and pods that user may see: a project member learns nothing of other projects' pods
+        from a total."""
+        clone = self._chain()
+        clone._summary_for = (user,)
+        return clone
+
+    def _fetch_all(self):
+        fetched = self._result_cache is None
+        super()._fetch_all()
+        if fetched and self._summary_for is not None and self._iterable_class is models.query.ModelIterable:
+            attach_summaries(self._result_cache, *self._summary_for)
+
+
+SUMMARY_FIGURES = ("nodes_total", "nodes_ready", "cpu_allocatable_m", "memory_allocatable_bytes",
+                   "pods_total", "cpu_requested_m", "memory_requested_bytes")
+
+
+def attach_summaries(clusters, user=None):
+    """Set the ``SUMMARY_FIGURES`` on ``clusters`` (of what ``user`` may see, when given), in two
+    grouped queries whatever their number."""
+    figures = {c.pk: dict.fromkeys(SUMMARY_FIGURES, 0) for c in clusters}
+    if figures:
+        nodes = Node.objects.filter(cluster_id__in=list(figures))
+        pods = Pod.objects.filter(cluster_id__in=list(figures))
         if user is not None:
             nodes, pods = nodes.restrict(user, "view"), pods.restrict(user, "view")
-        nodes = nodes.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
-        pods = pods.filter(cluster=models.OuterRef("pk")).order_by().values("cluster")
-
-        def sub(qs, expr):
-            return models.Subquery(qs.annotate(v=expr).values("v")[:1], output_field=models.BigIntegerField())
-
-        return self.annotate(
-            nodes_total=models.functions.Coalesce(sub(nodes, Count("pk")), 0),
-            nodes_ready=models.functions.Coalesce(sub(nodes.filter(ready=True), Count("pk")), 0),
-            cpu_allocatable_m=models.functions.Coalesce(sub(nodes, Sum("cpu_allocatable_m")), 0),
-            memory_allocatable_bytes=models.functions.Coalesce(sub(nodes, Sum("memory_allocatable_bytes")), 0),
-            pods_total=models.functions.Coalesce(sub(pods, Count("pk")), 0),
-            cpu_requested_m=models.functions.Coalesce(sub(pods.filter(~Q(phase__in=["Succeeded", "Failed"])), Sum("cpu_request_m")), 0),
-            memory_requested_bytes=models.functions.Coalesce(
-                sub(pods.filter(~Q(phase__in=["Succeeded", "Failed"])), Sum("memory_request_bytes")), 0
-            ),
-        )
+        running = ~Q(phase__in=["Succeeded", "Failed"])
+        rows = list(nodes.order_by().values("cluster_id").annotate(
+            nodes_total=Count("pk"), nodes_ready=Count("pk", filter=Q(ready=True)),
+            cpu_allocatable_m=Sum("cpu_allocatable_m"), memory_allocatable_bytes=Sum("memory_allocatable_bytes")))
+        rows += pods.order_by().values("cluster_id").annotate(
+            pods_total=Count("pk"), cpu_requested_m=Sum("cpu_request_m", filter=running),
+            memory_requested_bytes=Sum("memory_request_bytes", filter=running))
+        for row in rows:
+            cluster_figures = figures[row.pop("cluster_id")]
+            cluster_figures.update((name, value or 0) for name, value in row.items())
+    for cluster in clusters:
+        for name, value in figures[cluster.pk].items():
+            setattr(cluster, name, value)
 
 
 class Cluster(StateMachineMixin, ChangeLoggedModel):

@@ -47,15 +47,17 @@ def due(cluster_id, now=None):
     return (now or time.time()) >= last + delay
 
 
-def sync(cluster_id, progress=None, versions=None, wait=0, apply=None):
+def sync(cluster_id, progress=None, versions=None, wait=0, apply=None, lock_ttl=locks.TTL_SECONDS):
     """Read the cluster's whole inventory and write it, page by page; returns the object counts.
     ``versions`` (a dict), when given, receives each list's resourceVersion for watches to start
     from; ``apply``, when given, runs each piece of database work (the watcher's cluster writer).
-    Another sync of the cluster running: waits up to ``wait`` seconds, then raises SyncBusy.  (The
+    Another sync of the cluster running: waits up to ``wait`` seconds, then raises SyncBusy (a dead
+    holder's lock frees within its ``lock_ttl``; the watcher's is its lease, so a takeover does not
+    wait for a killed watcher's listing).  (The
     writes themselves are guarded per cluster in the database, clusters.kube.store, so even a sync
     that lost its lock to a Redis outage never writes older data over newer.)"""
     step = progress or (lambda pct, msg: None)
-    lock = locks.OwnedLock(lock_name(cluster_id))
+    lock = locks.OwnedLock(lock_name(cluster_id), ttl=lock_ttl)
     if not lock.acquire(wait=0):
         if wait:
             step(5, "waiting for the sync of this cluster that is already running")

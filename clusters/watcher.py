@@ -358,6 +358,7 @@ class ClusterWatch:
         self.connecting = None
         self.event_writes = 0
         self.unwatched = set()  # resources not served: not watched until a sync finds them served
+        self.prepared = None  # (credentials, watch state, missing APIs) when the supervisor read them
 
     def start(self):
         self.future = runtime().run(self._main())
@@ -377,7 +378,8 @@ class ClusterWatch:
         with self.relist_lock, RELISTS:
             try:
                 versions = {}
-                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work))
+                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),
+                          lock_ttl=settings.WATCHER_LEASE_SECONDS)
                 self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
                 self.versions.update(versions)
                 self.changed.update(WATCHED)
@@ -394,7 +396,12 @@ class ClusterWatch:
         await asyncio.shield(self.relisting)
 
     def _prepare(self):
-        """The cluster's credentials and where its watches got to (on a reading thread)."""
+        """The cluster's credentials and where its watches got to (on a reading thread); the first
+        time, what the supervisor read for it with the others it started."""
+        if self.prepared is not None:
+            (credentials, state, missing), self.prepared = self.prepared, None
+            self.unwatched = unwatched(missing)
+            return credentials, state
         try:
             cluster = Cluster.objects.only("credentials", "missing_apis").get(pk=self.cluster_id)
             self.unwatched = unwatched(cluster.missing_apis)
@@ -695,37 +702,50 @@ def _fingerprint(cluster):
 
 class Supervisor:
     """Keeps one ClusterWatch per monitored cluster this process owns (``clusters.shards``: all of
-    them when it is the only watcher), following clusters as they come, go and move."""
+    them when it is the only watcher), following clusters as they come, go and move.  A change of
+    the live watchers (one ended, one joined) wakes it at once instead of at its next poll."""
 
     def __init__(self, poll_seconds=5, membership=None):
         self.poll_seconds = poll_seconds
         self.membership = membership
         self.watches = {}
         self.stop_event = threading.Event()
+        self.wake = threading.Event()
 
     def reconcile(self):
         close_old_connections()
-        if self.membership is not None:
-            self.membership.renew()
-        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only("pk", "kind", "credentials")
-        wanted = {c.pk: _fingerprint(c) for c in monitored if self.membership is None or self.membership.owns(c.pk)}
+        monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only(
+            "pk", "kind", "credentials", "missing_apis")
+        monitored = {c.pk: c for c in monitored if self.membership is None or self.membership.owns(c.pk)}
+        wanted = {pk: _fingerprint(c) for pk, c in monitored.items()}
         for cluster_id, watch in list(self.watches.items()):
             if wanted.get(cluster_id) != watch.fingerprint:
                 watch.stop()
                 del self.watches[cluster_id]
-        for cluster_id, fingerprint in wanted.items():
-            if cluster_id not in self.watches:
-                watch = (SwarmWatch if fingerprint[0] == "swarm" else ClusterWatch)(cluster_id, fingerprint)
-                watch.start()
-                self.watches[cluster_id] = watch
+        new = [pk for pk in wanted if pk not in self.watches]
+        # Where the new clusters' watches got to, in one query (a takeover starts hundreds at once).
+        states = {s.cluster_id: s for s in ClusterWatchState.objects.filter(cluster_id__in=new)} if new else {}
+        for cluster_id in new:
+            fingerprint = wanted[cluster_id]
+            if fingerprint[0] == "swarm":
+                watch = SwarmWatch(cluster_id, fingerprint)
+            else:
+                watch = ClusterWatch(cluster_id, fingerprint)
+                cluster = monitored[cluster_id]
+                watch.prepared = (cluster.credentials, states.get(cluster_id), cluster.missing_apis)
+            watch.start()
+            self.watches[cluster_id] = watch
 
     def run(self):
+        if self.membership is not None:
+            self.membership.start(on_change=self.wake.set)
         while not self.stop_event.is_set():
             try:
                 self.reconcile()
             except Exception:
                 log.exception("watcher: could not read the clusters to watch")
-            self.stop_event.wait(self.poll_seconds)
+            self.wake.wait(self.poll_seconds)
+            self.wake.clear()
         for watch in self.watches.values():
             watch.stop()
         for watch in self.watches.values():
@@ -736,3 +756,4 @@ class Supervisor:
 
     def stop(self):
         self.stop_event.set()
+        self.wake.set()

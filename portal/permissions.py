@@ -298,6 +298,18 @@ def tokens_within(held, within):
 # --- decisions -------------------------------------------------------------------------------------
 
 
+def _within(model, lookup, ids):
+    """Rows whose ``lookup`` is one of ``ids``.  A lookup through a foreign key (``namespace__project``)
+    is a subquery on the related model, the same rows as the join: a restricted count of 200,000
+    pods then joins no table of every namespace."""
+    head, _, rest = lookup.partition("__")
+    field = model._meta.get_field(head) if rest else None
+    if field is not None and field.many_to_one and field.concrete:
+        related = field.related_model._base_manager.filter(**{f"{rest}__in": ids}).values(field.target_field.attname)
+        return Q(**{f"{field.attname}__in": related})
+    return Q(**{f"{lookup}__in": ids})
+
+
 def restriction(model, user, action):
     """The Q that limits ``model`` rows to those ``user`` may ``action``; None means all rows."""
     if action not in ACTIONS:
@@ -314,7 +326,7 @@ def restriction(model, user, action):
     for grant in rule.grants:
         roles = grant.roles_for(action)
         if roles:
-            q |= Q(**{f"{grant.lookup}__in": scope_ids(user, grant.scope, roles, via=grant.via)})
+            q |= _within(model, grant.lookup, scope_ids(user, grant.scope, roles, via=grant.via))
     if rule.extra is not None:
         extra = rule.extra(user, action)
         if extra is not None:

@@ -191,6 +191,9 @@ def _redis_client_options(retry_class):
 
 
 REDIS_CLIENT_OPTIONS = _redis_client_options(Retry)
+# Watcher shards (clusters.shards): a dead watcher's clusters move to the others once its Redis
+# connection closes, or at the latest when its lease (renewed every fifth of it) lapses.
+WATCHER_LEASE_SECONDS = max(2, env_int("PORTAL_WATCHER_LEASE_SECONDS", 10))
 # Where the worker, beat and the watcher touch their liveness files (portal.liveness; manage.py alive).
 LIVENESS_DIR = Path(env("PORTAL_LIVENESS_DIR", VAR_DIR / "liveness"))
 
@@ -294,6 +297,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 API_MAX_PAGE_SIZE = env_int("PORTAL_API_MAX_PAGE_SIZE", 1000)
+# A list's ``count`` is exact up to this many matches (0: always exact); past it ``count_exact`` is false.
+API_COUNT_LIMIT = env_int("PORTAL_API_COUNT_LIMIT", 1000)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Corral API",

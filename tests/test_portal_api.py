@@ -171,6 +171,35 @@ def test_page_size_is_capped(world, settings):
     assert "limit=5" in (body["next"] or "limit=5")
 
 
+def test_counts_past_the_count_limit_say_so_and_every_page_is_still_reached(world, settings):
+    from clusters.models import Pod
+
+    settings.API_COUNT_LIMIT = 4
+    Pod.objects.bulk_create([Pod(cluster=world.cluster, namespace=world.namespace, uid=f"p{i}", name=f"web-{i}") for i in range(7)])
+    client = world.client(world.owner)
+    first = client.get("/api/v1/pods/", {"search": "web-", "limit": 2}).json()
+    assert first["count"] == 4 and first["count_exact"] is False and "offset=2" in first["next"]
+    seen, url = [], "/api/v1/pods/?search=web-&limit=2"
+    while url:
+        body = client.get(url).json()
+        seen += [row["name"] for row in body["results"]]
+        assert body["count"] >= len(seen)
+        url = body["next"]
+    assert sorted(seen) == [f"web-{i}" for i in range(7)]  # past the limit too
+    assert body["count"] == 7 and body["count_exact"] is True  # the last page knows
+    small = client.get("/api/v1/pods/", {"search": "web-1"}).json()
+    assert small["count"] == 1 and small["count_exact"] is True and small["next"] is None
+    assert client.get("/api/v1/pods/", {"search": "web-", "limit": 2, "offset": 50}).json()["count"] == 4  # past the end: counted
+    other = world.client(world.stranger).get("/api/v1/pods/", {"search": "web-", "limit": 2}).json()
+    assert other["count"] == 0 and other["results"] == [] and other["count_exact"] is True  # another tenant: nothing
+    for i in range(5):
+        Cluster.objects.create(name=f"extra-{i}", driver="sandbox", state="active")
+    clusters = world.client(world.admin).get("/api/v1/clusters/", {"limit": 2}).json()
+    assert clusters["count"] == 7 and clusters["count_exact"] is True  # the fleet's size is always counted
+    settings.API_COUNT_LIMIT = 0
+    assert client.get("/api/v1/pods/", {"search": "web-", "limit": 2}).json()["count"] == 7
+
+
 def test_pod_filters_across_clusters(world):
     from clusters.models import Pod
 

@@ -241,6 +241,48 @@ def test_a_project_member_sees_counts_of_their_own_project_only(world):
     assert summary["pods"] == 4 and summary["cpu_requested_m"] == 1600 and summary["nodes_total"] == 1
 
 
+def test_the_cluster_list_counts_each_clusters_figures_in_a_flat_number_of_queries(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from clusters.models import Cluster, ClusterMembership
+    from tests.conftest import make_cluster
+
+    def fill(cluster, pods, nodes):
+        namespace = Namespace.objects.create(cluster=cluster, uid=f"ns-{cluster.pk}", name="ops")
+        Pod.objects.bulk_create([Pod(cluster=cluster, namespace=namespace, uid=f"{cluster.pk}-{i}", name=f"p-{i}", cpu_request_m=10,
+                                     phase="Succeeded" if i == 0 else "Running") for i in range(pods)])
+        Node.objects.bulk_create([Node(cluster=cluster, uid=f"{cluster.pk}-n{i}", name=f"n-{i}", ready=i > 0, cpu_allocatable_m=1000)
+                                  for i in range(nodes)])
+
+    def listed(user):
+        response = world.client(user).get("/api/v1/clusters/", {"limit": 100})
+        assert response.status_code == 200
+        return {row["name"]: row["summary"] for row in response.json()["results"]}
+
+    mine, queries = [], []
+    for count in (2, 20):  # the queries do not grow with the clusters listed
+        while len(mine) < count:
+            cluster = make_cluster(f"fleet-{len(mine)}")
+            ClusterMembership.objects.create(cluster=cluster, user=world.owner, role="cluster-owner")
+            fill(cluster, pods=len(mine) + 1, nodes=2)
+            mine.append(cluster)
+        with CaptureQueriesContext(connection) as captured:
+            shown = listed(world.owner)
+        queries.append(len(captured))
+        for i, cluster in enumerate(mine):
+            figures = shown[cluster.name]
+            assert figures["pods"] == i + 1 and figures["cpu_requested_m"] == 10 * i  # the Succeeded pod requests nothing
+            assert figures["nodes_total"] == 2 and figures["nodes_ready"] == 1 and figures["cpu_allocatable_m"] == 2000
+    assert queries[0] == queries[1], queries
+    fill(world.other_cluster, pods=5, nodes=1)
+    assert shown["alpha"]["pods"] == 0 and "bravo" not in shown  # the other tenant's cluster: not listed, not counted
+    stranger = listed(world.stranger)
+    assert set(stranger) == {"bravo"} and stranger["bravo"]["pods"] == 5
+    assert listed(world.member)["alpha"]["nodes_total"] == 0  # a project member: the cluster, none of its nodes
+    assert Cluster.objects.with_summary(world.stranger).get(pk=mine[3].pk).pods_total == 0  # asked for directly
+
+
 def test_the_dashboard_counts_only_what_the_user_may_see(world):
     from django.test import Client
 

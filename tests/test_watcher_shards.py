@@ -1,7 +1,8 @@
 """Two real watcher processes share clusters registered against a real sandbox by leases in Redis
 (clusters.shards); one is SIGKILLed: the other takes its clusters over within 30 s, resuming their
 watches from where the dead one stored them (no relist), and nothing that changed in between is
-missed: every cluster's pods in Corral equal what the cluster lists, uid and resourceVersion."""
+missed: every cluster's pods in Corral equal what the cluster lists, uid and resourceVersion.  The
+dead one is noticed when its Redis connection closes, not once its lease lapses."""
 
 import os
 import signal
@@ -96,6 +97,8 @@ def test_a_killed_watchers_clusters_are_taken_over_within_30_seconds_missing_not
             # It took the dead one's clusters over, resuming their watches: no relist.
             assert output.count("resuming its watches where they were left") == len(owned), output[-3000:]
             assert "listing it" not in output, output[-3000:]
+            # Noticed by its Redis connection closing, not after its lease (clusters.shards).
+            assert f"watchers: {first} ended (connection to Redis closed)" in output, output[-3000:]
             print(f"taken over and caught up {took:.1f} s after the kill")
         finally:
             for proc in procs.values():

@@ -45,6 +45,7 @@ class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
     filterset_class = filters.ClusterFilter
     search_fields = ["name", "slug", "description", "provider"]
     ordering_fields = ["name", "state", "created", "last_seen"]
+    count_limit = 0  # the fleet's size is always counted (a few thousand rows at most)
     # Stacks: the stack's project decides (clusters/api/swarm_actions.py), the cluster is only seen.
     object_actions = {"check": CHANGE, "replace_credentials": CHANGE, "sync": CHANGE, "scale": CHANGE, "upgrade": CHANGE,
                       "stacks": VIEW, "remove_stack": VIEW}
