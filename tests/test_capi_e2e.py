@@ -89,6 +89,7 @@ def _create_from_the_portal(driver, url, mc, version, offered):
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     errors = WebDriverWait(driver, 15).until(lambda d: form.find_element(By.CSS_SELECTOR, ".form-errors").text)
     assert errors.startswith("driver_config.version:") and "offers " + ", ".join(offered) in errors, errors
+    driver.execute_script("arguments[0].scrollIntoView({block: 'end'})", form)
     driver.save_screenshot(str(artifacts_dir() / "capi-create-bad-version.png"))
     assert not Cluster.objects.filter(driver="capi").exists()
 
@@ -120,6 +121,7 @@ def _follow_on_its_page(driver, cluster, op):
     percents = {int(p) for _, p in seen}
     # Moved live, step by step: seen provisioning, part way through CAPI's milestones, then done.
     assert "provisioning" in states and any(10 < p < 95 for p in percents) and 100 in percents, sorted(seen)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", bar)
     driver.save_screenshot(str(artifacts_dir() / "capi-cluster-active.png"))
 
 
@@ -164,6 +166,7 @@ def test_create_from_the_portal_then_scale_upgrade_and_delete_through_cluster_ap
         # The in-memory API server serves only some groups: synced anyway, the rest named.
         assert Cluster.objects.get(pk=cluster.pk).missing_apis
         assert browser.find_elements(By.ID, "missing-apis")
+        browser.execute_script("document.getElementById('nodes-title').scrollIntoView()")
         browser.save_screenshot(str(artifacts_dir() / "capi-cluster-nodes.png"))
         assert not csp_violations(browser)
 
