@@ -22,6 +22,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
@@ -98,6 +99,20 @@ def _probe_until_back():
         _send_many([([MISSED_GROUP], _MISSED)], probe=True)
 
 
+# At most this many group sends at once on a loop: each holds one of the Redis client pool's
+# connections (100 at most), and a batch may reach hundreds of groups, from many threads at once.
+SEND_CONCURRENCY = 32
+_send_slots = weakref.WeakKeyDictionary()  # event loop -> asyncio.Semaphore
+
+
+def _slots():
+    loop = asyncio.get_running_loop()
+    slots = _send_slots.get(loop)
+    if slots is None:
+        slots = _send_slots[loop] = asyncio.Semaphore(SEND_CONCURRENCY)
+    return slots
+
+
 _sender = {"loop": None, "pid": None}
 _sender_lock = threading.Lock()
 SEND_TIMEOUT = 30
@@ -146,12 +161,13 @@ def _send_many(items, probe=False):
         # Live events for one group go as one message (the consumer takes them in order): a batch
         # of a hundred pod changes is one send per group, not a hundred.
         events = [m for m in messages if m.get("type") == "live.event"]
-        if len(events) > 1:
-            await layer.group_send(group, {"type": "live.events", "group": group,
-                                           "events": [{k: v for k, v in m.items() if k != "type"} for m in events]})
-        for message in messages:
-            if len(events) <= 1 or message.get("type") != "live.event":
-                await layer.group_send(group, {**message, "group": group})
+        async with _slots():
+            if len(events) > 1:
+                await layer.group_send(group, {"type": "live.events", "group": group,
+                                               "events": [{k: v for k, v in m.items() if k != "type"} for m in events]})
+            for message in messages:
+                if len(events) <= 1 or message.get("type") != "live.event":
+                    await layer.group_send(group, {**message, "group": group})
 
     async def send_all():
         await asyncio.gather(*(send_group(group, messages) for group, messages in by_group.items()))

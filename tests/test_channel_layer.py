@@ -52,3 +52,30 @@ def test_the_configured_layer_pops_for_half_the_socket_timeout():
 def test_a_bad_blocking_pop_is_refused(seconds):
     with pytest.raises(ValueError, match="blocking_pop_seconds"):
         quiet_layer(blocking_pop_seconds=seconds)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_batch_reaches_hundreds_of_groups_at_once():
+    """A batch of changes may reach hundreds of channel groups; sent all at once they would need
+    more connections than the Redis client's pool holds (100): portal.events sends a few dozen at a
+    time, and every group hears its event."""
+    from asgiref.sync import sync_to_async
+
+    from portal import events
+
+    layer = get_channel_layer()
+    channels = {}
+    for n in range(250):
+        channel = await layer.new_channel()
+        await layer.group_add(f"batch-test-{n}", channel)
+        channels[f"batch-test-{n}"] = channel
+    try:
+        items = [([group], {"type": "live.event", "id": group, "event": "test.batch", "data": {}}) for group in channels]
+        await sync_to_async(events._send_many)(items)
+        assert events._outage["until"] == 0.0, "the batch failed and live events went into an outage"
+        for group, channel in channels.items():
+            message = await asyncio.wait_for(layer.receive(channel), 5)
+            assert message["id"] == group
+    finally:
+        for group, channel in channels.items():
+            await layer.group_discard(group, channel)
