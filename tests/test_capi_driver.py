@@ -242,6 +242,10 @@ def test_provision_scale_upgrade_and_delete_follow_what_capi_reports(management,
         op = client.post(f"/api/v1/clusters/{cluster.pk}/scale/", {"pool": "md-0", "replicas": 5}, format="json").json()["id"]
         wait_for(lambda: _get(api, path)["spec"]["topology"]["workers"]["machineDeployments"][0]["replicas"] == 5, 20, "the pool to be scaled")
         assert Cluster.objects.get(pk=cluster.pk).state == "updating"
+        with _paused_apiserver(sandbox):  # following the roll, too, an unanswered poll is asked again
+            wait_for(lambda: _op_says(op, "the management cluster did not answer"), settings.KUBE_REQUEST_TIMEOUT + 30,
+                     "the unanswered poll in the scale's operation", interval=1)
+        assert Operation.objects.get(pk=op).status == "running"
         done = {"phase": "Provisioned", "conditions": _conditions("InfrastructureReady", "ControlPlaneInitialized", "ControlPlaneAvailable", "WorkersAvailable"),
                 "controlPlane": {"desiredReplicas": 1, "availableReplicas": 1, "upToDateReplicas": 1},
                 "workers": {"desiredReplicas": 5, "availableReplicas": 5, "upToDateReplicas": 5}}
@@ -264,6 +268,10 @@ def test_provision_scale_upgrade_and_delete_follow_what_capi_reports(management,
         op = client.delete(f"/api/v1/clusters/{cluster.pk}/").json()["id"]
         wait_for(lambda: _op_says(op, "deleting"), 20, "the removal to wait for CAPI")
         assert Cluster.objects.filter(pk=cluster.pk, state="removing").exists()
+        with _paused_apiserver(sandbox):
+            wait_for(lambda: _op_says(op, "the management cluster did not answer"), settings.KUBE_REQUEST_TIMEOUT + 30,
+                     "the unanswered poll in the removal's operation", interval=1)
+        assert Operation.objects.get(pk=op).status == "running"
         held = _get(api, path)
         held["metadata"]["finalizers"] = []
         api.request("PUT", path, held)

@@ -78,6 +78,24 @@ def unanswered_only(exc):
     return exc.cluster_status is None or exc.cluster_status >= 500
 
 
+class Patience:
+    """A wait on the management cluster: a poll it does not answer (a busy API server) is said
+    once in the operation and asked again until the wait's deadline; what it refuses is final."""
+
+    def __init__(self, progress):
+        self.progress, self.said = progress, None
+
+    def answered(self):
+        self.said = None
+
+    def missed(self, exc, percent):
+        if not unanswered_only(exc):
+            raise exc
+        if exc.message != self.said:
+            self.progress(percent, f"the management cluster did not answer ({exc.message}); asking again")
+            self.said = exc.message
+
+
 def read(api, cluster):
     try:
         return call(api, "GET", _path(cluster, capi_name(cluster)))
@@ -156,7 +174,7 @@ class CapiDriver:
                 _ensure_namespace(api, cluster)
                 call(api, "POST", _path(cluster), cluster_object(cluster))
             deadline, credentials, seen, said = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set(), None
-            announced, counted, unanswered, percent, words = set(), None, None, 8, "Cluster API has not reported yet"
+            announced, counted, patience, percent, words = set(), None, Patience(progress), 8, "Cluster API has not reported yet"
             while True:
                 try:
                     obj = read(api, cluster)
@@ -185,15 +203,9 @@ class CapiDriver:
                             counted = summary
                         if settled(obj, sum(p.get("replicas", 1) for p in cluster.driver_config.get("workers", []))):
                             return credentials["server"], credentials
-                    unanswered = None
-                except WorkloadError as exc:
-                    # A busy management cluster that misses a poll is asked again until the deadline
-                    # (bench/capi.py: 20 clusters at once on a loaded host); what it refuses is final.
-                    if not unanswered_only(exc):
-                        raise
-                    if exc.message != unanswered:
-                        progress(percent, f"the management cluster did not answer ({exc.message}); asking again")
-                        unanswered = exc.message
+                    patience.answered()
+                except WorkloadError as exc:  # bench/capi.py: 20 clusters at once on a loaded host
+                    patience.missed(exc, percent)
                 if time.monotonic() > deadline:
                     raise DriverError(f"not ready after {settings.CAPI_PROVISION_TIMEOUT}s: {words}")
                 time.sleep(POLL_SECONDS)
@@ -226,19 +238,22 @@ class CapiDriver:
             if not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 call(api, "DELETE", _path(cluster, capi_name(cluster)))
             progress(20, "Cluster API is deleting the cluster's machines and infrastructure")
-            deadline, said, seen = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set()
+            deadline, said, seen, patience = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set(), Patience(progress)
             while True:
                 try:
                     read(api, cluster)
+                    words = machines_summary(machines(api, cluster))
+                    if words != said:
+                        progress(40, f"deleting: {words}")
+                        said = words
+                    for line in warnings(api, cluster, seen):
+                        progress(40, line)
+                    patience.answered()
                 except Gone:
                     progress(75, "Cluster API has deleted the cluster")
                     return
-                words = machines_summary(machines(api, cluster))
-                if words != said:
-                    progress(40, f"deleting: {words}")
-                    said = words
-                for line in warnings(api, cluster, seen):
-                    progress(40, line)
+                except WorkloadError as exc:
+                    patience.missed(exc, 40)
                 if time.monotonic() > deadline:
                     raise DriverError(f"Cluster API has not finished deleting after {settings.CAPI_PROVISION_TIMEOUT}s ({said})")
                 time.sleep(POLL_SECONDS)
@@ -272,22 +287,27 @@ class CapiDriver:
             what = ", ".join([*(f"pool {p} to {n}" for p, n in (replicas or {}).items()), *([f"version {version}"] if version else [])])
             progress(10, f"Cluster topology changed: {what}; Cluster API rolls the machines")
             wanted = sum(p.get("replicas", 1) for p in (topo.get("workers") or {}).get("machineDeployments") or [])
-            deadline, said, seen = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set()
+            deadline, said, seen, patience = time.monotonic() + settings.CAPI_PROVISION_TIMEOUT, None, set(), Patience(progress)
             while True:
-                obj = read(api, cluster)
-                listed = machines(api, cluster)
-                words = machines_summary(listed, version)
-                if words != said:
-                    progress(50, words)
-                    said = words
-                for line in warnings(api, cluster, seen):
-                    progress(50, line)
-                problem = failure(obj)
-                if problem:
-                    raise DriverError(problem)
-                on_version = not version or all((m.get("spec") or {}).get("version") == version for m in listed)
-                if settled(obj, wanted) and on_version and not any((m.get("metadata") or {}).get("deletionTimestamp") for m in listed):
-                    break
+                try:
+                    obj = read(api, cluster)
+                    listed = machines(api, cluster)
+                    patience.answered()
+                except WorkloadError as exc:
+                    patience.missed(exc, 50)
+                else:
+                    words = machines_summary(listed, version)
+                    if words != said:
+                        progress(50, words)
+                        said = words
+                    for line in warnings(api, cluster, seen):
+                        progress(50, line)
+                    problem = failure(obj)
+                    if problem:
+                        raise DriverError(problem)
+                    on_version = not version or all((m.get("spec") or {}).get("version") == version for m in listed)
+                    if settled(obj, wanted) and on_version and not any((m.get("metadata") or {}).get("deletionTimestamp") for m in listed):
+                        break
                 if time.monotonic() > deadline:
                     raise DriverError(f"Cluster API has not caught up after {settings.CAPI_PROVISION_TIMEOUT}s ({said})")
                 time.sleep(POLL_SECONDS)
