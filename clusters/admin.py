@@ -71,23 +71,11 @@ class ClusterForm(forms.ModelForm):
             self.add_error("driver_config", f"{field}: {message}")
 
     def _clean_management(self):
-        from clusters.capi.classes import CapiError, serves_capi
-        from clusters.kube.client import api_client
+        from clusters.capi.classes import management_problem
 
-        if self.instance.pk is None or not self.instance.credentials:
-            self.add_error("is_management", "only a cluster Corral manages already can be a management cluster")
-            return
-        try:
-            api = api_client(self.instance.credentials)
-            try:
-                served = serves_capi(api)
-            finally:
-                api.close()
-        except (CapiError, Exception) as exc:  # noqa: BLE001 - the cluster not answering is the answer
-            self.add_error("is_management", f"cannot check for Cluster API: {getattr(exc, 'message', exc)}")
-            return
-        if not served:
-            self.add_error("is_management", "this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2)")
+        problem = management_problem(self.instance)
+        if problem:
+            self.add_error("is_management", problem)
 
 
 class MembershipInline(RestrictedInline):

@@ -75,6 +75,17 @@ def _install_capi(sandbox, bases):
     api.create(f"{API}/namespaces/default/clusterclasses", copy.deepcopy(CLASS), exist_ok=True)
 
 
+def _admin_management_error(cluster):
+    from django.forms.utils import ErrorDict
+
+    from clusters.admin import ClusterForm
+
+    form = ClusterForm(instance=cluster)
+    form.cleaned_data, form._errors = {}, ErrorDict()
+    form._clean_management()
+    return form.errors.get("is_management", [None])[0]
+
+
 def _served(api):
     try:
         return all(api.get(f"{API}/{plural}") for plural in CRDS)  # listable (not "storage is initializing")
@@ -100,6 +111,7 @@ def test_management_cluster_classes_and_every_bad_input_named(management):
 
     response = owner.patch(f"/api/v1/clusters/{mc.pk}/", {"is_management": True}, format="json")
     assert response.status_code == 400 and "does not serve Cluster API" in response.json()["is_management"][0]
+    assert _admin_management_error(mc) == response.json()["is_management"][0]  # the admin asks the same question
     _install_capi(sandbox, bases)
     assert owner.patch(f"/api/v1/clusters/{mc.pk}/", {"is_management": True}, format="json").json()["is_management"] is True
     # Only its owners mark it: a member may not.

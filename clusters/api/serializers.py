@@ -113,8 +113,7 @@ class ClusterSerializer(ModelSerializer):
         return value
 
     def validate_is_management(self, value):
-        from clusters.capi.classes import CapiError, serves_capi
-        from clusters.kube.client import api_client
+        from clusters.capi.classes import management_problem
 
         if not value or (self.instance is not None and self.instance.is_management):
             return value
@@ -122,18 +121,9 @@ class ClusterSerializer(ModelSerializer):
             raise serializers.ValidationError("a cluster is marked as a management cluster once Corral manages it (PATCH)")
         if self.instance.state not in ("active", "updating"):
             raise serializers.ValidationError(f"a {self.instance.state} cluster cannot be checked for Cluster API")
-        try:
-            api = api_client(self.instance.credentials)
-            try:
-                served = serves_capi(api)
-            finally:
-                api.close()
-        except CapiError as exc:
-            raise serializers.ValidationError(f"cannot check for Cluster API: {exc.message}") from None
-        except Exception as exc:  # noqa: BLE001 - the cluster not answering is the answer
-            raise serializers.ValidationError(f"cannot check for Cluster API: {exc}") from None
-        if not served:
-            raise serializers.ValidationError("this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2): install its controllers first")
+        problem = management_problem(self.instance)
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate(self, attrs):

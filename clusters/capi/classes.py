@@ -32,6 +32,28 @@ def serves_capi(api):
     return True
 
 
+def management_problem(cluster):
+    """Why ``cluster`` cannot be marked as a management cluster (it must be one Corral manages,
+    and it must serve Cluster API), or None.  The API and the admin both ask here."""
+    from clusters.kube.client import api_client
+
+    if cluster.pk is None or not cluster.credentials:
+        return "only a cluster Corral manages already can be a management cluster"
+    try:
+        api = api_client(cluster.credentials)
+        try:
+            served = serves_capi(api)
+        finally:
+            api.close()
+    except CapiError as exc:
+        return f"cannot check for Cluster API: {exc.message}"
+    except Exception as exc:  # noqa: BLE001 - the cluster not answering is the answer
+        return f"cannot check for Cluster API: {exc}"
+    if not served:
+        return "this cluster does not serve Cluster API (cluster.x-k8s.io/v1beta2): install its controllers first"
+    return None
+
+
 def _variables(obj):
     """The class's variables: its status lists every definition (its own and from extensions)."""
     found = {}
