@@ -421,34 +421,10 @@ async def deletion_delays(box, ids, trials):
 
 
 def pages(requests):
+    """The pages as the administrator, measured as bench/clusters_scale.py measures them."""
     from django.contrib.auth.models import User
-    from django.db import connection
-    from rest_framework.test import APIClient
 
-    from portal.models import ApiToken
-
-    admin = User.objects.get(username="bench-admin")
-    _, secret = ApiToken.issue(admin)
-    api = APIClient(SERVER_NAME="localhost")
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    browser = APIClient(SERVER_NAME="localhost")
-    browser.force_login(admin)
-    for label, client, path, params in (("GET /api/v1/clusters/", api, "/api/v1/clusters/", {}),
-                                        ("dashboard page /", browser, "/", {}),
-                                        ("GET /api/v1/pods/?search=web-1", api, "/api/v1/pods/", {"search": "web-1"})):
-        for _ in range(3):
-            client.get(path, params)
-        samples = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            queries = []  # counted at the cursor: the test client's request_started resets connection.queries
-            with connection.execute_wrapper(lambda execute, sql, *rest, queries=queries: queries.append(sql) or execute(sql, *rest)):
-                response = client.get(path, params)
-            samples.append(time.perf_counter() - started)
-            assert response.status_code == 200, (path, response.status_code)
-        figure = p95(samples) * 1000
-        print(f"  {label:<32} p50 {statistics.median(samples) * 1000:6.1f} ms  p95 {figure:6.1f} ms  {len(queries)} queries "
-              f"({'meets' if figure <= 100 else 'MISSES'} the 100 ms target)", flush=True)
+    benchdb.load_bench_module("clusters_scale").timed_pages(User.objects.get(username="bench-admin"), requests)
 
 
 if __name__ == "__main__":
