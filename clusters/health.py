@@ -27,11 +27,8 @@ def check(cluster_id):
         version, error, not_allowed = _check_swarm(cluster)
     else:
         try:
-            api = api_client(cluster.credentials)
-            try:
+            with api_client(cluster.credentials) as api:
                 version = server_version(api)
-            finally:
-                api.close()
             error, not_allowed = None, False
         except ClusterConnectionError as exc:
             version, error = None, str(exc)

@@ -159,11 +159,8 @@ class ClusterViewSet(StackActionsMixin, ClusterKubeconfigMixin, ModelViewSet):
         if not cluster.is_management:
             raise exceptions.ValidationError({"is_management": "this cluster is not marked as a management cluster"})
         try:
-            api = api_client(cluster.credentials)
-            try:
+            with api_client(cluster.credentials) as api:
                 classes = list_classes(api)
-            finally:
-                api.close()
         except CapiError as exc:
             raise exceptions.APIException(exc.message) if exc.status >= 500 else exceptions.ValidationError({"cluster": exc.message})
         except Exception as exc:  # noqa: BLE001 - a cluster that does not answer

@@ -40,11 +40,8 @@ def management_problem(cluster):
     if cluster.pk is None or not cluster.credentials:
         return "only a cluster Corral manages already can be a management cluster"
     try:
-        api = api_client(cluster.credentials)
-        try:
+        with api_client(cluster.credentials) as api:
             served = serves_capi(api)
-        finally:
-            api.close()
     except CapiError as exc:
         return f"cannot check for Cluster API: {exc.message}"
     except Exception as exc:  # noqa: BLE001 - the cluster not answering is the answer
