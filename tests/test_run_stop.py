@@ -3,6 +3,9 @@ cannot start a stopped one again), and it names the ones still running under $CO
 
 import json
 import subprocess
+import time
+
+import psutil
 
 from clusters.sandbox.processes import start_ticks
 from tools import run
@@ -14,6 +17,10 @@ def test_stop_names_the_sandboxes_left_running_under_corral_var_dir(tmp_path, mo
     # A sandbox whose (stand-in) component runs, and one whose processes are gone.
     proc = subprocess.Popen(["sleep", "60"])
     try:
+        # Until the child has exec'd, its command line is still pytest's (CI, under load, read it so).
+        deadline = time.monotonic() + 10
+        while psutil.Process(proc.pid).cmdline()[:1] != ["sleep"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         for name, pid in (("still-up", proc.pid), ("long-gone", 999_999)):
             (tmp_path / "sandboxes" / name).mkdir(parents=True)
             state = {"components": {"etcd": {"pid": pid, "argv": ["sleep", "60"], "start_ticks": start_ticks(proc.pid)}},
