@@ -740,12 +740,12 @@ class Supervisor:
         if self.membership is not None:
             self.membership.start(on_change=self.wake.set)
         while not self.stop_event.is_set():
+            self.wake.clear()  # before reading: a change of members from now on wakes the next round
             try:
                 self.reconcile()
             except Exception:
                 log.exception("watcher: could not read the clusters to watch")
             self.wake.wait(self.poll_seconds)
-            self.wake.clear()
         for watch in self.watches.values():
             watch.stop()
         for watch in self.watches.values():
