@@ -210,11 +210,7 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "portal.channel_layer.RedisChannelLayer",
         "CONFIG": {"hosts": [{"address": REDIS_URL, **_redis_client_options(AsyncRetry)}], "prefix": "corral:channels",
-                   "blocking_pop_seconds": REDIS_TIMEOUT // 2,
-                   # Every socket of a server process shares one Redis list ("specific.<process>!"):
-                   # channels_redis' default of 100 pending messages would drop a burst to a
-                   # process with many open pages.  Unread messages still expire after 60 s.
-                   "channel_capacity": {"specific.*": 10000}},
+                   "blocking_pop_seconds": REDIS_TIMEOUT // 2},
     }
 }
 

@@ -64,18 +64,24 @@ async def test_one_batch_reaches_hundreds_of_groups_at_once():
     from portal import events
 
     layer = get_channel_layer()
+    # Listeners in 5 processes (layers), 50 each: a process's sockets share one Redis list, which
+    # holds 100 pending messages (channels_redis' capacity).
+    listeners = [RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"]) for _ in range(5)]
     channels = {}
     for n in range(250):
-        channel = await layer.new_channel()
+        listener = listeners[n % 5]
+        channel = await listener.new_channel()
         await layer.group_add(f"batch-test-{n}", channel)
-        channels[f"batch-test-{n}"] = channel
+        channels[f"batch-test-{n}"] = (listener, channel)
     try:
         items = [([group], {"type": "live.event", "id": group, "event": "test.batch", "data": {}}) for group in channels]
         await sync_to_async(events._send_many)(items)
         assert events._outage["until"] == 0.0, "the batch failed and live events went into an outage"
-        for group, channel in channels.items():
-            message = await asyncio.wait_for(layer.receive(channel), 5)
+        for group, (listener, channel) in channels.items():
+            message = await asyncio.wait_for(listener.receive(channel), 5)
             assert message["id"] == group
     finally:
-        for group, channel in channels.items():
+        for group, (_, channel) in channels.items():
             await layer.group_discard(group, channel)
+        for listener in listeners:
+            await listener.flush()
