@@ -37,13 +37,15 @@ async def wait_until(predicate, timeout=20):
     raise AssertionError("timed out")
 
 
-async def next_event(communicator, event, timeout):
+async def next_event(communicator, event, timeout, uid=None):
+    """The next ``event`` (about the object ``uid``, when given: the session's sandbox is shared,
+    and another test's pods may be going at the same time)."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"no {event} within {timeout}s"
         message = await communicator.receive_json_from(timeout=remaining)
-        if message.get("event") == event:
+        if message.get("event") == event and (uid is None or message["data"].get("uid") == uid):
             return message
 
 
@@ -72,7 +74,7 @@ async def test_pod_deleted_in_the_cluster_reaches_database_and_websocket_within_
             await communicator.receive_json_from()
         started = time.monotonic()
         await sync_to_async(kubectl)("delete", "pod", pod.name, "--wait=false")
-        message = await next_event(communicator, "pod.deleted", timeout=2)
+        message = await next_event(communicator, "pod.deleted", timeout=2, uid=pod.uid)
         assert message["data"]["uid"] == pod.uid
         assert not await sync_to_async(Pod.objects.filter(uid=pod.uid).exists)()
         assert time.monotonic() - started < 2
