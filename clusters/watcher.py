@@ -38,13 +38,15 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
 import httpcore
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from clusters import h2client, sync
@@ -59,20 +61,24 @@ from portal.events import batched, emit, group_name
 from portal.permissions import aggregate_audience
 
 log = logging.getLogger(__name__)
+CREDENTIALS = Cluster._meta.get_field("credentials")
 
 WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "events"]
 PRUNE_EVERY = 100  # event writes between two trims of a cluster's events to the newest MAX_EVENTS
 WATCH_SECONDS = 240
 SUMMARY_INTERVAL = 1.0
 CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
-SAVE_INTERVAL = 2.0  # how often where the watches got to is stored
+SAVE_INTERVAL = 2.0  # how often where the watches got to is stored, when changes moved it
+# ... and when only bookmarks moved it (every watch gets one about a minute): a watcher taking the
+# cluster over resumes from a version at most this much older, well within an API server's watch
+# cache, and 2,000 clusters' bookmarks are not 200 writes a second.
+BOOKMARK_SAVE_INTERVAL = 60.0
 WRITERS = 4
+WRITER_IDLE_SECONDS = 1.0  # a writer with nothing to do for this long closes its database connection
 BATCH = 500  # queued items a writer takes at once (a cluster's changes among them written in one transaction)
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, the cluster's watches stop reading (back-pressure)
 DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the database is unreachable
-LISTERS = 4  # full relists at once: each reads a whole cluster (a page at a time) and writes through the writers
 OPENING = 64  # watch requests being opened at once (TLS handshakes), so thousands start without timeouts
-RELISTS = threading.BoundedSemaphore(LISTERS)
 # A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
 # many seconds the watch looks whether a sync found it served since, and relists when it is.
 UNSERVED_RECHECK = 60
@@ -150,24 +156,20 @@ class Writers:
         """Wait until everything submitted so far is written (for tests and benchmarks)."""
         done = [threading.Event() for _ in self.queues]
         for q, event in zip(self.queues, done):
-            q.put((None, event.set))
+            q.put((None, lambda event=event: (_close_quietly(), event.set())))  # a drained writer holds no connection
         deadline = time.monotonic() + timeout
         return all(event.wait(max(0, deadline - time.monotonic())) for event in done)
 
     @classmethod
     def _run(cls, q):
         while True:
-            items = [q.get()]
+            items = [_next_or_let_go(q)]
             while len(items) < BATCH:
                 try:
                     items.append(q.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                cls.work(items)
-            finally:
-                if q.empty():
-                    _close_quietly()  # idle writers hold no database connection
+            cls.work(items)
 
     @classmethod
     def work(cls, items):
@@ -196,6 +198,43 @@ class Writers:
                 if not run:
                     _run_one(work)
             _write_changes(run)
+
+
+class Listers:
+    """Threads that list clusters (``ClusterWatch.relist``), one after another from one queue:
+    settings.WATCHER_LISTERS of them, each reading a whole cluster a page at a time and writing it
+    through the cluster's writer.  A lister keeps its database connection while it has work (a catch-up lists clusters back to back)
+    and closes it once idle for WRITER_IDLE_SECONDS, as the writers do."""
+
+    def __init__(self, count):
+        self.queue = queue.Queue()
+        for index in range(count):
+            threading.Thread(target=self._run, name=f"watch-list-{index}", daemon=True).start()
+
+    def submit(self, work):
+        future = Future()
+        self.queue.put((future, work))
+        return future
+
+    def _run(self):
+        while True:
+            future, work = _next_or_let_go(self.queue)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(exc)
+
+
+def _next_or_let_go(q):
+    """The next item of ``q``; a thread that waits longer than WRITER_IDLE_SECONDS for it closes its
+    database connection meanwhile (busy writers and listers keep theirs, idle ones hold none)."""
+    try:
+        return q.get(timeout=WRITER_IDLE_SECONDS)
+    except queue.Empty:
+        _close_quietly()
+        return q.get()
 
 
 def _run_one(work):
@@ -273,7 +312,7 @@ class Runtime:
 
     def __init__(self):
         self.loop = asyncio.new_event_loop()
-        self.listers = ThreadPoolExecutor(LISTERS, thread_name_prefix="watch-list")
+        self.listers = Listers(settings.WATCHER_LISTERS)
         self.readers = ThreadPoolExecutor(2, thread_name_prefix="watch-read")
         self.dirty = set()
         self.contexts = {}
@@ -302,6 +341,10 @@ class Runtime:
         if key not in self.contexts:
             self.contexts[key] = ssl_context(credentials)
         return self.contexts[key]
+
+    def list_soon(self, relist):
+        """Run ``relist`` on a listing thread; a concurrent future."""
+        return self.listers.submit(lambda: relist(keep_connection=True))
 
     def run(self, coroutine):
         """Start ``coroutine`` on the loop (from any thread); a concurrent future."""
@@ -349,7 +392,8 @@ class ClusterWatch:
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
         self.changed = set()
         self.summary_pending = False
-        self.unsaved = False
+        self.unsaved = False  # changes moved where the watches got to since it was stored
+        self.bookmarked = False  # bookmarks moved it
         self.last_summary = self.last_saved = 0.0
         self.server = self.endpoint = None
         self.headers, self.ssl = {}, None
@@ -373,9 +417,11 @@ class ClusterWatch:
 
     # --- listing ----------------------------------------------------------------------------
 
-    def relist(self):
-        """Full sync; refreshes every resource's starting resourceVersion."""
-        with self.relist_lock, RELISTS:
+    def relist(self, keep_connection=False):
+        """Full sync; refreshes every resource's starting resourceVersion.  The thread's database
+        connection is closed after it unless ``keep_connection`` (more listings are waiting)."""
+        with self.relist_lock:
+            close_old_connections()  # one the database dropped meanwhile is not used
             try:
                 versions = {}
                 sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),
@@ -386,14 +432,22 @@ class ClusterWatch:
                 self.unsaved = True
                 self._mark()
             finally:
-                connection.close()  # a listing thread keeps no database connection between relists
+                if not keep_connection:
+                    connection.close()
 
     async def _relist(self):
         """Relist once however many watches asked for it meanwhile."""
         if self.relisting is None:
-            self.relisting = asyncio.get_running_loop().run_in_executor(runtime().listers, self.relist)
-            self.relisting.add_done_callback(lambda _: setattr(self, "relisting", None))
+            self.relisting = asyncio.wrap_future(runtime().list_soon(self.relist))
+            self.relisting.add_done_callback(self._relisted)
         await asyncio.shield(self.relisting)
+
+    def _relisted(self, future):
+        """A relist ended.  Its outcome is read here too: a watch that stopped meanwhile (the cluster
+        handed to another shard) no longer waits for it, and asyncio would log it as never retrieved."""
+        self.relisting = None
+        if not future.cancelled():
+            future.exception()
 
     def _prepare(self):
         """The cluster's credentials and where its watches got to (on a reading thread); the first
@@ -456,7 +510,7 @@ class ClusterWatch:
             except Exception as exc:  # noqa: BLE001 - closing a broken connection
                 log.debug("cluster %s: closing its connections: %s", self.cluster_id, exc)
             self.ended.set()
-            if self.unsaved:  # a watcher stopping (a handover) leaves where it got to
+            if self.unsaved or self.bookmarked:  # a watcher stopping (a handover) leaves where it got to
                 self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions))
 
     # --- watching ---------------------------------------------------------------------------
@@ -590,7 +644,10 @@ class ClusterWatch:
                 self.summary_pending = True
         if version:
             self.versions[resource] = version
-            self.unsaved = True
+            if kind == "BOOKMARK":
+                self.bookmarked = True
+            else:
+                self.unsaved = True
         self._mark()
 
     def _submit(self, work):
@@ -619,18 +676,23 @@ class ClusterWatch:
         if self.summary_pending and now - self.last_summary >= SUMMARY_INTERVAL:
             if self.pool.offer(self.cluster_id, self._flush_summary):
                 self.summary_pending, self.last_summary = False, now
-        if self.unsaved and now - self.last_saved >= SAVE_INTERVAL:
+        if ((self.unsaved and now - self.last_saved >= SAVE_INTERVAL)
+                or (self.bookmarked and now - self.last_saved >= BOOKMARK_SAVE_INTERVAL)):
             # Queued behind the changes received so far: stored once they are committed.
             if self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions)):
-                self.unsaved, self.last_saved = False, now
+                self.unsaved = self.bookmarked = False
+                self.last_saved = now
+        # Moved only by bookmarks, it leaves the ticking list: its next bookmark brings it back.
         return not (self.changed or self.summary_pending or self.unsaved)
 
     def _save(self, versions):
-        if self.server is None or not Cluster.objects.filter(pk=self.cluster_id).exists():
+        """Store where the watches got to: one upsert (a deleted cluster's is refused by its key)."""
+        if self.server is None:
             return
         try:
-            ClusterWatchState.objects.update_or_create(
-                cluster_id=self.cluster_id, defaults={"server": self.server, "versions": versions, "updated": timezone.now()})
+            ClusterWatchState.objects.bulk_create(
+                [ClusterWatchState(cluster_id=self.cluster_id, server=self.server, versions=versions, updated=timezone.now())],
+                update_conflicts=True, unique_fields=["cluster"], update_fields=["server", "versions", "updated"])
         except IntegrityError:
             pass  # the cluster was deleted meanwhile
 
@@ -709,14 +771,25 @@ class Supervisor:
         self.poll_seconds = poll_seconds
         self.membership = membership
         self.watches = {}
+        self.opened = {}  # cluster id -> (its sealed credentials, opened)
         self.stop_event = threading.Event()
         self.wake = threading.Event()
 
     def reconcile(self):
         close_old_connections()
+        # Credentials are read sealed and opened only when they changed: a poll of 2,000 clusters
+        # does not decrypt 2,000 of them.
         monitored = Cluster.objects.filter(state__in=[ClusterState.ACTIVE, ClusterState.UPDATING, ClusterState.UNAVAILABLE]).only(
-            "pk", "kind", "credentials", "missing_apis")
+            "pk", "kind", "missing_apis").annotate(sealed=Cast("credentials", TextField()))
         monitored = {c.pk: c for c in monitored if self.membership is None or self.membership.owns(c.pk)}
+        opened = {}
+        for pk, cluster in monitored.items():
+            sealed, credentials = self.opened.get(pk, (None, None))
+            if sealed != cluster.sealed:
+                sealed, credentials = cluster.sealed, CREDENTIALS.from_db_value(cluster.sealed, None, connection)
+            cluster.credentials = credentials
+            opened[pk] = (sealed, credentials)
+        self.opened = opened
         wanted = {pk: _fingerprint(c) for pk, c in monitored.items()}
         for cluster_id, watch in list(self.watches.items()):
             if wanted.get(cluster_id) != watch.fingerprint:

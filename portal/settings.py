@@ -194,6 +194,9 @@ REDIS_CLIENT_OPTIONS = _redis_client_options(Retry)
 # Watcher shards (clusters.shards): a dead watcher's clusters move to the others once its Redis
 # connection closes, or at the latest when its lease (renewed every fifth of it) lapses.
 WATCHER_LEASE_SECONDS = max(2, env_int("PORTAL_WATCHER_LEASE_SECONDS", 10))
+# Clusters a watcher lists at once (a first list, or after a 410): each listing mostly waits on its
+# API server and on the database, so more run side by side than there are cores.
+WATCHER_LISTERS = max(1, env_int("PORTAL_WATCHER_LISTERS", 4))
 # Where the worker, beat and the watcher touch their liveness files (portal.liveness; manage.py alive).
 LIVENESS_DIR = Path(env("PORTAL_LIVENESS_DIR", VAR_DIR / "liveness"))
 

@@ -1,6 +1,8 @@
 """Shared fixtures.  The database is the PostgreSQL and the channel layer the Redis that
 `make test` starts (or that PORTAL_DATABASE_URL / PORTAL_REDIS_URL name)."""
 
+import time
+
 import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
@@ -24,6 +26,18 @@ def _isolated_cache_and_eager_celery(settings):
     settings.NOTIFIER_DENIED_NETWORKS = ["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]
     yield
     app.conf.task_always_eager = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _watcher_threads_let_go_of_the_database(django_db_setup):
+    """The watcher's writer and listing threads (tests run them in this process) keep their database
+    connections while busy and close them once idle for WRITER_IDLE_SECONDS: the test database is
+    dropped after that (this fixture, set up after the database, is torn down before it)."""
+    yield
+    from clusters import watcher
+
+    if watcher._writers is not None or watcher._runtime is not None:
+        time.sleep(watcher.WRITER_IDLE_SECONDS + 0.5)
 
 
 @pytest.fixture(autouse=True)
