@@ -7,8 +7,8 @@ is a reason to read again: a burst of events (debounced for DEBOUNCE seconds) is
 read of what they name — the services (a service event, or a container event of one of their
 tasks) with their tasks, the nodes on a node event, everything when a network, secret or config
 changed — written through the cluster's writer in order with everything else, only what changed,
-each change announced on the cluster's websocket topic.  With no event for POLL_SECONDS it reads
-the nodes, services and tasks anyway (what happens on other nodes).  The stream is opened before the first full read, so nothing that happens
+each change announced on the cluster's websocket topic.  Every POLL_SECONDS it reads the nodes,
+services and tasks anyway, events or not (what happens on other nodes).  The stream is opened before the first full read, so nothing that happens
 between the two is missed.
 
 One thread per Swarm cluster (blocking reads of one HTTP stream, and one more for the stream
@@ -111,11 +111,17 @@ class SwarmWatch:
         reader.start()
         self._read_and_write(full=True)
         self.following.set()
+        polled = time.monotonic()
         while not self.stop_event.is_set():
+            # What a manager hears no event of (tasks on other nodes, a task's state reported after
+            # its container's event) is read every POLL_SECONDS, however busy the stream is: a
+            # service that keeps failing elsewhere must not keep the others from being read again.
+            if time.monotonic() - polled >= POLL_SECONDS:
+                self._read_and_write()
+                polled = time.monotonic()
             try:
-                event = self.events.get(timeout=POLL_SECONDS)
+                event = self.events.get(timeout=max(0.0, polled + POLL_SECONDS - time.monotonic()))
             except queue.Empty:
-                self._read_and_write()  # what a manager hears no event of (tasks on other nodes)
                 continue
             if event is None:
                 return
@@ -136,6 +142,7 @@ class SwarmWatch:
                 changed.add(more)
             if changed.full:
                 self._read_and_write(full=True)
+                polled = time.monotonic()
             elif changed.services or changed.nodes:
                 self._read_and_write(services=changed.services, nodes=changed.nodes)
 
