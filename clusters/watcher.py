@@ -15,8 +15,9 @@ The loop only reads and parses; every database write goes through a small pool o
 one queue each, a cluster always on the same writer so its changes apply in order.  So the database
 sees a handful of connections however many clusters are followed.  Each change is emitted on the
 cluster's websocket topic after its commit, to those who may view the changed object.  A watch that
-expires (410 Gone) makes the cluster relist once (on a small pool of listing threads); a cluster that
-stops answering is retried with capped backoff, so nothing piles up while it is down.
+expires (410 Gone) makes the cluster relist once (on a small pool of listing threads), or only its
+events when theirs expired (they churn fastest, and their rows link to nothing listed with them);
+a cluster that stops answering is retried with capped backoff, so nothing piles up while it is down.
 
 Relists write through the cluster's writer too, a page at a time, in order with its watch events;
 the writes are guarded (``clusters.kube.store``) so nothing older replaces anything newer.  Writer
@@ -386,7 +387,7 @@ class ClusterWatch:
         self.ended = threading.Event()
         self.versions = {}
         self.relist_lock = threading.Lock()
-        self.relisting = None
+        self.relisting = self.relisting_events = None
         self.resumed = False
         self.future = None
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
@@ -441,6 +442,36 @@ class ClusterWatch:
             self.relisting = asyncio.wrap_future(runtime().list_soon(self.relist))
             self.relisting.add_done_callback(self._relisted)
         await asyncio.shield(self.relisting)
+
+    def relist_events(self, keep_connection=False):
+        """List the events again (their watch expired) and start their watch from that list."""
+        with self.relist_lock:
+            close_old_connections()
+            try:
+                version = sync.sync_events(self.cluster_id, apply=lambda work: self.pool.call(self.cluster_id, work))
+                self.versions["events"] = version
+                self.changed.add("events")
+                self.unsaved = True
+                self._mark()
+            finally:
+                if not keep_connection:
+                    connection.close()
+
+    async def _relist_events(self):
+        """Relist the events alone, once however many times their watch asked meanwhile; a whole
+        relist already under way lists them too."""
+        if self.relisting is not None:
+            await asyncio.shield(self.relisting)
+            return
+        if self.relisting_events is None:
+            self.relisting_events = asyncio.wrap_future(runtime().list_soon(self.relist_events))
+            self.relisting_events.add_done_callback(self._relisted_events)
+        await asyncio.shield(self.relisting_events)
+
+    def _relisted_events(self, future):
+        self.relisting_events = None
+        if not future.cancelled():
+            future.exception()
 
     def _relisted(self, future):
         """A relist ended.  Its outcome is read here too: a watch that stopped meanwhile (the cluster
@@ -545,9 +576,12 @@ class ClusterWatch:
                 log.info("cluster %s: %s is not served (404); not watched until a sync finds it", self.cluster_id, resource)
                 self.unwatched = self.unwatched | {resource}
             except Gone:
-                log.info("cluster %s: %s watch expired (410); relisting", self.cluster_id, resource)
+                # Events churn fastest and expire the most (each list replaces what is kept of
+                # them): they are listed again alone.  Any other resource relists the cluster.
+                log.info("cluster %s: %s watch expired (410); relisting %s", self.cluster_id, resource,
+                         "its events" if resource == "events" else "the cluster")
                 try:
-                    await self._relist()
+                    await (self._relist_events() if resource == "events" else self._relist())
                 except Exception as exc:
                     log.warning("cluster %s: relist failed: %s", self.cluster_id, exc)
                     await asyncio.sleep(backoff)

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from clusters import sync
 from clusters.models import Cluster, ClusterMembership, Namespace, Pod
-from clusters.watcher import ClusterWatch
+from clusters.watcher import ClusterWatch, writers
 from tests.test_websocket import connect
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
@@ -100,3 +100,51 @@ def test_a_watch_error_410_means_relist(sandbox):
     watch._handle(cluster.pk, "pods", {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12345"}}})
     assert watch.versions["pods"] == "12345"
     json.dumps(watch.versions)
+
+
+def _event(namespace, name, reason):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps({"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": namespace},
+                       "involvedObject": {"kind": "Pod", "name": f"{name}-pod", "namespace": namespace, "apiVersion": "v1"}, "reason": reason,
+                       "message": f"{reason} by the test", "type": "Normal", "count": 1, "firstTimestamp": now, "lastTimestamp": now,
+                       "source": {"component": "corral-test"}})
+
+
+async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl, monkeypatch):
+    """A watch resumed from an events resourceVersion etcd no longer holds (compacted) gets 410: the
+    events are listed again, alone (not the whole cluster, as for any other resource), and their
+    watch goes on from that list: an event made after it arrives live."""
+    from clusters.models import ClusterEvent, ClusterWatchState
+
+    user, cluster = await sync_to_async(_setup)(sandbox)
+    ns = kubectl.namespace
+    before, versions = {}, {}
+    await sync_to_async(sync.sync)(cluster.pk, versions=before)
+    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "before-the-relist", "Listed"))
+    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "also-before-the-relist", "Listed"))
+    # etcd's history compacted, as the API server does every 5 minutes: a watch from the events'
+    # version would start with the first event above, which is gone.
+    compacted = await sync_to_async(sandbox.compact_etcd)()
+    await sync_to_async(sync.sync)(cluster.pk, versions=versions)
+    await sync_to_async(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").delete())()
+    # Every watch resumes from a version etcd still holds, but the events' from before the compaction.
+    assert int(before["events"]) + 1 < compacted <= min(int(v) for v in versions.values())
+    versions["events"] = before["events"]
+    await sync_to_async(ClusterWatchState.objects.create)(cluster=cluster, server=sandbox.endpoint, versions=versions)
+
+    syncs, event_lists = [], []
+    real_sync, real_sync_events = sync.sync, sync.sync_events
+    monkeypatch.setattr(sync, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
+    monkeypatch.setattr(sync, "sync_events", lambda *a, **k: event_lists.append(1) or real_sync_events(*a, **k))
+    watch = ClusterWatch(cluster.pk, None)
+    watch.start()
+    try:
+        await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists(), timeout=20)
+        assert watch.resumed and event_lists and not syncs
+        assert int(watch.versions["events"]) > 1
+        await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "after-the-relist", "Watched"))
+        await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-relist").exists(), timeout=10)
+        assert len(event_lists) == 1 and not syncs
+    finally:
+        await sync_to_async(watch.stop)(wait=10)
+        await sync_to_async(writers().drain)()  # where it got to, stored as it stopped

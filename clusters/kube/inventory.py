@@ -543,6 +543,21 @@ def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
     return writer.finish()
 
 
+def relist_events(cluster, api, apply=None):
+    """List the cluster's events again and write them as a sync does (their watch expired: 410);
+    returns the list's resourceVersion.  Events alone can be listed again: their rows link to
+    nothing but a namespace, while a pod's link to the nodes and workloads a whole sync lists."""
+    writer = SyncWriter(cluster, apply)
+    version = ""
+    for items, page_version in read_ahead(pages_raw(api, RESOURCES["events"])):
+        writer.page("events", items)
+        version = page_version  # every page is read at the list's resourceVersion
+    writer.end("events", None, version)
+    if writer.warnings:
+        writer.apply(lambda: store.record_warnings(cluster.pk, writer.warnings))
+    return version
+
+
 def write(cluster, data):
     """Write lists already read (``data``: resource name -> items) the way a sync does."""
     writer = SyncWriter(cluster)
