@@ -75,11 +75,18 @@ SAVE_INTERVAL = 2.0  # how often where the watches got to is stored, when change
 # cache, and 2,000 clusters' bookmarks are not 200 writes a second.
 BOOKMARK_SAVE_INTERVAL = 60.0
 WRITERS = 4
+ROOM_RECHECK = 5.0  # a cluster held back by a full writer queue looks again at least this often (it is woken sooner)
 WRITER_IDLE_SECONDS = 1.0  # a writer with nothing to do for this long closes its database connection
 BATCH = 500  # queued items a writer takes at once (a cluster's changes among them written in one transaction)
 QUEUE_LIMIT = 1000  # changes waiting per writer; beyond it, the cluster's watches stop reading (back-pressure)
 DATABASE_OUTAGE_SECONDS = 600  # how long a writer holds a change while the database is unreachable
 OPENING = 64  # watch requests being opened at once (TLS handshakes), so thousands start without timeouts
+# Watch requests waiting for their response at once (HTTP/2), and how long one may wait: an API
+# server answers a watch once it has set it up, queued by its priority and fairness meanwhile.  A
+# takeover resumes a thousand clusters' watches together; let loose at once, with a 10 s wait,
+# they timed out and were retried over and over (2,000 clusters: 11,000 retries in 4 minutes).
+STARTING = 256
+START_TIMEOUT = 60
 # A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
 # many seconds the watch looks whether a sync found it served since, and relists when it is.
 UNSERVED_RECHECK = 60
@@ -120,8 +127,12 @@ class Writers:
 
     def __init__(self, count=WRITERS, limit=QUEUE_LIMIT):
         self.queues = [queue.Queue(maxsize=limit) for _ in range(count)]
+        # Event-loop futures waiting for room in each queue (back-pressure), woken when its writer
+        # takes a batch: a thousand clusters held back do not poll for room.
+        self.waiting = [collections.deque() for _ in range(count)]
+        self.waiting_lock = threading.Lock()
         for index, q in enumerate(self.queues):
-            threading.Thread(target=self._run, args=(q,), name=f"watch-writer-{index}", daemon=True).start()
+            threading.Thread(target=self._run, args=(q, index), name=f"watch-writer-{index}", daemon=True).start()
 
     def submit(self, cluster_id, work):
         """Queue ``work`` behind the cluster's earlier changes; waits while the queue is full."""
@@ -161,8 +172,45 @@ class Writers:
         deadline = time.monotonic() + timeout
         return all(event.wait(max(0, deadline - time.monotonic())) for event in done)
 
-    @classmethod
-    def _run(cls, q):
+    async def room(self, cluster_id, wanted=1):
+        """Wait (on the event loop) until the cluster's writer has room for ``wanted`` more items,
+        or ROOM_RECHECK seconds.  Waiters are woken first come, first served, only as many as the
+        room taken up fits: a thousand clusters held back are not all woken for each batch."""
+        index = cluster_id % len(self.queues)
+        future = asyncio.get_running_loop().create_future()
+        entry = (future, max(1, wanted))
+        with self.waiting_lock:
+            self.waiting[index].append(entry)
+        try:
+            if self.queues[index].full():  # else room was made before the future was there to wake
+                await asyncio.wait_for(future, ROOM_RECHECK)
+        except TimeoutError:
+            pass
+        finally:
+            if not future.done():
+                future.cancel()  # the writer skips it
+
+    def _made_room(self, index):
+        q = self.queues[index]
+        free = q.maxsize - q.qsize()
+        woken = []
+        with self.waiting_lock:
+            waiting = self.waiting[index]
+            while waiting and free > 0:
+                future, wanted = waiting.popleft()
+                if not future.done():
+                    woken.append(future)
+                    free -= wanted
+        by_loop = {}
+        for future in woken:
+            by_loop.setdefault(future.get_loop(), []).append(future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_wake, futures)
+            except RuntimeError:
+                pass  # that loop is closed
+
+    def _run(self, q, index):
         while True:
             items = [_next_or_let_go(q)]
             while len(items) < BATCH:
@@ -170,7 +218,9 @@ class Writers:
                     items.append(q.get_nowait())
                 except queue.Empty:
                     break
-            cls.work(items)
+            if self.waiting[index]:
+                self._made_room(index)
+            self.work(items)
 
     @classmethod
     def work(cls, items):
@@ -226,6 +276,12 @@ class Listers:
                 future.set_result(work())
             except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
                 future.set_exception(exc)
+
+
+def _wake(futures):
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 def _next_or_let_go(q):
@@ -329,6 +385,7 @@ class Runtime:
 
     async def _setup(self):
         self.opening = asyncio.Semaphore(OPENING)
+        self.starting = asyncio.Semaphore(STARTING)
         self.backend = GuardedBackend()
         self.loop.create_task(self._tick())
 
@@ -589,7 +646,7 @@ class ClusterWatch:
             except Exception as exc:
                 if self.stop_event.is_set():
                     return
-                log.info("cluster %s: %s watch interrupted (%s); retrying in %ss", self.cluster_id, resource, exc or type(exc).__name__, backoff)
+                log.info("cluster %s: %s watch interrupted (%s); retrying in %ss", self.cluster_id, resource, str(exc) or type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
 
@@ -602,7 +659,8 @@ class ClusterWatch:
         path = f"{RESOURCES[resource]}?{urlencode(params)}"
         connection = await self._connection()
         if connection is not None:
-            response = await connection.get(path, self.headers, timeout=settings.KUBE_REQUEST_TIMEOUT)
+            async with rt.starting:
+                response = await connection.get(path, self.headers, timeout=START_TIMEOUT)
             chunks = response.iter_chunks(seconds + 30)
         else:
             timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": seconds + 30}
@@ -689,12 +747,14 @@ class ClusterWatch:
             self.backlog.append(work)
 
     async def _make_room(self):
-        """Back-pressure: hand the waiting changes to the writer in order, reading nothing meanwhile."""
+        """Back-pressure: hand the waiting changes to the writer in order, reading nothing meanwhile
+        (woken when the writer takes a batch, not polling: a takeover at 2,000 clusters held a
+        thousand back, and their 50 ms polls were most of the event loop's time)."""
         while self.backlog:
             if self.pool.offer(self.cluster_id, self.backlog[0]):
                 self.backlog.popleft()
             else:
-                await asyncio.sleep(0.05)
+                await self.pool.room(self.cluster_id, len(self.backlog))
 
     def _mark(self):
         runtime().dirty.add(self)
@@ -737,7 +797,7 @@ class ClusterWatch:
     def _apply_batch(self, changes):
         """Write consecutive changes of this cluster in one transaction under its inventory lock;
         their live events leave together once it commits."""
-        cluster = Cluster.objects.filter(pk=self.cluster_id).first()
+        cluster = Cluster.objects.defer("credentials").filter(pk=self.cluster_id).first()  # not decrypted for nothing
         if cluster is None:
             return
         with transaction.atomic(), batched():
@@ -755,7 +815,7 @@ class ClusterWatch:
 
     def _flush_summary(self):
         """Tell the dashboard the cluster's figures changed (at most once a second)."""
-        cluster = Cluster.objects.with_summary().filter(pk=self.cluster_id).first()
+        cluster = Cluster.objects.with_summary().defer("credentials").filter(pk=self.cluster_id).first()
         if cluster is None:
             return
         nodes = cluster_payload(cluster) | {

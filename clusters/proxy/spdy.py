@@ -140,7 +140,7 @@ async def relay(request):
     except (OSError, TimeoutError, ValueError, IndexError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         writer.close()
         status = 502
-        _refuse(request, 502, "BadGateway", f"Corral: cluster {target.cluster_name!r} did not complete the upgrade: {exc or type(exc).__name__}")
+        _refuse(request, 502, "BadGateway", f"Corral: cluster {target.cluster_name!r} did not complete the upgrade: {str(exc) or type(exc).__name__}")
     log.info("SPDY upgrade to cluster %s for %s %s: %s", target.cluster_id, target.username, rest, status)
     await database_sync_to_async(access.audit)(target, method, rest, status, verb="create")
     if status == 101:

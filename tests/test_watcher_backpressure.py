@@ -1,0 +1,30 @@
+"""Back-pressure in the watcher: a cluster whose writer queue is full holds its changes, in order,
+and hands them over when the writer makes room, woken by the writer rather than polling."""
+
+import asyncio
+import threading
+import time
+
+from clusters import watcher
+
+
+async def test_a_cluster_held_back_by_a_full_queue_is_woken_when_its_writer_makes_room(monkeypatch):
+    monkeypatch.setattr(watcher, "ROOM_RECHECK", 30.0)  # only the writer's wake-up can end the wait in time
+    pool = watcher.Writers(count=1, limit=2)
+    blocked, done = threading.Event(), []
+    pool.submit(7, blocked.wait)  # the writer is busy with this until the test lets go
+    watch = watcher.ClusterWatch(7, None, pool=pool)
+    for n in range(6):
+        watch._submit(lambda n=n: done.append(n))
+    assert len(watch.backlog) >= 3  # the queue (2) is full: the rest waits, in order
+
+    making_room = asyncio.ensure_future(watch._make_room())
+    await asyncio.sleep(0.3)
+    assert not making_room.done()  # nothing can be handed over while the writer is busy
+    started = time.monotonic()
+    blocked.set()
+    await asyncio.wait_for(making_room, 5)
+    assert time.monotonic() - started < 3  # woken by the writer, not by the 30 s recheck
+    assert not watch.backlog
+    assert await asyncio.to_thread(pool.drain, 10)
+    assert done == list(range(6))
