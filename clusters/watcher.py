@@ -177,18 +177,18 @@ class Writers:
         or ROOM_RECHECK seconds.  Waiters are woken first come, first served, only as many as the
         room taken up fits: a thousand clusters held back are not all woken for each batch."""
         index = cluster_id % len(self.queues)
-        future = asyncio.get_running_loop().create_future()
-        entry = (future, max(1, wanted))
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         with self.waiting_lock:
-            self.waiting[index].append(entry)
+            self.waiting[index].append((future, max(1, wanted)))
+        if not self.queues[index].full():  # room was made before the future was there to wake
+            future.cancel()  # the writer skips it
+            return
+        recheck = loop.call_later(ROOM_RECHECK, _wake, [future])  # (not asyncio.wait_for: a tenth of the loop's time)
         try:
-            if self.queues[index].full():  # else room was made before the future was there to wake
-                await asyncio.wait_for(future, ROOM_RECHECK)
-        except TimeoutError:
-            pass
+            await future
         finally:
-            if not future.done():
-                future.cancel()  # the writer skips it
+            recheck.cancel()
 
     def _made_room(self, index):
         q = self.queues[index]
