@@ -3,6 +3,7 @@ portal.locks), exponential backoff for clusters that keep failing."""
 
 import logging
 import time
+from contextlib import contextmanager
 
 from django.core.cache import cache
 from django.db import DatabaseError
@@ -98,25 +99,24 @@ def sync_events(cluster_id, apply=None):
     the cluster's sync lock: a resync running meanwhile writes its own list of the events, and the
     writes are guarded (clusters.kube.store)."""
     cluster = Cluster.objects.get(pk=cluster_id)
-    api = api_client(cluster.credentials)
-    try:
+    with _kubernetes_api(cluster) as api:
         return relist_events(cluster, api, apply)
-    except ClusterConnectionError as exc:
-        raise SyncFailed(str(exc)) from exc
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        raise SyncFailed(describe_error(exc, cluster.api_endpoint)) from exc
-    finally:
-        api.close()
 
 
 def _sync_kubernetes(cluster, versions, apply, missing):
     """Sync what the API server serves; what it does not is added to ``missing``."""
-    api = api_client(cluster.credentials)
-    try:
+    with _kubernetes_api(cluster) as api:
         version = server_version(api)
         return sync_inventory(cluster, api, versions, apply, missing), version
+
+
+@contextmanager
+def _kubernetes_api(cluster):
+    """The cluster's API client, closed after; what fails talking to it is raised as SyncFailed
+    (in words), a database error as it is."""
+    api = api_client(cluster.credentials)
+    try:
+        yield api
     except ClusterConnectionError as exc:
         raise SyncFailed(str(exc)) from exc
     except DatabaseError:

@@ -32,6 +32,7 @@ rendezvous hashing over the live members gives it.
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import http
 import json
@@ -475,23 +476,29 @@ class ClusterWatch:
 
     # --- listing ----------------------------------------------------------------------------
 
-    def relist(self, keep_connection=False):
-        """Full sync; refreshes every resource's starting resourceVersion.  The thread's database
-        connection is closed after it unless ``keep_connection`` (more listings are waiting)."""
+    @contextlib.contextmanager
+    def _listing(self, keep_connection):
+        """One listing of the cluster at a time.  The thread's database connection is closed after
+        it unless ``keep_connection`` (more listings are waiting)."""
         with self.relist_lock:
             close_old_connections()  # one the database dropped meanwhile is not used
             try:
-                versions = {}
-                sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),
-                          lock_ttl=settings.WATCHER_LEASE_SECONDS)
-                self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
-                self.versions.update(versions)
-                self.changed.update(WATCHED)
-                self.unsaved = True
-                self._mark()
+                yield
             finally:
                 if not keep_connection:
                     connection.close()
+
+    def relist(self, keep_connection=False):
+        """Full sync; refreshes every resource's starting resourceVersion."""
+        with self._listing(keep_connection):
+            versions = {}
+            sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),
+                      lock_ttl=settings.WATCHER_LEASE_SECONDS)
+            self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
+            self.versions.update(versions)
+            self.changed.update(WATCHED)
+            self.unsaved = True
+            self._mark()
 
     async def _relist(self):
         """Relist once however many watches asked for it meanwhile."""
@@ -502,17 +509,11 @@ class ClusterWatch:
 
     def relist_events(self, keep_connection=False):
         """List the events again (their watch expired) and start their watch from that list."""
-        with self.relist_lock:
-            close_old_connections()
-            try:
-                version = sync.sync_events(self.cluster_id, apply=lambda work: self.pool.call(self.cluster_id, work))
-                self.versions["events"] = version
-                self.changed.add("events")
-                self.unsaved = True
-                self._mark()
-            finally:
-                if not keep_connection:
-                    connection.close()
+        with self._listing(keep_connection):
+            self.versions["events"] = sync.sync_events(self.cluster_id, apply=lambda work: self.pool.call(self.cluster_id, work))
+            self.changed.add("events")
+            self.unsaved = True
+            self._mark()
 
     async def _relist_events(self):
         """Relist the events alone, once however many times their watch asked meanwhile; a whole
