@@ -105,9 +105,14 @@ class SwarmWatch:
         credentials = Cluster.objects.get(pk=self.cluster_id).credentials
         connection.close()
         self.client = docker_client(credentials)
+        # A queue of this stream's own: the reader of a stream closed before puts its end in its
+        # old queue, where it cannot end this one (it did, each time, the watch flapping for good).
+        self.events = queue.Queue()
+        if self.stop_event.is_set():
+            return
         # The stream first, then the full read: a change between the two is in the stream.
         self.stream = self.client.api.events(decode=True, filters={"type": EVENT_TYPES})
-        reader = threading.Thread(target=self._pump, args=(self.stream,), name=f"swarm-events-{self.cluster_id}", daemon=True)
+        reader = threading.Thread(target=self._pump, args=(self.stream, self.events), name=f"swarm-events-{self.cluster_id}", daemon=True)
         reader.start()
         self._read_and_write(full=True)
         self.following.set()
@@ -146,14 +151,14 @@ class SwarmWatch:
             elif changed.services or changed.nodes:
                 self._read_and_write(services=changed.services, nodes=changed.nodes)
 
-    def _pump(self, stream):
-        """Move the stream's events to the queue (a thread: reading the stream blocks)."""
+    def _pump(self, stream, events):
+        """Move the stream's events to its queue (a thread: reading the stream blocks)."""
         try:
             for event in stream:
-                self.events.put(event)
-            self.events.put(ConnectionError("the engine closed the event stream"))
+                events.put(event)
+            events.put(ConnectionError("the engine closed the event stream"))
         except Exception as exc:  # noqa: BLE001 - handed to the following thread
-            self.events.put(exc)
+            events.put(exc)
 
     def _read_and_write(self, full=False, services=None, nodes=True):
         """Read the swarm and write what changed, on the cluster's writer.  ``full``: everything,
@@ -166,7 +171,13 @@ class SwarmWatch:
         if full:
             sync.sync(self.cluster_id, apply=apply, wait=sync.LOCK_WAIT)
         else:
-            data = inventory.read(self.client, objects=False, services=services, nodes=nodes)
+            from docker.errors import NotFound
+
+            try:
+                data = inventory.read(self.client, objects=False, services=services, nodes=nodes)
+            except NotFound:  # one of the services was removed meanwhile: read everything
+                self._read_and_write(full=True)
+                return
             cluster = Cluster.objects.filter(pk=self.cluster_id).first()
             connection.close()
             if cluster is None:
