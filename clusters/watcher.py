@@ -502,10 +502,7 @@ class ClusterWatch:
 
     async def _relist(self):
         """Relist once however many watches asked for it meanwhile."""
-        if self.relisting is None:
-            self.relisting = asyncio.wrap_future(runtime().list_soon(self.relist))
-            self.relisting.add_done_callback(self._relisted)
-        await asyncio.shield(self.relisting)
+        await self._once("relisting", self.relist)
 
     def relist_events(self, keep_connection=False):
         """List the events again (their watch expired) and start their watch from that list."""
@@ -521,20 +518,22 @@ class ClusterWatch:
         if self.relisting is not None:
             await asyncio.shield(self.relisting)
             return
-        if self.relisting_events is None:
-            self.relisting_events = asyncio.wrap_future(runtime().list_soon(self.relist_events))
-            self.relisting_events.add_done_callback(self._relisted_events)
-        await asyncio.shield(self.relisting_events)
+        await self._once("relisting_events", self.relist_events)
 
-    def _relisted_events(self, future):
-        self.relisting_events = None
-        if not future.cancelled():
-            future.exception()
+    async def _once(self, name, listing):
+        """Run ``listing`` on a listing thread unless the one in ``self.<name>`` is still under way,
+        and wait for it.  Its outcome is read when it ends too: a watch that stopped meanwhile (the
+        cluster handed to another shard) no longer waits for it, and asyncio would log it as never
+        retrieved."""
+        running = getattr(self, name)
+        if running is None:
+            running = asyncio.wrap_future(runtime().list_soon(listing))
+            setattr(self, name, running)
+            running.add_done_callback(lambda future: self._ended(name, future))
+        await asyncio.shield(running)
 
-    def _relisted(self, future):
-        """A relist ended.  Its outcome is read here too: a watch that stopped meanwhile (the cluster
-        handed to another shard) no longer waits for it, and asyncio would log it as never retrieved."""
-        self.relisting = None
+    def _ended(self, name, future):
+        setattr(self, name, None)
         if not future.cancelled():
             future.exception()
 
