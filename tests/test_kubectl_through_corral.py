@@ -240,7 +240,7 @@ def test_port_forward_and_top_pass_through(sandbox, kubectl, corral):
     kc("run", "web", "--image=nginx", "--restart=Never", "--port=80")
     running_pods(kc, "run=web", 1)
     # What listens where kwok forwards every pod port: an echo server.
-    listener = socket.create_server(("127.0.0.1", sandbox.port_forward_port))
+    listener = sandbox.listen_for_port_forwards()
 
     def echo():
         while True:
@@ -342,7 +342,7 @@ def test_exec_and_port_forward_over_spdy(sandbox, kubectl, corral):
     served = open(corral["server"].log_path).read()
     assert "SPDY upgrade" in served, f"kubectl did not speak SPDY: {served[-3000:]}"
 
-    listener = socket.create_server(("127.0.0.1", sandbox.port_forward_port))
+    listener = sandbox.listen_for_port_forwards()
     listener.settimeout(20)
     forward = subprocess.Popen(kc.argv("port-forward", "pod/shell", ":80"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=spdy)
     try:

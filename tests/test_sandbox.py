@@ -393,6 +393,32 @@ def test_a_port_taken_between_choice_and_bind_is_retried_with_fresh_ports(tmp_pa
             sandbox.down()
 
 
+def test_the_port_forward_port_is_held_from_start_to_stop_for_its_listener_alone():
+    """The session's sandbox chooses where pod port-forwards land at start; a test listens there half
+    an hour later. Found free is not enough: another sandbox's components took it meanwhile (CI of
+    stop 21). The reservation keeps every other bind off the port and lets its listener in."""
+    from clusters.sandbox.ports import free_ports, port_in_use, reserve_port
+
+    held = reserve_port()
+    port = held.getsockname()[1]
+    try:
+        assert port_in_use(port)  # so no sandbox chooses it
+        assert port not in free_ports(50)
+        go_like = socket.socket()
+        go_like.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with go_like, pytest.raises(OSError):
+            go_like.bind(("127.0.0.1", port))
+        with socket.create_server(("127.0.0.1", port), reuse_port=True) as listener:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                accepted, _ = listener.accept()
+                with accepted:
+                    conn.sendall(b"x")
+                    assert accepted.recv(1) == b"x"
+    finally:
+        held.close()
+    assert not port_in_use(port)
+
+
 def test_long_names_are_cut_to_a_valid_sandbox_name_or_refused_up_front():
     from clusters.sandbox import sandbox_name
 

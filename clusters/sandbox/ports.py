@@ -54,6 +54,29 @@ def free_ports(count: int, avoid: int | None = None) -> list[int]:
     return ports
 
 
+def reserve_port() -> socket.socket:
+    """A socket holding a port chosen as `free_ports` does, for a listener that comes later.
+
+    It is bound, not listening, with SO_REUSEPORT alone: every other bind to the port fails (Go's
+    listeners, `port_in_use`, other sandboxes' choices), except a listener of this user's that sets
+    SO_REUSEPORT as well (`socket.create_server(..., reuse_port=True)`), which it lets through and
+    which alone receives the connections. Closing it gives the port back."""
+    candidates = port_range() or range(0)
+    for port in [random.choice(candidates) for _ in range(100)] if candidates else []:
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            held.bind(("127.0.0.1", port))
+        except OSError:
+            held.close()
+            continue
+        return held
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    held.bind(("127.0.0.1", 0))
+    return held
+
+
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As Go's listeners do: connections in TIME_WAIT from a stopped server do not hold the port.

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from .binaries import REPO_ROOT, kube_bin_dir, require_binaries, require_capi
 from .components import POD_CIDR, command_lines, metrics_server_line, node_manifest
 from .errors import SandboxError
 from .pki import PKI
-from .ports import free_ports, port_in_use, port_taken
+from .ports import free_ports, port_in_use, port_taken, reserve_port
 
 NAME_MAX = 63  # a DNS label, like the cluster slugs sandbox names are made from
 NAME_RE = re.compile(rf"^[a-z0-9]([a-z0-9-]{{0,{NAME_MAX - 2}}}[a-z0-9])?$")
@@ -112,6 +113,7 @@ class Sandbox:
         self.root = Path(root) if root else default_root()
         self.dir = self.root / name
         self.pki = PKI(self.dir / "pki")
+        self._port_forward_hold: socket.socket | None = None
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.name} at {self.dir}>"
@@ -275,7 +277,11 @@ class Sandbox:
         if capi:
             require_capi()  # before anything starts
         with self._exclusive():
-            self._up(nodes, report, api_port, timeout, exec_on_host)
+            try:
+                self._up(nodes, report, api_port, timeout, exec_on_host)
+            except BaseException:
+                self._release_port_forward_port()
+                raise
             if capi:
                 try:
                     cluster_api.start(self, report, timeout=max(timeout, 180))
@@ -397,7 +403,13 @@ class Sandbox:
         with self._exclusive():
             self._down()
 
+    def _release_port_forward_port(self) -> None:
+        if self._port_forward_hold is not None:
+            self._port_forward_hold.close()
+            self._port_forward_hold = None
+
     def _down(self) -> None:
+        self._release_port_forward_port()
         cluster_api.stop(self)  # first: its controllers talk to the API server (and may outlive it)
         state = self._state()
         if state is None or not self.is_running():
@@ -635,9 +647,19 @@ class Sandbox:
 
     @property
     def port_forward_port(self) -> int | None:
-        """With ``exec_on_host``: the port on 127.0.0.1 every pod port-forward reaches."""
+        """With ``exec_on_host``: the port on 127.0.0.1 every pod port-forward reaches.
+
+        The Sandbox object that started it holds the port until ``down`` (``ports.reserve_port``):
+        nothing else binds it meanwhile, only ``listen_for_port_forwards``."""
         path = self.dir / "port-forward-port"
         return int(path.read_text()) if path.exists() else None
+
+    def listen_for_port_forwards(self) -> socket.socket:
+        """A listening socket on ``port_forward_port``: what every pod port-forward connects to."""
+        port = self.port_forward_port
+        if port is None:
+            raise SandboxError(f"sandbox {self.name!r} was not started with exec_on_host")
+        return socket.create_server(("127.0.0.1", port), reuse_port=True)
 
     def append_pod_log(self, text: str) -> None:
         """Add a line to every simulated container's log (``kubectl logs -f`` shows it)."""
@@ -690,8 +712,12 @@ class Sandbox:
             work.mkdir(exist_ok=True)
             simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterExec", "metadata": {"name": "corral-exec"},
                               "spec": {"execs": [{"local": {"workDir": str(work)}}]}})
-            # Every pod's every port forwards to one port on this host (whatever listens there).
-            target = free_ports(1)[0]
+            # Every pod's every port forwards to one port on this host (whatever listens there),
+            # held from now on: the session's sandbox is started long before a test listens there,
+            # and another sandbox's components chose that free port meanwhile (CI, stop 21).
+            if self._port_forward_hold is None:
+                self._port_forward_hold = reserve_port()
+            target = self._port_forward_hold.getsockname()[1]
             (self.dir / "port-forward-port").write_text(str(target))
             simulated.append({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "corral-port-forward"},
                               "spec": {"forwards": [{"target": {"port": target, "address": "127.0.0.1"}}]}})
