@@ -462,6 +462,7 @@ class ClusterWatch:
         self.event_writes = 0
         self.unwatched = set()  # resources not served: not watched until a sync finds them served
         self.prepared = None  # (credentials, watch state, missing APIs) when the supervisor read them
+        self.opened = set()  # resources whose watch has been answered since the start
 
     def start(self):
         self.future = runtime().run(self._main())
@@ -681,6 +682,10 @@ class ClusterWatch:
                     if len(body) >= 300:
                         break
                 raise RuntimeError(f"{response.status} {_phrase(response.status)}: {body[:300].decode(errors='replace')}")
+            if resource not in self.opened:
+                self.opened.add(resource)
+                if self.opened >= set(WATCHED) - self.unwatched:  # from now on no change of the cluster is missed
+                    log.info("cluster %s: every watch open", self.cluster_id)
             buffer = bytearray()
             async for chunk in chunks:
                 buffer += chunk
