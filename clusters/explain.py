@@ -45,20 +45,43 @@ def _replicaset_deployment(name):
     return name.rsplit("-", 1)[0] if "-" in name else None
 
 
-def workload_of(event):
-    """The workload an event is about (its own, its ReplicaSet's, or its pod's), or None."""
-    if event.namespace_id is None:
-        return None
-    workloads = Workload.objects.filter(cluster_id=event.cluster_id, namespace_id=event.namespace_id)
-    kind, name = event.involved_kind, event.involved_name
-    if kind in KIND_OF:
-        return workloads.filter(kind=KIND_OF[kind], name=name).first()
-    if kind == "ReplicaSet" and _replicaset_deployment(name):
-        return workloads.filter(kind="deployment", name=_replicaset_deployment(name)).first()
-    if kind == "Pod":
-        pod = Pod.objects.filter(cluster_id=event.cluster_id, namespace_id=event.namespace_id, name=name).select_related("workload").first()
-        return pod.workload if pod else None
-    return None
+def workloads_of(events):
+    """The uid of the workload each of ``events`` (of one cluster) is about: its own, its
+    ReplicaSet's, or its pod's: ``{event pk: uid or None}``, in at most two queries of a few
+    columns (a query per event, of whole rows, was a tenth of the watcher's CPU under a burst)."""
+    found = {event.pk: None for event in events}
+    direct, by_pod = {}, {}
+    for event in events:
+        kind, name = event.involved_kind, event.involved_name
+        if event.namespace_id is None:
+            continue
+        if kind in KIND_OF:
+            direct.setdefault((event.namespace_id, KIND_OF[kind], name), []).append(event)
+        elif kind == "ReplicaSet" and _replicaset_deployment(name):
+            direct.setdefault((event.namespace_id, "deployment", _replicaset_deployment(name)), []).append(event)
+        elif kind == "Pod":
+            by_pod.setdefault((event.namespace_id, name), []).append(event)
+    if not events or not (direct or by_pod):
+        return found
+    cluster_id = events[0].cluster_id
+    if direct:
+        workloads = Workload.objects.filter(cluster_id=cluster_id, namespace_id__in={k[0] for k in direct},
+                                            name__in={k[2] for k in direct}).order_by("pk")
+        for namespace_id, kind, name, uid in workloads.values_list("namespace_id", "kind", "name", "uid"):
+            for event in direct.get((namespace_id, kind, name), ()):
+                if found[event.pk] is None:
+                    found[event.pk] = uid
+    if by_pod:
+        pods = Pod.objects.filter(cluster_id=cluster_id, namespace_id__in={k[0] for k in by_pod},
+                                  name__in={k[1] for k in by_pod}).order_by("pk")
+        seen = set()
+        for namespace_id, name, uid in pods.values_list("namespace_id", "name", "workload__uid"):
+            if (namespace_id, name) in seen:
+                continue  # one pod of a name (a StatefulSet's pod made again): the first
+            seen.add((namespace_id, name))
+            for event in by_pod.get((namespace_id, name), ()):
+                found[event.pk] = uid
+    return found
 
 
 def why_not_ready(workloads, events):
@@ -87,7 +110,7 @@ def why_not_ready(workloads, events):
     return reasons
 
 
-def event_payload(event, workload=None):
+def event_payload(event, workload_uid=None):
     """What a live event says of a Kubernetes event (the same fields the page shows)."""
     return {
         "id": event.pk, "uid": event.uid, "name": event.name, "type": event.type, "reason": event.reason,
@@ -95,9 +118,9 @@ def event_payload(event, workload=None):
         "involved_name": event.involved_name, "namespace_id": event.namespace_id,
         "namespace": event.namespace.name if event.namespace_id else "",
         "last_seen": event.last_seen.isoformat() if event.last_seen else None,
-        "workload_uid": workload.uid if workload is not None else None,
+        "workload_uid": workload_uid,
         # The page shows it while the workload is below its desired count (the workload's own live
         # update may come before or after this event).
-        "why": plain_words(event) if workload is not None and event.reason in WHY_REASONS else "",
+        "why": plain_words(event) if workload_uid is not None and event.reason in WHY_REASONS else "",
     }
 

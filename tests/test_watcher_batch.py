@@ -151,6 +151,25 @@ def test_a_database_error_mid_batch_leaves_nothing_half_written_and_the_batch_is
     assert heard(sent) == [("pod.updated", "u-new"), ("pod.deleted", "u-keep")]  # once, not twice
 
 
+def test_a_row_the_database_refuses_is_left_out_with_a_warning_and_the_rest_of_the_batch_is_stored(cluster, sent):
+    """A batch is written first without a savepoint per table; PostgreSQL refusing one row (a
+    restart count past its integer column) spoils that transaction, so the batch is written again
+    carefully: the refused pod is named on the cluster's page, the others are stored, each heard once."""
+    watch = ClusterWatch(cluster.pk, None, pool=object())
+    bad = pod("bad", "u-bad", 2)
+    bad["status"]["containerStatuses"] = [{"name": "c", "restartCount": 2**40}]
+    with CaptureQueriesContext(connection) as queries:
+        write(watch, ("pods", "ADDED", pod("a", "u-a", 1)), ("pods", "ADDED", bad), ("pods", "ADDED", pod("b", "u-b", 3)))
+    assert sorted(Pod.objects.filter(cluster=cluster).values_list("uid", flat=True)) == ["u-a", "u-b"]
+    [warning] = Cluster.objects.get(pk=cluster.pk).sync_warnings
+    assert (warning["uid"], warning["name"]) == ("u-bad", "bad") and "out of range" in warning["error"]
+    assert sorted(heard(sent)) == [("pod.updated", "u-a"), ("pod.updated", "u-b")]
+    sql = [q["sql"] for q in queries.captured_queries]
+    first_insert = next(i for i, q in enumerate(sql) if q.startswith('INSERT INTO "clusters_pod"'))
+    assert not any(q.startswith("SAVEPOINT") for q in sql[:first_insert])  # the fast way first
+    assert any(q.startswith("SAVEPOINT") for q in sql[first_insert:])  # then the careful one
+
+
 def test_the_live_events_of_a_batch_go_to_each_rows_own_audience(cluster, sent):
     """One batch, pods in a project's namespace and outside it: each event's groups are the
     engine's audience for that pod (a project member hears only the pod in the project)."""

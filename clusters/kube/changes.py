@@ -21,7 +21,7 @@ The caller holds the transaction and the cluster's inventory lock.
 
 import logging
 
-from clusters.explain import event_payload, workload_of
+from clusters.explain import event_payload, workloads_of
 from clusters.kube import inventory, store
 from clusters.models import ClusterEvent, Namespace, Node, Workload
 from portal.events import emit, group_name
@@ -67,8 +67,9 @@ def object_payload(resource, instance):
 
 
 class Batch:
-    def __init__(self, cluster):
+    def __init__(self, cluster, careful=True):
         self.cluster = cluster
+        self.careful = careful
         self.topic = group_name("cluster", cluster.pk)
         self.ns_ids = {}
         self.warnings = []
@@ -176,7 +177,7 @@ class Batch:
             return
         by_key = {row[key]: obj for obj, row in changed}
         unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
-        for row, why in store.upsert(model, self.cluster, [row for _, row in changed], unique):
+        for row, why in store.upsert(model, self.cluster, [row for _, row in changed], unique, careful=self.careful):
             self._warn(resource, by_key.get(row[key], {}), why)
         versions = {row[key]: row.get("resource_version", "") for _, row in changed}
         # No ORDER BY (the models' default orderings): building it was an eighth of the watcher's
@@ -185,16 +186,17 @@ class Batch:
         if resource not in ("namespaces", "nodes"):
             written = written.select_related("namespace")  # the audience of a namespaced row needs it
         singular = resource[:-1]
+        # Refused rows (a newer version stored, or a buried uid) are left out.
+        written = [instance for instance in written if instance.resource_version == versions.get(getattr(instance, key))]
+        about = workloads_of(written) if resource == "events" else {}
         for instance in written:
-            if instance.resource_version != versions.get(getattr(instance, key)):
-                continue  # refused: a newer version or a buried uid
             if resource == "namespaces":
                 self.ns_ids[instance.name] = instance.pk
             if resource in inventory.WORKLOAD_KINDS and getattr(instance, key) not in stored:
                 inventory.adopt_pods(self.cluster, instance)  # its pods may have come first
             if resource == "events":
                 self.events_written += 1
-                emit("event.updated", event_payload(instance, workload_of(instance)), instance, self.topic)
+                emit("event.updated", event_payload(instance, about[instance.pk]), instance, self.topic)
             else:
                 emit(f"{singular}.updated", object_payload(resource, instance), instance, self.topic)
 
@@ -234,7 +236,9 @@ class Batch:
             emit(f"{singular}.deleted", {"uid": meta.get("uid", ""), "name": meta.get("name")}, about, self.topic)
 
 
-def apply_changes(cluster, changes):
+def apply_changes(cluster, changes, careful=True):
     """Write ``changes`` (``(resource, kind, object)`` in watch order); returns how many events
-    (Kubernetes events) were written.  Inside the caller's transaction, under its inventory lock."""
-    return Batch(cluster).apply(changes)
+    (Kubernetes events) were written.  Inside the caller's transaction, under its inventory lock.
+    Not ``careful``: a row the database refuses raises (the transaction is spoilt) instead of
+    being left out with a warning; the caller then writes the batch again carefully."""
+    return Batch(cluster, careful).apply(changes)

@@ -81,6 +81,17 @@ def lock_inventory(cluster_id):
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_CLASS, cluster_id % 2**31])
 
 
+def lock_inventory_if_there(cluster_id):
+    """Take the cluster's inventory lock, as ``lock_inventory``; False when the cluster is no
+    longer there (deleted meanwhile), in the same round trip on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        return Cluster.objects.filter(pk=cluster_id).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock(%s, %s), EXISTS (SELECT 1 FROM {Cluster._meta.db_table} WHERE id = %s)",
+                       [LOCK_CLASS, cluster_id % 2**31, cluster_id])
+        return cursor.fetchone()[1]
+
+
 def tombstoned(cluster, uids):
     """The uids among ``uids`` that were deleted from the cluster."""
     uids = [u for u in uids if u]
@@ -112,12 +123,19 @@ def forget_namespaces(stale):
 # --- upserts ----------------------------------------------------------------------------------
 
 
-def upsert(model, cluster, rows, unique=("cluster", "uid")):
+def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True):
     """Insert or update ``rows`` (dicts of field values), except where the database holds a newer
     resourceVersion or the uid was deleted.  Rows are cleaned first.  Returns the rows that could
-    not be stored, each with the reason (the others are stored all the same)."""
+    not be stored, each with the reason (the others are stored all the same).
+
+    Not ``careful``: no savepoint around the write (two round trips less), so a row the database
+    refuses raises and spoils the caller's transaction; for a caller that then writes the same
+    again carefully (the watcher's batches: clusters.kube.changes)."""
     rows = [clean(row) for row in rows]
     if not rows:
+        return []
+    if not careful:
+        _write(model, cluster, rows, unique)
         return []
     try:
         with transaction.atomic():
