@@ -11,6 +11,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from clusters import watcher
+from clusters.kube import store
 from clusters.models import Cluster, InventoryTombstone, Namespace, Node, Pod
 from clusters.watcher import Change, ClusterWatch, Writers
 from portal import events, permissions
@@ -168,6 +169,31 @@ def test_a_row_the_database_refuses_is_left_out_with_a_warning_and_the_rest_of_t
     first_insert = next(i for i, q in enumerate(sql) if q.startswith('INSERT INTO "clusters_pod"'))
     assert not any(q.startswith("SAVEPOINT") for q in sql[:first_insert])  # the fast way first
     assert any(q.startswith("SAVEPOINT") for q in sql[first_insert:])  # then the careful one
+
+
+@pytest.mark.parametrize("count", [2, store.VALUES_ROWS + 5])  # one statement, or through COPY
+def test_the_rows_an_upsert_returns_are_the_rows_stored_and_not_the_refused(cluster, count):
+    from clusters.kube import inventory
+
+    namespace = Namespace.objects.get(cluster=cluster)
+    rows = []
+    for i in range(count):
+        obj = pod(f"p{i}", f"u-{i}", 10)
+        obj["metadata"]["labels"] = {"app": "web", "n": str(i)}
+        obj["metadata"]["creationTimestamp"] = "2026-01-02T03:04:05Z"
+        rows.append(inventory.pod_fields(obj) | {"namespace_id": namespace.pk})
+    store.upsert(Pod, cluster, rows)
+    for row in rows:
+        row["resource_version"] = "11"
+    rows[0]["resource_version"] = "9"  # older than stored: refused
+    written = []
+    store.upsert(Pod, cluster, rows, written=written)
+    assert sorted(p.uid for p in written) == sorted(f"u-{i}" for i in range(1, count))
+    written = [p for p in written if p.uid == "u-1"]
+    stored = Pod.objects.get(cluster=cluster, uid="u-1")
+    fields = [f.attname for f in Pod._meta.concrete_fields]
+    assert {f: getattr(written[0], f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert written[0].labels == {"app": "web", "n": "1"} and written[0].created_in_cluster.year == 2026
 
 
 def test_the_live_events_of_a_batch_go_to_each_rows_own_audience(cluster, sent):

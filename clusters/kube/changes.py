@@ -21,6 +21,8 @@ The caller holds the transaction and the cluster's inventory lock.
 
 import logging
 
+from django.db import connection
+
 from clusters.explain import event_payload, workloads_of
 from clusters.kube import inventory, store
 from clusters.models import ClusterEvent, Namespace, Node, Workload
@@ -72,6 +74,7 @@ class Batch:
         self.careful = careful
         self.topic = group_name("cluster", cluster.pk)
         self.ns_ids = {}
+        self.namespaces = {}  # id -> Namespace (id, name, project) read by _namespaces
         self.warnings = []
         self.events_written = 0
 
@@ -100,10 +103,14 @@ class Batch:
                                           "uid": str(meta.get("uid", "")), "error": why[:500]}))
 
     def _namespaces(self, names):
+        """``{name: id}`` of the cluster's namespaces (None for one not stored); the rows are kept
+        in ``self.namespaces`` by id (what a row's audience reads: its namespace's project)."""
         missing = {n for n in names if n and n not in self.ns_ids}
         if missing:
-            found = dict(Namespace.objects.filter(cluster=self.cluster, name__in=missing).order_by().values_list("name", "id"))
-            self.ns_ids.update({name: found.get(name) for name in missing})
+            found = Namespace.objects.filter(cluster=self.cluster, name__in=missing).order_by().only("id", "name", "cluster_id", "project_id")
+            self.namespaces.update({namespace.pk: namespace for namespace in found})
+            ids = {namespace.name: namespace.pk for namespace in self.namespaces.values()}
+            self.ns_ids.update({name: ids.get(name) for name in missing})
         return self.ns_ids
 
     def _rows(self, resource, objs):
@@ -160,8 +167,7 @@ class Batch:
         if not rows:
             return
         names = list(rows[0][1])
-        stored = {values[key]: values for values in model.objects.filter(cluster=self.cluster, **{f"{key}__in": [r[key] for _, r in rows]})
-                  .order_by().values(*names)}
+        stored = store.stored_values(model, self.cluster, key, [r[key] for _, r in rows], names)
         changed, same = [], {}
         for obj, row in rows:
             old = stored.get(row[key])
@@ -177,21 +183,21 @@ class Batch:
             return
         by_key = {row[key]: obj for obj, row in changed}
         unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
-        for row, why in store.upsert(model, self.cluster, [row for _, row in changed], unique, careful=self.careful):
+        written = [] if connection.vendor == "postgresql" else None  # the rows stored, as the upsert returns them
+        for row, why in store.upsert(model, self.cluster, [row for _, row in changed], unique, careful=self.careful, written=written):
             self._warn(resource, by_key.get(row[key], {}), why)
-        versions = {row[key]: row.get("resource_version", "") for _, row in changed}
-        # No ORDER BY (the models' default orderings): building it was an eighth of the watcher's
-        # CPU under a burst of changes, and the order does not matter here.
-        written = model.objects.filter(cluster=self.cluster, **{f"{key}__in": list(versions)}).order_by()
-        if resource not in ("namespaces", "nodes"):
-            written = written.select_related("namespace")  # the audience of a namespaced row needs it
+        if written is None:
+            written = self._read_written(model, resource, key, {row[key]: row.get("resource_version", "") for _, row in changed})
+        elif resource not in ("namespaces", "nodes"):
+            for instance in written:  # the audience of a namespaced row needs its namespace
+                if instance.namespace_id in self.namespaces:
+                    instance.namespace = self.namespaces[instance.namespace_id]
         singular = resource[:-1]
-        # Refused rows (a newer version stored, or a buried uid) are left out.
-        written = [instance for instance in written if instance.resource_version == versions.get(getattr(instance, key))]
         about = workloads_of(written) if resource == "events" else {}
         for instance in written:
             if resource == "namespaces":
                 self.ns_ids[instance.name] = instance.pk
+                self.namespaces[instance.pk] = instance
             if resource in inventory.WORKLOAD_KINDS and getattr(instance, key) not in stored:
                 inventory.adopt_pods(self.cluster, instance)  # its pods may have come first
             if resource == "events":
@@ -199,6 +205,16 @@ class Batch:
                 emit("event.updated", event_payload(instance, about[instance.pk]), instance, self.topic)
             else:
                 emit(f"{singular}.updated", object_payload(resource, instance), instance, self.topic)
+
+    def _read_written(self, model, resource, key, versions):
+        """The rows just stored, read back (where the upsert does not return them): those holding
+        the versions written, not those it refused (a newer version stored, a buried uid)."""
+        # No ORDER BY (the models' default orderings): building it was an eighth of the watcher's
+        # CPU under a burst of changes, and the order does not matter here.
+        written = model.objects.filter(cluster=self.cluster, **{f"{key}__in": list(versions)}).order_by()
+        if resource not in ("namespaces", "nodes"):
+            written = written.select_related("namespace")  # the audience of a namespaced row needs it
+        return [instance for instance in written if instance.resource_version == versions.get(getattr(instance, key))]
 
     # --- deletions ---
 

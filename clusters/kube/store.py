@@ -123,23 +123,29 @@ def forget_namespaces(stale):
 # --- upserts ----------------------------------------------------------------------------------
 
 
-def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True):
+def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True, written=None):
     """Insert or update ``rows`` (dicts of field values), except where the database holds a newer
     resourceVersion or the uid was deleted.  Rows are cleaned first.  Returns the rows that could
     not be stored, each with the reason (the others are stored all the same).
 
     Not ``careful``: no savepoint around the write (two round trips less), so a row the database
     refuses raises and spoils the caller's transaction; for a caller that then writes the same
-    again carefully (the watcher's batches: clusters.kube.changes)."""
+    again carefully (the watcher's batches: clusters.kube.changes).
+
+    ``written``, a list: receives the instances of the rows stored, as stored (PostgreSQL returns
+    them with the write; refused rows are not among them); left None elsewhere, to read them."""
     rows = [clean(row) for row in rows]
     if not rows:
         return []
     if not careful:
-        _write(model, cluster, rows, unique)
+        _write(model, cluster, rows, unique, written)
         return []
     try:
         with transaction.atomic():
-            _write(model, cluster, rows, unique)
+            returned = [] if written is not None else None
+            _write(model, cluster, rows, unique, returned)
+        if returned is not None:
+            written += returned
         return []
     except DatabaseError as exc:
         if len(rows) == 1:
@@ -148,15 +154,21 @@ def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True):
     for row in rows:
         try:
             with transaction.atomic():
-                _write(model, cluster, [row], unique)
+                returned = [] if written is not None else None
+                _write(model, cluster, [row], unique, returned)
+            if returned is not None:
+                written += returned
         except DatabaseError as exc:
             failed.append((row, str(exc).splitlines()[0]))
     return failed
 
 
-def _write(model, cluster, rows, unique):
+def _write(model, cluster, rows, unique, written=None):
     if USE_COPY and connection.vendor == "postgresql":
-        (_values_upsert if len(rows) <= VALUES_ROWS else _copy_upsert)(model, cluster, rows, timezone.now(), unique)
+        upsert = _values_upsert if len(rows) <= VALUES_ROWS else _copy_upsert
+        stored = upsert(model, cluster, rows, timezone.now(), unique, returning=written is not None)
+        if written is not None:
+            written += stored
         return
     # Elsewhere the same checks, made first (SQLite runs one writing transaction at a time).
     key = unique[-1]
@@ -172,7 +184,7 @@ def _write(model, cluster, rows, unique):
         )
 
 
-def _copy_upsert(model, cluster, rows, now, unique):
+def _copy_upsert(model, cluster, rows, now, unique, returning=False):
     """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE
     that skips buried uids and rows the table holds in a newer version.  Columns the rows do not
     carry get the model's defaults on insert and are left alone on update."""
@@ -206,10 +218,12 @@ def _copy_upsert(model, cluster, rows, now, unique):
             f'INSERT INTO "{table}" AS t ({quoted}) SELECT {quoted} FROM "{temp}" AS n '
             f'WHERE n.uid = \'\' OR NOT EXISTS (SELECT 1 FROM "{tombstones}" d WHERE d.cluster_id = %s AND d.uid = n.uid) '
             f'ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates} '
-            f'WHERE NOT {_rv_older_sql("EXCLUDED.resource_version", "t.resource_version")}',
+            f'WHERE NOT {_rv_older_sql("EXCLUDED.resource_version", "t.resource_version")}' + _returning(model, returning),
             [cluster.pk],
         )
+        stored = _instances(model, cursor.fetchall()) if returning else []
         cursor.execute(f'DROP TABLE "{temp}"')
+    return stored
 
 
 def _upsert_parts(model, rows, unique):
@@ -221,7 +235,7 @@ def _upsert_parts(model, rows, unique):
     return fields, defaults, conflict, updates
 
 
-def _values_upsert(model, cluster, rows, now, unique):
+def _values_upsert(model, cluster, rows, now, unique, returning=False):
     """PostgreSQL, a few rows: the same guarded upsert as ``_copy_upsert`` in one statement, the
     rows given as VALUES (each cast to its column's type) instead of through a temporary table."""
     from psycopg.types.json import Jsonb
@@ -231,8 +245,7 @@ def _values_upsert(model, cluster, rows, now, unique):
     quoted = ", ".join(f'"{f.column}"' for f in fields)
     # Text is cast to text, not to its column's varchar(n), which would cut an over-long value
     # silently where the column refuses it.
-    casts = "(" + ", ".join(f"CAST(%s AS {'text' if isinstance(f, (models.CharField, models.TextField)) else f.db_type(connection)})"
-                            for f in fields) + ")"
+    casts = _casts(model, fields)
     params = []
     for row in rows:
         for field in fields:
@@ -248,9 +261,81 @@ def _values_upsert(model, cluster, rows, now, unique):
             f'INSERT INTO "{table}" AS t ({quoted}) SELECT {quoted} FROM (VALUES {", ".join([casts] * len(rows))}) AS n ({quoted}) '
             f'WHERE n.uid = \'\' OR NOT EXISTS (SELECT 1 FROM "{tombstones}" d WHERE d.cluster_id = %s AND d.uid = n.uid) '
             f'ON CONFLICT ({", ".join(conflict)}) DO UPDATE SET {updates} '
-            f'WHERE NOT {_rv_older_sql("EXCLUDED.resource_version", "t.resource_version")}',
+            f'WHERE NOT {_rv_older_sql("EXCLUDED.resource_version", "t.resource_version")}' + _returning(model, returning),
             [*params, cluster.pk],
         )
+        return _instances(model, cursor.fetchall()) if returning else []
+
+
+_stored_sql = {}
+
+
+def stored_values(model, cluster, key, keys, names):
+    """``{key value: {name: value}}`` of the cluster's rows whose ``key`` is among ``keys``: the
+    ``names`` (attnames) as ``.values(*names)`` reads them, in SQL made once per shape (building
+    the ORM's query was a sixth of the watcher's CPU under a burst of changes)."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    if connection.vendor != "postgresql":
+        return {values[key]: values for values in model.objects.filter(cluster=cluster, **{f"{key}__in": keys}).order_by().values(*names)}
+    shape = (model, key, tuple(names))
+    if shape not in _stored_sql:
+        fields = [model._meta.get_field(name) for name in names]
+        columns = ", ".join(f'"{f.column}"' for f in fields)
+        converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)]
+        _stored_sql[shape] = (f'SELECT {columns} FROM "{model._meta.db_table}" WHERE cluster_id = %s '
+                              f'AND "{model._meta.get_field(key).column}" = ANY(%s)', fields, converters)
+    sql, fields, converters = _stored_sql[shape]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [cluster.pk, keys])
+        rows = cursor.fetchall()
+    found = {}
+    for row in rows:
+        if converters:
+            row = list(row)
+            for i, field_converters in converters:
+                for convert in field_converters:
+                    row[i] = convert(row[i], fields[i], connection)
+        values = dict(zip(names, row))
+        found[values[key]] = values
+    return found
+
+
+def _returning(model, returning):
+    """RETURNING every column of the rows the upsert stored (inserted or updated; not those it refused)."""
+    if not returning:
+        return ""
+    return " RETURNING " + ", ".join(f't."{f.column}"' for f in model._meta.concrete_fields)
+
+
+def _instances(model, rows):
+    """Model instances of rows of every concrete column (``_returning``), converted as the ORM
+    converts what it reads (a JSON column's text parsed)."""
+    fields = model._meta.concrete_fields
+    converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)]
+    names = [f.attname for f in fields]
+    instances = []
+    for row in rows:
+        if converters:
+            row = list(row)
+            for i, field_converters in converters:
+                for convert in field_converters:
+                    row[i] = convert(row[i], fields[i], connection)
+        instances.append(model.from_db(connection.alias, names, row))
+    return instances
+
+
+_casts_made = {}
+
+
+def _casts(model, fields):
+    """``(CAST(%s AS type), ...)``: one VALUES row of ``fields``, made once per model and fields."""
+    shape = (model, tuple(f.attname for f in fields))
+    if shape not in _casts_made:
+        _casts_made[shape] = "(" + ", ".join(
+            f"CAST(%s AS {'text' if isinstance(f, (models.CharField, models.TextField)) else f.db_type(connection)})" for f in fields) + ")"
+    return _casts_made[shape]
 
 
 def refresh_versions(model, cluster, versions, key="uid"):
