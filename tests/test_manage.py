@@ -131,14 +131,29 @@ def test_cluster_members_page_shows_the_members_and_offers_changes_to_those_who_
 def test_an_administrator_grants_roles_and_cluster_membership_in_the_browser(browser, live_server_url):  # noqa: F811
     """In a real browser: grant "Create clusters" to a user from their page (the API answers), make
     them a cluster member from the cluster's members page, and see an unknown user refused."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait as Wait
 
     from clusters.models import Cluster
 
-    def WebDriverWait(driver, timeout):  # noqa: N802 - the page reloads under the wait
-        return Wait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+    class WebDriverWait(Wait):
+        """The page reloads under the wait: an element found just before it is gone, which
+        ChromeDriver reports as stale or, caught mid-reload, as a node that "does not belong to
+        the document" (CI of 5887f61); either means look again."""
+
+        def __init__(self, driver, timeout):
+            super().__init__(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
+
+        def until(self, method, message=""):
+            def again_if_reloaded(driver):
+                try:
+                    return method(driver)
+                except WebDriverException as exc:
+                    if "does not belong to the document" in str(exc):
+                        return False
+                    raise
+            return super().until(again_if_reloaded, message)
     from tests.test_browser import csp_violations, log_in, person
 
     url = live_server_url
