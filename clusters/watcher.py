@@ -46,7 +46,15 @@ from urllib.parse import urlencode, urlsplit
 import httpcore
 import orjson
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone

@@ -283,23 +283,30 @@ def stored_values(model, cluster, key, keys, names):
     if shape not in _stored_sql:
         fields = [model._meta.get_field(name) for name in names]
         columns = ", ".join(f'"{f.column}"' for f in fields)
-        converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)]
         _stored_sql[shape] = (f'SELECT {columns} FROM "{model._meta.db_table}" WHERE cluster_id = %s '
-                              f'AND "{model._meta.get_field(key).column}" = ANY(%s)', fields, converters)
-    sql, fields, converters = _stored_sql[shape]
+                              f'AND "{model._meta.get_field(key).column}" = ANY(%s)', fields)
+    sql, fields = _stored_sql[shape]
     with connection.cursor() as cursor:
         cursor.execute(sql, [cluster.pk, keys])
         rows = cursor.fetchall()
     found = {}
+    for row in _converted(fields, rows):
+        values = dict(zip(names, row))
+        found[values[key]] = values
+    return found
+
+
+def _converted(fields, rows):
+    """``rows`` (tuples of ``fields``' columns) with each value converted as the ORM converts what
+    it reads (a JSON column's text parsed)."""
+    converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)]
     for row in rows:
         if converters:
             row = list(row)
             for i, field_converters in converters:
                 for convert in field_converters:
                     row[i] = convert(row[i], fields[i], connection)
-        values = dict(zip(names, row))
-        found[values[key]] = values
-    return found
+        yield row
 
 
 def _returning(model, returning):
@@ -311,19 +318,10 @@ def _returning(model, returning):
 
 def _instances(model, rows):
     """Model instances of rows of every concrete column (``_returning``), converted as the ORM
-    converts what it reads (a JSON column's text parsed)."""
+    converts what it reads."""
     fields = model._meta.concrete_fields
-    converters = [(i, f.get_db_converters(connection)) for i, f in enumerate(fields) if f.get_db_converters(connection)]
     names = [f.attname for f in fields]
-    instances = []
-    for row in rows:
-        if converters:
-            row = list(row)
-            for i, field_converters in converters:
-                for convert in field_converters:
-                    row[i] = convert(row[i], fields[i], connection)
-        instances.append(model.from_db(connection.alias, names, row))
-    return instances
+    return [model.from_db(connection.alias, names, row) for row in _converted(fields, rows)]
 
 
 _casts_made = {}
