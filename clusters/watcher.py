@@ -139,7 +139,6 @@ class Writers:
         # Event-loop futures waiting for room in each queue (back-pressure), woken when its writer
         # takes a batch: a thousand clusters held back do not poll for room.
         self.waiting = [collections.deque() for _ in range(count)]
-        self.woken = [set() for _ in range(count)]  # waiters woken that have not taken their room yet
         self.waiting_lock = threading.Lock()
         for index, q in enumerate(self.queues):
             threading.Thread(target=self._run, args=(q, index), name=f"watch-writer-{index}", daemon=True).start()
@@ -182,23 +181,15 @@ class Writers:
         deadline = time.monotonic() + timeout
         return all(event.wait(max(0, deadline - time.monotonic())) for event in done)
 
-    def crowded(self, cluster_id):
-        """Are clusters waiting for room in this cluster's writer queue?  Then a new change waits
-        behind them rather than taking the room they wait for."""
-        index = cluster_id % len(self.queues)
-        return bool(self.waiting[index] or self.woken[index])
-
-    async def room(self, cluster_id, wanted=1, again=False):
+    async def room(self, cluster_id, wanted=1):
         """Wait (on the event loop) until the cluster's writer has room for ``wanted`` more items,
         or ROOM_RECHECK seconds.  Waiters are woken first come, first served, only as many as the
-        room taken up fits: a thousand clusters held back are not all woken for each batch.
-        ``again``: a waiter woken that found the room taken all the same keeps its place at the
-        front (at the back it could wait behind the whole line each time, minutes at 2,000)."""
+        room taken up fits: a thousand clusters held back are not all woken for each batch."""
         index = cluster_id % len(self.queues)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         with self.waiting_lock:
-            (self.waiting[index].appendleft if again else self.waiting[index].append)((future, max(1, wanted)))
+            self.waiting[index].append((future, max(1, wanted)))
         if not self.queues[index].full():  # room was made before the future was there to wake
             future.cancel()  # the writer skips it
             return
@@ -207,8 +198,6 @@ class Writers:
             await future
         finally:
             recheck.cancel()
-            with self.waiting_lock:
-                self.woken[index].discard(future)  # the caller offers its changes now, before any other
 
     def _made_room(self, index):
         q = self.queues[index]
@@ -220,7 +209,6 @@ class Writers:
                 future, wanted = waiting.popleft()
                 if not future.done():
                     woken.append(future)
-                    self.woken[index].add(future)
                     free -= wanted
         by_loop = {}
         for future in woken:
@@ -768,23 +756,18 @@ class ClusterWatch:
         self._mark()
 
     def _submit(self, work):
-        # Behind its own earlier changes, and behind other clusters waiting for room in the same
-        # writer: a change taking the room they were woken for sent them to the back of the line,
-        # and a probe deletion waited minutes at 2,000 clusters.
-        if self.backlog or self.pool.crowded(self.cluster_id) or not self.pool.offer(self.cluster_id, work):
+        if self.backlog or not self.pool.offer(self.cluster_id, work):
             self.backlog.append(work)
 
     async def _make_room(self):
         """Back-pressure: hand the waiting changes to the writer in order, reading nothing meanwhile
         (woken when the writer takes a batch, not polling: a takeover at 2,000 clusters held a
         thousand back, and their 50 ms polls were most of the event loop's time)."""
-        waited = False
         while self.backlog:
-            if (waited or not self.pool.crowded(self.cluster_id)) and self.pool.offer(self.cluster_id, self.backlog[0]):
+            if self.pool.offer(self.cluster_id, self.backlog[0]):
                 self.backlog.popleft()
             else:
-                await self.pool.room(self.cluster_id, len(self.backlog), again=waited)
-                waited = True
+                await self.pool.room(self.cluster_id, len(self.backlog))
 
     def _mark(self):
         runtime().dirty.add(self)

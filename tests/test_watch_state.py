@@ -19,9 +19,6 @@ class Pool:
         self.offered.append(work)
         return True
 
-    def crowded(self, cluster_id):
-        return False  # always room
-
     def run(self):
         """Run what was queued besides the changes themselves; how much that was."""
         works = [work for work in self.offered if not isinstance(work, Change)]
