@@ -814,21 +814,21 @@ class ClusterWatch:
         # the lock, in one round trip; a change path's query less for each cluster's batch).
         cluster = Cluster(pk=self.cluster_id)
         batch = [(c.resource, c.kind, c.obj) for c in changes]
-        try:
-            # First without a savepoint around each table's write (a third of the round trips of
-            # a small batch); should the database refuse a row, again with them, so the rows it
-            # refuses are left out with a warning on the cluster's page and the others are stored.
-            with transaction.atomic(), batched():
-                if not store.lock_inventory_if_there(cluster.pk):
-                    return  # deleted meanwhile
-                written = apply_changes(cluster, batch, careful=False)
-        except (OperationalError, InterfaceError):
-            raise  # the database is away: the writer waits for it
-        except DatabaseError:
-            with transaction.atomic(), batched():
-                if not store.lock_inventory_if_there(cluster.pk):
-                    return
-                written = apply_changes(cluster, batch)
+        # First without a savepoint around each table's write (a third of the round trips of a
+        # small batch); should the database refuse a row, again with them, so the rows it refuses
+        # are left out with a warning on the cluster's page and the others are stored.
+        for careful in (False, True):
+            try:
+                with transaction.atomic(), batched():
+                    if not store.lock_inventory_if_there(cluster.pk):
+                        return  # deleted meanwhile
+                    written = apply_changes(cluster, batch, careful=careful)
+                break
+            except (OperationalError, InterfaceError):
+                raise  # the database is away: the writer waits for it
+            except DatabaseError:
+                if careful:
+                    raise
         if written:
             before, self.event_writes = self.event_writes, self.event_writes + written
             if before // PRUNE_EVERY != self.event_writes // PRUNE_EVERY:

@@ -140,12 +140,16 @@ def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True, writte
     if not careful:
         _write(model, cluster, rows, unique, written)
         return []
-    try:
+    def write_apart(rows):
+        """In a savepoint of its own; what it stored is handed over only once that holds."""
+        returned = [] if written is not None else None
         with transaction.atomic():
-            returned = [] if written is not None else None
             _write(model, cluster, rows, unique, returned)
         if returned is not None:
-            written += returned
+            written.extend(returned)
+
+    try:
+        write_apart(rows)
         return []
     except DatabaseError as exc:
         if len(rows) == 1:
@@ -153,11 +157,7 @@ def upsert(model, cluster, rows, unique=("cluster", "uid"), careful=True, writte
     failed = []  # one row the database refuses must not stop the others: find it, row by row
     for row in rows:
         try:
-            with transaction.atomic():
-                returned = [] if written is not None else None
-                _write(model, cluster, [row], unique, returned)
-            if returned is not None:
-                written += returned
+            write_apart([row])
         except DatabaseError as exc:
             failed.append((row, str(exc).splitlines()[0]))
     return failed

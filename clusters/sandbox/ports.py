@@ -61,19 +61,23 @@ def reserve_port() -> socket.socket:
     listeners, `port_in_use`, other sandboxes' choices), except a listener of this user's that sets
     SO_REUSEPORT as well (`socket.create_server(..., reuse_port=True)`), which it lets through and
     which alone receives the connections. Closing it gives the port back."""
-    candidates = port_range() or range(0)
+    candidates = port_range()
     for port in [random.choice(candidates) for _ in range(100)] if candidates else []:
-        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
-            held.bind(("127.0.0.1", port))
+            return _bound_reusing_port(port)
         except OSError:
-            held.close()
             continue
-        return held
+    return _bound_reusing_port(0)  # no room outside the ephemeral range: the kernel chooses
+
+
+def _bound_reusing_port(port: int) -> socket.socket:
     held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    held.bind(("127.0.0.1", 0))
+    try:
+        held.bind(("127.0.0.1", port))
+    except OSError:
+        held.close()
+        raise
     return held
 
 
