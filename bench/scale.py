@@ -277,6 +277,7 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     # Killed in the steady state: every cluster listed and where its watches got to stored.
     wait_for(lambda: ClusterWatchState.objects.count() >= total + 1, 1800, "every cluster's watch state", every=2)
     time.sleep(5)  # where every watch got to is stored (every 2 s)
+    compact_as_the_api_server_does(boxes + [probe_box], by_box + [[probe_id]])
     print(f"two watcher shards: {len(owned):,} and {total - len(owned):,} clusters; "
           f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident; load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -309,6 +310,33 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     print(f"  the surviving shard follows all {total:,}: {threads} threads, {rss / 2**20:,.0f} MiB resident")
     shard_b.stop()
     watchers.remove(shard_b)
+
+
+def compact_as_the_api_server_does(boxes, by_box, timeout=600):
+    """Make the shards' stored versions as old as they are in a steady state: kube-apiserver
+    compacts etcd every 5 minutes to the revision it noted 5 minutes before.  Watches with a watch
+    cache get bookmarks that move their stored versions past that revision; events (no watch cache
+    in the API server, so no bookmarks) keep the version of their last change, so a shard killed
+    after a quiet while leaves its clusters' events watches expired.  Noted now, compacted once
+    every other stored version has moved past it."""
+    from clusters.models import ClusterWatchState
+
+    noted = [box.etcd_revision() for box in boxes]
+    started = time.monotonic()
+
+    def moved_past():
+        stored = dict(ClusterWatchState.objects.values_list("cluster_id", "versions"))
+        return all(int(version) >= revision
+                   for ids, revision in zip(by_box, noted) for i in ids
+                   for resource, version in (stored.get(i) or {}).items() if resource != "events" and version)
+
+    wait_for(moved_past, timeout, "bookmarks to move every stored version but the events' past etcd's revision", every=5)
+    for box, revision in zip(boxes, noted):
+        box.compact_etcd(revision)
+    stored = dict(ClusterWatchState.objects.values_list("cluster_id", "versions"))
+    expired = sum(int((stored.get(i) or {}).get("events") or 0) < revision for ids, revision in zip(by_box, noted) for i in ids)
+    print(f"  etcd compacted as kube-apiserver does every 5 minutes ({time.monotonic() - started:.0f} s for the bookmarks): "
+          f"{expired:,} clusters' stored events versions expired", flush=True)
 
 
 def single_watcher(args, total, probe_box, probe_id, boxes, by_box, watchers, tmp):

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from clusters.events import cluster_changed
 from clusters.kube.client import ClusterConnectionError, api_client, describe_error, server_version
-from clusters.kube.inventory import relist_events, sync_inventory
+from clusters.kube.inventory import sync_inventory
 from clusters.models import Cluster, ClusterState
 from portal import locks
 
@@ -91,16 +91,6 @@ def sync(cluster_id, progress=None, versions=None, wait=0, apply=None, lock_ttl=
         raise
     finally:
         lock.release()
-
-
-def sync_events(cluster_id, apply=None):
-    """List a Kubernetes cluster's events again and write them (``apply``: on the watcher's
-    writer); returns the list's resourceVersion, where the events watch starts again.  Not under
-    the cluster's sync lock: a resync running meanwhile writes its own list of the events, and the
-    writes are guarded (clusters.kube.store)."""
-    cluster = Cluster.objects.get(pk=cluster_id)
-    with _kubernetes_api(cluster) as api:
-        return relist_events(cluster, api, apply)
 
 
 def _sync_kubernetes(cluster, versions, apply, missing):

@@ -63,7 +63,7 @@ from clusters import h2client, sync
 from clusters.events import FEED_CLUSTERS, cluster_payload
 from clusters.kube import store
 from clusters.kube.changes import apply_changes, object_payload  # noqa: F401 - object_payload: where it was
-from clusters.kube.inventory import RESOURCES, event_is_recent
+from clusters.kube.inventory import PAGE, RESOURCES, SyncWriter, ensure_uid, event_is_recent
 from clusters.models import Cluster, ClusterState, ClusterWatchState, Node, Pod
 from clusters.proxy.upstream import GuardedBackend, ssl_context
 from clusters.signals import inventory_changed
@@ -96,6 +96,7 @@ OPENING = 64  # watch requests being opened at once (TLS handshakes), so thousan
 # they timed out and were retried over and over (2,000 clusters: 11,000 retries in 4 minutes).
 STARTING = 256
 START_TIMEOUT = 60
+OPEN_GRACE = 1.0  # a watch answered and not refused (410 in its stream) within this long is open
 # A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
 # many seconds the watch looks whether a sync found it served since, and relists when it is.
 UNSERVED_RECHECK = 60
@@ -453,7 +454,7 @@ class ClusterWatch:
         self.ended = threading.Event()
         self.versions = {}
         self.relist_lock = threading.Lock()
-        self.relisting = self.relisting_events = None
+        self.relisting = None
         self.resumed = False
         self.future = None
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
@@ -513,21 +514,34 @@ class ClusterWatch:
         """Relist once however many watches asked for it meanwhile."""
         await self._once("relisting", self.relist)
 
-    def relist_events(self, keep_connection=False):
-        """List the events again (their watch expired) and start their watch from that list."""
-        with self._listing(keep_connection):
-            self.versions["events"] = sync.sync_events(self.cluster_id, apply=lambda work: self.pool.call(self.cluster_id, work))
-            self.changed.add("events")
-            self.unsaved = True
-            self._mark()
-
     async def _relist_events(self):
-        """Relist the events alone, once however many times their watch asked meanwhile; a whole
-        relist already under way lists them too."""
+        """List the events again (their watch expired) and start their watch from that list; a
+        whole relist already under way lists them too.  On the loop, through the cluster's own
+        connection (no listing thread, no new client or TLS handshake), and the list's write is
+        queued behind the changes received so far without waiting for it: a takeover finds most
+        events watches expired (the API server keeps no watch cache for events, so they get no
+        bookmarks and their version ages), and a thousand of them listed on the listing threads,
+        each waiting for its write behind a burst, kept clusters unfollowed for minutes."""
         if self.relisting is not None:
             await asyncio.shield(self.relisting)
             return
-        await self._once("relisting_events", self.relist_events)
+        writer = SyncWriter(Cluster(pk=self.cluster_id), apply=self._submit)
+        path, token, version = RESOURCES["events"], None, ""
+        while True:
+            query = {"limit": PAGE, **({"continue": token} if token else {})}
+            body = await self._get_json(f"{path}?{urlencode(query)}")
+            meta = body.get("metadata") or {}
+            writer.page("events", [ensure_uid(path, item) for item in body.get("items") or []])
+            version, token = meta.get("resourceVersion", ""), meta.get("continue")
+            if not token:
+                break
+        writer.events_relisted(version)
+        self.versions["events"] = version
+        self.changed.add("events")
+        self.unsaved = True
+        self._mark()
+        if self.backlog:
+            await self._make_room()
 
     async def _once(self, name, listing):
         """Run ``listing`` on a listing thread unless the one in ``self.<name>`` is still under way,
@@ -678,6 +692,7 @@ class ClusterWatch:
             async with rt.opening:
                 response = await self.http1.handle_async_request(request)
             chunks = response.aiter_stream()
+        confirm = None
         try:
             if response.status == 410:
                 raise Gone()
@@ -690,10 +705,11 @@ class ClusterWatch:
                     if len(body) >= 300:
                         break
                 raise RuntimeError(f"{response.status} {_phrase(response.status)}: {body[:300].decode(errors='replace')}")
+            # Answered is not yet followed: a watch served from etcd (events: the API server keeps
+            # no watch cache for them) says its version is too old (410) in the stream, just after
+            # answering 200.  Followed once a change or a bookmark came, or OPEN_GRACE without that.
             if resource not in self.opened:
-                self.opened.add(resource)
-                if self.opened >= set(WATCHED) - self.unwatched:  # from now on no change of the cluster is missed
-                    log.info("cluster %s: every watch open", self.cluster_id)
+                confirm = asyncio.get_running_loop().call_later(OPEN_GRACE, self._opened, resource)
             buffer = bytearray()
             async for chunk in chunks:
                 buffer += chunk
@@ -704,13 +720,24 @@ class ClusterWatch:
                         return
                     if line.strip():
                         self._handle(self.cluster_id, resource, orjson.loads(line))
+                        if confirm is not None:
+                            confirm.cancel()
+                            confirm = None
+                            self._opened(resource)
                 del buffer[:start]
                 if self.backlog:
                     await self._make_room()
         finally:
+            if confirm is not None:
+                confirm.cancel()
             # Read to its end, the connection is kept for the next watch.  Left before its end (an
             # error, a stop): HTTP/2 resets the stream, HTTP/1.1 closes the connection.
             await response.aclose()
+
+    def _opened(self, resource):
+        self.opened.add(resource)
+        if self.opened >= set(WATCHED) - self.unwatched:  # from now on no change of the cluster is missed
+            log.info("cluster %s: every watch open", self.cluster_id)
 
     async def _connection(self):
         """The cluster's HTTP/2 connection (opened once for all its watches, again after it broke);
@@ -731,6 +758,33 @@ class ClusterWatch:
                 return None
             self.h2 = connection
             return connection
+
+    async def _get_json(self, path):
+        """One GET of the cluster's API through its connection (a stream of its HTTP/2 connection,
+        or an HTTP/1.1 connection of its pool): the body, parsed; an answer other than 200 raised."""
+        rt = runtime()
+        connection = await self._connection()
+        read = settings.KUBE_REQUEST_TIMEOUT * 3
+        if connection is not None:
+            async with rt.starting:
+                response = await connection.get(path, self.headers, timeout=START_TIMEOUT)
+            chunks = response.iter_chunks(read)
+        else:
+            timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": read}
+            host = [(b"host", urlsplit(self.endpoint).netloc.encode())]
+            request = httpcore.Request("GET", self.endpoint + path, headers=host + self.headers, extensions={"timeout": timeout})
+            async with rt.opening:
+                response = await self.http1.handle_async_request(request)
+            chunks = response.aiter_stream()
+        body = bytearray()
+        try:
+            async for chunk in chunks:
+                body += chunk
+        finally:
+            await response.aclose()
+        if response.status != 200:
+            raise RuntimeError(f"{response.status} {_phrase(response.status)}: {body[:300].decode(errors='replace')}")
+        return orjson.loads(body)
 
     def _handle(self, cluster_id, resource, event):
         """Take one watch event: errors and bookmarks here, changes to the cluster's writer."""

@@ -341,6 +341,18 @@ class SyncWriter:
         self.counts[counted] += len(listed)
         self.apply(lambda: self._delete_unlisted(resource, listed, version))
 
+    def events_relisted(self, version):
+        """The events alone were listed again (their watch expired: 410): write them as a sync
+        does, and what could not be stored as warnings, in one piece of work.  Events alone can be
+        listed again: their rows link to nothing but a namespace, while a pod's link to the nodes
+        and workloads a whole sync lists."""
+        def write():
+            self._write_events(version)
+            if self.warnings:
+                store.record_warnings(self.cluster.pk, self.warnings)
+                self.warnings = []
+        self.apply(write)
+
     def unserved(self, resource):
         """The server does not serve ``resource``: its rows go, unburied (the objects may well be
         in the cluster's store, and come back when the API is served again)."""
@@ -467,8 +479,8 @@ class SyncWriter:
             self.workload_ids.update(((k, ns, n), pk) for pk, k, ns, n in found)
 
     def _write_events(self, list_version=""):
+        # (Kept until written: the writer runs this again when the database was away.)
         recent = sorted(self.recent_events, key=lambda e: e[:3], reverse=True)
-        self.recent_events = []
         self.counts["events"] = len(recent)
         rows, keep = [], set()
         with transaction.atomic():
@@ -492,6 +504,7 @@ class SyncWriter:
                     if uid not in keep and store.proven_gone(version, synced, list_version, self.started)]
             if gone:
                 ClusterEvent.objects.filter(pk__in=gone).delete()
+        self.recent_events = []
 
 
 FIELDS = {"namespaces": namespace_fields, "nodes": node_fields, "pods": pod_fields, "services": service_fields,
@@ -541,21 +554,6 @@ def sync_inventory(cluster, api, versions=None, apply=None, missing=None):
             if versions is not None:
                 versions[resource] = version
     return writer.finish()
-
-
-def relist_events(cluster, api, apply=None):
-    """List the cluster's events again and write them as a sync does (their watch expired: 410);
-    returns the list's resourceVersion.  Events alone can be listed again: their rows link to
-    nothing but a namespace, while a pod's link to the nodes and workloads a whole sync lists."""
-    writer = SyncWriter(cluster, apply)
-    version = ""
-    for items, page_version in read_ahead(pages_raw(api, RESOURCES["events"])):
-        writer.page("events", items)
-        version = page_version  # every page is read at the list's resourceVersion
-    writer.end("events", None, version)
-    if writer.warnings:
-        writer.apply(lambda: store.record_warnings(cluster.pk, writer.warnings))
-    return version
 
 
 def write(cluster, data):

@@ -549,22 +549,26 @@ class Sandbox:
         if failures:
             raise SandboxError(f"could not stop sandbox {self.name!r}: {'; '.join(failures)}")
 
-    def compact_etcd(self) -> int:
-        """Compact etcd's history up to its current revision, as kube-apiserver does every five
-        minutes (--etcd-compaction-interval), and return that revision: a watch asked to start
-        from an older resourceVersion then gets 410 Gone ("too old")."""
+    def compact_etcd(self, revision: int | None = None) -> int:
+        """Compact etcd's history up to ``revision`` (its current one by default), as kube-apiserver
+        does every five minutes (--etcd-compaction-interval: to the revision it noted five minutes
+        before), and return that revision: a watch asked to start from an older resourceVersion
+        then gets 410 Gone ("too old")."""
+        revision = revision or self.etcd_revision()
+        self._etcd_post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (the resourceVersion of a list made now)."""
+        return int(self._etcd_post("/v3/kv/range", {"key": "Lw=="})["header"]["revision"])  # any key: the header says it
+
+    def _etcd_post(self, path: str, body: dict) -> dict:
         import urllib.request
 
         port = self._require_state()["ports"]["etcd"]
-
-        def post(path: str, body: dict) -> dict:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST")
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.load(response)
-
-        revision = int(post("/v3/kv/range", {"key": "Lw=="})["header"]["revision"])  # any key: the header says the revision
-        post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
-        return revision
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
 
     def _etcd_healthy(self) -> bool:
         import urllib.request
