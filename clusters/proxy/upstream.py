@@ -5,6 +5,7 @@ The watcher's HTTP/2 connections (httpcore) go through ``GuardedBackend``, the s
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import os
 import socket
@@ -50,14 +51,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         host = host.strip("[]")
-        try:
-            found = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
-        except socket.gaierror as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
         error = refused = None
-        for address in dict.fromkeys(sockaddr[0] for *_, sockaddr in found):
+        for address in await self._addresses(host, port, timeout):
             reason = outbound.refusal(address, self.policy)
             if reason is not None:
                 refused = refused or ConnectionNotAllowed(host, address, reason)
@@ -77,6 +72,22 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         if error is not None:
             raise error
         raise refused or httpcore.ConnectError(f"{host} resolves to no address")
+
+    @staticmethod
+    async def _addresses(host, port, timeout):
+        """The addresses of ``host``: an IP literal as it is (no lookup on the loop's executor,
+        where a thousand connections opened at once would queue), a name resolved."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        try:
+            found = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        return list(dict.fromkeys(sockaddr[0] for *_, sockaddr in found))
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise ConnectionNotAllowed(path, path, "only TCP connections are made to API servers")
