@@ -735,6 +735,8 @@ class ClusterWatch:
             await response.aclose()
 
     def _opened(self, resource):
+        if resource in self.opened:
+            return  # (its grace ended before its first line)
         self.opened.add(resource)
         if self.opened >= set(WATCHED) - self.unwatched:  # from now on no change of the cluster is missed
             log.info("cluster %s: every watch open", self.cluster_id)

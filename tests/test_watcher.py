@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from clusters import sync
 from clusters.models import Cluster, ClusterMembership, Namespace, Pod
-from clusters.watcher import ClusterWatch, writers
+from clusters.watcher import WATCHED, ClusterWatch, writers
 from tests.test_websocket import connect
 
 pytestmark = [pytest.mark.kube, pytest.mark.django_db(transaction=True)]
@@ -146,7 +146,7 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
     watch = ClusterWatch(cluster.pk, None)
     watch.start()
     try:
-        await wait_until(lambda: "events" in watch.opened and int(watch.versions["events"]) >= compacted, timeout=20)
+        await wait_until(lambda: watch.opened >= set(WATCHED) and int(watch.versions["events"]) >= compacted, timeout=20)
         assert watch.resumed and event_lists and not syncs
         # Followed once the events watch started again from the list, not when its expired one was
         # answered (200, then 410 in the stream: the API server serves events watches from etcd).
@@ -159,6 +159,8 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
         await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "after-the-relist", "Watched"))
         await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-relist").exists(), timeout=10)
         assert len(event_lists) == 1 and not syncs
+        said = [r.getMessage() for r in caplog.records if r.name == "clusters.watcher"]
+        assert said.count(f"cluster {cluster.pk}: every watch open") == 1
     finally:
         held.set()
         await sync_to_async(watch.stop)(wait=10)
