@@ -320,7 +320,9 @@ def compact_as_the_api_server_does(boxes, by_box, timeout=600):
     after a quiet while leaves its clusters' events watches expired.  Noted now, compacted once
     every other stored version has moved past it."""
     from clusters.models import ClusterWatchState
+    from clusters.watcher import WATCHED
 
+    bookmarked = set(WATCHED) - {"events"}
     noted = [box.etcd_revision() for box in boxes]
     started = time.monotonic()
 
@@ -328,7 +330,7 @@ def compact_as_the_api_server_does(boxes, by_box, timeout=600):
         stored = dict(ClusterWatchState.objects.values_list("cluster_id", "versions"))
         return all(int(version) >= revision
                    for ids, revision in zip(by_box, noted) for i in ids
-                   for resource, version in (stored.get(i) or {}).items() if resource != "events" and version)
+                   for resource, version in (stored.get(i) or {}).items() if resource in bookmarked and version)
 
     wait_for(moved_past, timeout, "bookmarks to move every stored version but the events' past etcd's revision", every=5)
     for box, revision in zip(boxes, noted):
