@@ -34,6 +34,12 @@ class StreamError(Exception):
     """The stream or its connection ended before the response did."""
 
 
+class _Silence:
+    """Put in a stream's queue by its read timeout's timer."""
+
+    __slots__ = ()
+
+
 class Response:
     def __init__(self, connection, stream_id):
         self.connection, self.stream_id = connection, stream_id
@@ -44,14 +50,26 @@ class Response:
 
     async def iter_chunks(self, read_timeout):
         """The body as it arrives; each chunk acknowledged (flow control) once taken."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                item = await asyncio.wait_for(self.chunks.get(), read_timeout)
-            except TimeoutError:
-                # The API server sends bookmarks and ends each watch in time: silence this long
-                # is a dead connection; every stream on it starts again on a new one.
-                await self.connection.close("no data within the read timeout")
-                raise
+                item = self.chunks.get_nowait()
+            except asyncio.QueueEmpty:
+                # Silence for ``read_timeout`` puts a mark of this wait in the queue: a timer, not
+                # asyncio.wait_for, whose task per chunk was a tenth of a takeover's time.
+                silence = _Silence()
+                timer = loop.call_later(read_timeout, self.chunks.put_nowait, silence)
+                try:
+                    item = await self.chunks.get()
+                finally:
+                    timer.cancel()
+                if item is silence:
+                    # The API server sends bookmarks and ends each watch in time: silence this
+                    # long is a dead connection; every stream on it starts again on a new one.
+                    await self.connection.close("no data within the read timeout")
+                    raise TimeoutError("no data within the read timeout")
+            if isinstance(item, _Silence):
+                continue  # the mark of a wait that got its chunk just before the timer went off
             if isinstance(item, Exception):
                 raise item
             if item is None:

@@ -90,6 +90,47 @@ def test_the_outbound_policy_refuses_the_watch_connection(sandbox, settings):
         runtime().run(GuardedBackend().connect_tcp("localhost", _port(sandbox.endpoint), timeout=10)).result(30)
 
 
+def test_a_silent_stream_closes_its_connection_after_the_read_timeout_and_a_busy_one_does_not(sandbox):
+    """A watch stream that says nothing for the read timeout (no bookmark, no change: a dead
+    connection, since the API server sends bookmarks and ends each watch in time) closes the
+    connection, so every stream on it starts again on a new one; a stream that keeps talking is
+    not cut however long it lasts."""
+    import time
+
+    from clusters import h2client
+    from clusters.proxy.upstream import ssl_context
+
+    credentials = {"ca_data": sandbox.ca_pem, "client_cert": sandbox.admin_cert_pem, "client_key": sandbox.admin_key_pem}
+    headers = [(b"accept", b"application/json")]
+    version = sandbox.api().get("/api/v1/namespaces/default/configmaps?limit=1")["metadata"]["resourceVersion"]
+
+    async def chunks_until_timeout(path, read_timeout, limit):
+        connection = h2client.Connection(sandbox.endpoint, ssl_context(credentials), GuardedBackend(), 10)
+        await connection.open()
+        response = await connection.get(path, headers, timeout=10)
+        assert response.status == 200
+        started, got = time.monotonic(), 0
+        try:
+            async for _ in response.iter_chunks(read_timeout):
+                got += 1
+                if time.monotonic() - started > limit:
+                    return got, None, connection.closed
+        except TimeoutError:
+            return got, time.monotonic() - started, connection.closed
+        finally:
+            await connection.close()
+
+    # Configmaps in a namespace nobody touches, without bookmarks: silence.
+    quiet = f"/api/v1/namespaces/kube-node-lease/configmaps?watch=1&timeoutSeconds=60&resourceVersion={version}"
+    got, after, closed = runtime().run(chunks_until_timeout(quiet, 1.5, 30)).result(60)
+    assert got == 0 and 1.5 <= after < 10 and closed == "no data within the read timeout"
+    # The node leases, renewed every few seconds by kwok: a stream that talks more often than its
+    # read timeout runs to the limit without being cut.
+    busy = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases?watch=1&timeoutSeconds=60"
+    got, after, closed = runtime().run(chunks_until_timeout(busy, 20, 6)).result(60)
+    assert got > 0 and after is None and closed is None
+
+
 @pytest.fixture
 def kubectl_proxy(sandbox):
     """``kubectl proxy``: the sandbox's API over plain HTTP/1.1 on a local port."""
