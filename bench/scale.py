@@ -297,6 +297,8 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     print(f"  the shard killed at {time.strftime('%H:%M:%S')} was following {followed:,} clusters", flush=True)
     changed = [probe_box] if args.quiet_takeover else boxes + [probe_box]
     took = probe_all(changed, args.takeover_limit, "the surviving shard to take over", since=killed)
+    while reopened.took is None and time.monotonic() - killed < args.takeover_limit:
+        time.sleep(0.5)  # the change may have been in a cluster the survivor already followed
     reopened.stop()
     if reopened.took is None:
         print(f"  shard SIGKILLed: the survivor had every watch open again for {len(reopened.seen):,} of its "
