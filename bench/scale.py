@@ -125,8 +125,9 @@ class Watcher:
 
 class Reopened:
     """When the surviving shard has every watch of each of ``clusters`` open again (its log says
-    "cluster N: every watch open" once all of a cluster's watches were answered): from then on no
-    change of that cluster is missed.  Read from the log written after the kill."""
+    "cluster N: every watch open" once all of a cluster's watches were answered and not refused
+    within a second, an expired one after its relist): from then on no change of that cluster is
+    missed.  Read from the log written after the kill."""
 
     def __init__(self, watcher, clusters):
         self.path, self.clusters = Path(watcher.log.name), set(clusters)
