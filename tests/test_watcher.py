@@ -3,6 +3,7 @@ subscribed websocket client within seconds, without relisting the cluster."""
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
@@ -125,7 +126,7 @@ def _event(namespace, name, reason):
                        "source": {"component": "corral-test"}})
 
 
-async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl, monkeypatch, caplog):
+async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl, monkeypatch):
     """A watch resumed from an events resourceVersion etcd no longer holds (compacted) gets 410: the
     events are listed again, alone (not the whole cluster, as for any other resource), and their
     watch goes on from that list: an event made after it arrives live.  The watch starts again
@@ -156,6 +157,16 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
     real_sync, real_relisted = sync.sync, SyncWriter.events_relisted
     monkeypatch.setattr(sync, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
     monkeypatch.setattr(SyncWriter, "events_relisted", lambda *a, **k: event_lists.append(1) or real_relisted(*a, **k))
+    # What the watcher says, heard on its own logger (whatever an earlier test, or Celery set up in
+    # this process, made of the root logger's level and handlers).
+    said = []
+    heard = logging.Handler(logging.INFO)
+    heard.emit = lambda record: said.append(record.getMessage())
+    logger, level = logging.getLogger("clusters.watcher"), logging.getLogger("clusters.watcher").level
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
+    logger.setLevel(logging.INFO)  # (and forgets what the loggers cached of their levels)
+    logger.addHandler(heard)
     held = threading.Event()
     writers().submit(cluster.pk, lambda: held.wait(30))  # the cluster's writer busy until let go
     watch = ClusterWatch(cluster.pk, None)
@@ -165,7 +176,6 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
         assert watch.resumed and event_lists and not syncs
         # Followed once the events watch started again from the list, not when its expired one was
         # answered (200, then 410 in the stream: the API server serves events watches from etcd).
-        said = [r.getMessage() for r in caplog.records if r.name == "clusters.watcher"]
         expired = said.index(f"cluster {cluster.pk}: events watch expired (410); relisting its events")
         assert said.index(f"cluster {cluster.pk}: every watch open") > expired
         assert not await sync_to_async(ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists)()
@@ -174,9 +184,10 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
         await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "after-the-relist", "Watched"))
         await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-relist").exists(), timeout=10)
         assert len(event_lists) == 1 and not syncs
-        said = [r.getMessage() for r in caplog.records if r.name == "clusters.watcher"]
         assert said.count(f"cluster {cluster.pk}: every watch open") == 1
     finally:
         held.set()
+        logger.removeHandler(heard)
+        logger.setLevel(level)
         await sync_to_async(watch.stop)(wait=10)
         await sync_to_async(writers().drain)()  # where it got to, stored as it stopped
