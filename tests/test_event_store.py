@@ -61,3 +61,31 @@ def test_trim_keeps_the_newest_events(cluster):
         apply_change(cluster, "events", "ADDED", _event(f"e{i}", 100 + i, ago=timedelta(minutes=30 - i)))
     store.trim_events(cluster, keep=3)
     assert set(ClusterEvent.objects.filter(cluster=cluster).values_list("uid", flat=True)) == {"e5", "e6", "e7"}
+
+
+def test_a_relisted_events_write_tried_again_still_writes_the_list(cluster, monkeypatch):
+    """The watcher's writer runs a piece of work again once the database answers: the second time,
+    the relisted events are all still there to write, and no stored event is taken for gone."""
+    from django.db import OperationalError
+
+    apply_change(cluster, "events", "ADDED", _event("stored", 40))
+    real_upsert, failures = store.upsert, []
+
+    def upsert_once_away(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("the database went away")
+        return real_upsert(*args, **kwargs)
+
+    def apply(work):
+        try:
+            work()
+        except OperationalError:
+            work()  # as clusters.watcher's writer does once the database answers again
+
+    monkeypatch.setattr(store, "upsert", upsert_once_away)
+    writer = SyncWriter(cluster, apply)
+    writer.page("events", [_event("stored", 40), _event("new", 60)])
+    writer.events_relisted("100")
+    assert failures
+    assert set(ClusterEvent.objects.filter(cluster=cluster).values_list("uid", flat=True)) == {"stored", "new"}
