@@ -620,9 +620,9 @@ class ClusterWatch:
                     await self.http1.aclose()
             except Exception as exc:  # noqa: BLE001 - closing a broken connection
                 log.debug("cluster %s: closing its connections: %s", self.cluster_id, exc)
-            self.ended.set()
             if self.unsaved or self.bookmarked:  # a watcher stopping (a handover) leaves where it got to
                 self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions))
+            self.ended.set()  # (after: whoever waits for the end and drains the writers has it stored)
 
     # --- watching ---------------------------------------------------------------------------
 
@@ -834,6 +834,8 @@ class ClusterWatch:
 
     def tick(self, now):
         """Queue what is due (on the loop, every CHANGES_INTERVAL); True when nothing is left to do."""
+        if self.stop_event.is_set():
+            return True  # stopped: where its watches got to is stored as they end, nothing else is due
         if self.backlog:
             return False  # after the changes themselves
         if self.changed:

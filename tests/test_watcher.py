@@ -89,6 +89,7 @@ async def test_pod_deleted_in_the_cluster_reaches_database_and_websocket_within_
         await communicator.disconnect()
     finally:
         await sync_to_async(watch.stop)(wait=10)
+        await sync_to_async(writers().drain)()  # nothing of it written while the tables are emptied
 
 
 def test_a_watch_error_410_means_relist(sandbox):
