@@ -674,24 +674,12 @@ class ClusterWatch:
                 backoff = min(backoff * 2, 30)
 
     async def _watch_once(self, resource):
-        rt = runtime()
         seconds = WATCH_SECONDS + (hash((self.cluster_id, resource, time.monotonic())) % (WATCH_SECONDS // 4))  # not all at once
         params = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(seconds)}
         if self.versions.get(resource):
             params["resourceVersion"] = self.versions[resource]
         path = f"{RESOURCES[resource]}?{urlencode(params)}"
-        connection = await self._connection()
-        if connection is not None:
-            async with rt.starting:
-                response = await connection.get(path, self.headers, timeout=START_TIMEOUT)
-            chunks = response.iter_chunks(seconds + 30)
-        else:
-            timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": seconds + 30}
-            host = [(b"host", urlsplit(self.endpoint).netloc.encode())]
-            request = httpcore.Request("GET", self.endpoint + path, headers=host + self.headers, extensions={"timeout": timeout})
-            async with rt.opening:
-                response = await self.http1.handle_async_request(request)
-            chunks = response.aiter_stream()
+        response, chunks = await self._get(path, seconds + 30)
         confirm = None
         try:
             if response.status == 410:
@@ -761,23 +749,26 @@ class ClusterWatch:
             self.h2 = connection
             return connection
 
-    async def _get_json(self, path):
-        """One GET of the cluster's API through its connection (a stream of its HTTP/2 connection,
-        or an HTTP/1.1 connection of its pool): the body, parsed; an answer other than 200 raised."""
+    async def _get(self, path, read_timeout):
+        """GET ``path`` of the cluster's API through its connection (a stream of its HTTP/2
+        connection, or an HTTP/1.1 connection of its pool): the response, and its body as it
+        arrives."""
         rt = runtime()
         connection = await self._connection()
-        read = settings.KUBE_REQUEST_TIMEOUT * 3
         if connection is not None:
             async with rt.starting:
                 response = await connection.get(path, self.headers, timeout=START_TIMEOUT)
-            chunks = response.iter_chunks(read)
-        else:
-            timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": read}
-            host = [(b"host", urlsplit(self.endpoint).netloc.encode())]
-            request = httpcore.Request("GET", self.endpoint + path, headers=host + self.headers, extensions={"timeout": timeout})
-            async with rt.opening:
-                response = await self.http1.handle_async_request(request)
-            chunks = response.aiter_stream()
+            return response, response.iter_chunks(read_timeout)
+        timeout = {"connect": settings.KUBE_REQUEST_TIMEOUT, "write": settings.KUBE_REQUEST_TIMEOUT, "pool": None, "read": read_timeout}
+        host = [(b"host", urlsplit(self.endpoint).netloc.encode())]
+        request = httpcore.Request("GET", self.endpoint + path, headers=host + self.headers, extensions={"timeout": timeout})
+        async with rt.opening:
+            response = await self.http1.handle_async_request(request)
+        return response, response.aiter_stream()
+
+    async def _get_json(self, path):
+        """One GET of the cluster's API: the body, parsed; an answer other than 200 raised."""
+        response, chunks = await self._get(path, settings.KUBE_REQUEST_TIMEOUT * 3)
         body = bytearray()
         try:
             async for chunk in chunks:
