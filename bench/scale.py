@@ -123,6 +123,40 @@ class Watcher:
         self.log.close()
 
 
+class CpuSplit:
+    """CPU seconds each kind of process on this machine used between start() and stop(): the
+    survivor, the sandboxes' API servers, etcd and kwok, PostgreSQL, the rest."""
+
+    KINDS = ("kube-apiserver", "etcd", "kwok", "postgres", "redis-server")
+
+    def __init__(self, survivor):
+        self.survivor = survivor.proc.pid
+
+    def _now(self):
+        import psutil
+
+        used = {}
+        for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
+            times = proc.info["cpu_times"]
+            if times is None:
+                continue
+            name = proc.info["name"] or ""
+            kind = "survivor" if proc.info["pid"] == self.survivor else next((k for k in self.KINDS if name.startswith(k)), "other")
+            used[proc.info["pid"]] = (kind, times.user + times.system)
+        return used
+
+    def start(self):
+        self.before, self.started = self._now(), time.monotonic()
+
+    def stop(self):
+        after, seconds = self._now(), time.monotonic() - self.started
+        split = {}
+        for pid, (kind, used) in after.items():
+            split[kind] = split.get(kind, 0) + used - self.before.get(pid, (kind, 0))[1]
+        order = ["survivor", *self.KINDS, "other"]
+        return seconds, ", ".join(f"{kind} {split[kind]:.1f}" for kind in order if split.get(kind, 0) >= 0.05)
+
+
 class Reopened:
     """When the surviving shard has every watch of each of ``clusters`` open again (its log says
     "cluster N: every watch open" once all of a cluster's watches were answered and not refused
@@ -290,7 +324,8 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     followed = shard_a.followed()
     orphans = set(owned) | ({probe_id} if shards.owner(probe_id, names) == names[0] else set())
-    reopened = Reopened(shard_b, orphans)
+    reopened, cpu = Reopened(shard_b, orphans), CpuSplit(shard_b)
+    cpu.start()
     shard_a.stop(signal.SIGKILL)
     watchers.remove(shard_a)
     killed = time.monotonic()
@@ -301,6 +336,7 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     while reopened.took is None and time.monotonic() - killed < args.takeover_limit:
         time.sleep(0.5)  # the change may have been in a cluster the survivor already followed
     reopened.stop()
+    seconds, split = cpu.stop()
     if reopened.took is None:
         print(f"  shard SIGKILLed: the survivor had every watch open again for {len(reopened.seen):,} of its "
               f"{len(orphans):,} clusters only", flush=True)
@@ -308,6 +344,7 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
         print(f"  shard SIGKILLed: its {len(orphans):,} clusters followed again (the survivor has every watch of each open, "
               f"resumed where the dead shard left them) after {reopened.took:.1f} s "
               f"({'meets' if reopened.took <= 30 else 'MISSES'} the 30 s target)", flush=True)
+    print(f"  CPU seconds in those {seconds:.0f} s (2 cores: {2 * seconds:.0f} at most): {split}", flush=True)
     print(f"  a pod deleted {'in the probe sandbox (the other clusters quiet)' if args.quiet_takeover else f'in every sandbox (a burst of changes in all {total:,} clusters at once)'} "
           f"right after the kill is gone from every cluster after {took:.1f} s; load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
@@ -345,10 +382,12 @@ def compact_as_the_api_server_does(boxes, by_box, timeout=600):
     wait_for(moved_past, timeout, "bookmarks to move every stored version but the events' past etcd's revision", every=5)
     for box, revision in zip(boxes, noted):
         box.compact_etcd(revision)
+    events = [int(box.api().get("/api/v1/events?limit=1")["metadata"].get("remainingItemCount") or 0) + 1 for box in boxes]
     stored = dict(ClusterWatchState.objects.values_list("cluster_id", "versions"))
     expired = sum(int((stored.get(i) or {}).get("events") or 0) < revision for ids, revision in zip(by_box, noted) for i in ids)
     print(f"  etcd compacted as kube-apiserver does every 5 minutes ({time.monotonic() - started:.0f} s for the bookmarks): "
-          f"{expired:,} clusters' stored events versions expired", flush=True)
+          f"{expired:,} clusters' stored events versions expired "
+          f"(their sandboxes hold {', '.join(f'{n:,}' for n in events)} events)", flush=True)
 
 
 def single_watcher(args, total, probe_box, probe_id, boxes, by_box, watchers, tmp):
