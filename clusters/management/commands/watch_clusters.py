@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand
 from clusters.shards import Membership
 from clusters.watcher import Supervisor
 from portal import liveness
+from portal.garbage import pace_for_a_large_heap
 
 
 class Command(BaseCommand):
@@ -35,6 +36,7 @@ class Command(BaseCommand):
         supervisor.reconcile = reconcile_and_beat
         signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
         signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+        pace_for_a_large_heap()
         self.stdout.write("watching clusters" + ("" if alone else f" as {membership.member_id}") + "; Ctrl-C stops")
         try:
             supervisor.run()
