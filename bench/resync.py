@@ -85,17 +85,25 @@ def _cpu(process):
     return times.user + times.system + times.children_user + times.children_system
 
 
+def component_cpu(boxes):
+    """CPU seconds so far of the sandboxes' processes, by component (kube-apiserver, etcd, kwok, ...)."""
+    import psutil
+
+    used = {}
+    for box in boxes:
+        for component, entry in (box._state() or {}).get("components", {}).items():
+            try:
+                used[component] = used.get(component, 0.0) + _cpu(psutil.Process(entry["pid"]))
+            except (psutil.Error, KeyError, TypeError):
+                pass
+    return used
+
+
 def other_cpu(boxes):
     """CPU seconds so far of the sandboxes' processes (API servers, etcd, ...) and of PostgreSQL."""
     import psutil
 
-    sandboxes = 0.0
-    for box in boxes:
-        for entry in (box._state() or {}).get("components", {}).values():
-            try:
-                sandboxes += _cpu(psutil.Process(entry["pid"]))
-            except (psutil.Error, KeyError, TypeError):
-                pass
+    sandboxes = sum(component_cpu(boxes).values())
     postgres = 0.0
     pid_file = Path(os.environ.get("CORRAL_VAR_DIR") or benchdb.ROOT / "var") / "postgres" / "data" / "postmaster.pid"
     try:

@@ -124,37 +124,24 @@ class Watcher:
 
 
 class CpuSplit:
-    """CPU seconds each kind of process on this machine used between start() and stop(): the
-    survivor, the sandboxes' API servers, etcd and kwok, PostgreSQL, the rest."""
+    """CPU seconds used between start() and stop() by the survivor, the sandboxes' components (their
+    own processes, by name: kube-apiserver, etcd, kwok, ...) and PostgreSQL."""
 
-    KINDS = ("kube-apiserver", "etcd", "kwok", "postgres", "redis-server")
-
-    def __init__(self, survivor):
-        self.survivor = survivor.proc.pid
+    def __init__(self, survivor, boxes):
+        self.survivor, self.boxes = survivor.ps, boxes
 
     def _now(self):
-        import psutil
+        from resync import _cpu, component_cpu, other_cpu
 
-        used = {}
-        for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
-            times = proc.info["cpu_times"]
-            if times is None:
-                continue
-            name = proc.info["name"] or ""
-            kind = "survivor" if proc.info["pid"] == self.survivor else next((k for k in self.KINDS if name.startswith(k)), "other")
-            used[proc.info["pid"]] = (kind, times.user + times.system)
-        return used
+        return {"survivor": _cpu(self.survivor), **component_cpu(self.boxes), "postgres": other_cpu([])[1]}
 
     def start(self):
         self.before, self.started = self._now(), time.monotonic()
 
     def stop(self):
         after, seconds = self._now(), time.monotonic() - self.started
-        split = {}
-        for pid, (kind, used) in after.items():
-            split[kind] = split.get(kind, 0) + used - self.before.get(pid, (kind, 0))[1]
-        order = ["survivor", *self.KINDS, "other"]
-        return seconds, ", ".join(f"{kind} {split[kind]:.1f}" for kind in order if split.get(kind, 0) >= 0.05)
+        split = {kind: used - self.before.get(kind, 0.0) for kind, used in after.items()}
+        return seconds, ", ".join(f"{kind} {used:.1f}" for kind, used in split.items() if used >= 0.05)
 
 
 class Reopened:
@@ -324,7 +311,7 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     followed = shard_a.followed()
     orphans = set(owned) | ({probe_id} if shards.owner(probe_id, names) == names[0] else set())
-    reopened, cpu = Reopened(shard_b, orphans), CpuSplit(shard_b)
+    reopened, cpu = Reopened(shard_b, orphans), CpuSplit(shard_b, boxes + [probe_box])
     cpu.start()
     shard_a.stop(signal.SIGKILL)
     watchers.remove(shard_a)

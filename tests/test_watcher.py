@@ -163,7 +163,8 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
     said = []
     heard = logging.Handler(logging.INFO)
     heard.emit = lambda record: said.append(record.getMessage())
-    logger, level = logging.getLogger("clusters.watcher"), logging.getLogger("clusters.watcher").level
+    logger = logging.getLogger("clusters.watcher")
+    level = logger.level
     monkeypatch.setattr(logger, "disabled", False)
     monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
     logger.setLevel(logging.INFO)  # (and forgets what the loggers cached of their levels)
