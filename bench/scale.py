@@ -147,8 +147,9 @@ class CpuSplit:
 class Reopened:
     """When the surviving shard has every watch of each of ``clusters`` open again (its log says
     "cluster N: every watch open" once all of a cluster's watches were answered and not refused
-    within a second, an expired one after its relist): from then on no change of that cluster is
-    missed.  Read from the log written after the kill."""
+    within a second, an expired one after its relist; a watch refused later, "expired (410)", is
+    not open until it says so again): from then on no change of that cluster is missed.  Read from
+    the log written after the kill."""
 
     def __init__(self, watcher, clusters):
         self.path, self.clusters = Path(watcher.log.name), set(clusters)
@@ -167,7 +168,9 @@ class Reopened:
                 while not self.done.wait(0.2):
                     text = rest + log.read()
                     text, _, rest = text.rpartition("\n")  # whole lines only
-                    self.seen |= {int(i) for i in re.findall(r"cluster (\d+): every watch open", text)} & self.clusters
+                    for cluster, said in re.findall(r"cluster (\d+): (every watch open|\w+ watch expired)", text):
+                        (self.seen.add if said == "every watch open" else self.seen.discard)(int(cluster))
+                    self.seen &= self.clusters
                     if self.seen == self.clusters:
                         self.took = time.monotonic() - since
                         return

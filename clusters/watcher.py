@@ -656,6 +656,9 @@ class ClusterWatch:
                 log.info("cluster %s: %s is not served (404); not watched until a sync finds it", self.cluster_id, resource)
                 self.unwatched = self.unwatched | {resource}
             except Gone:
+                # Taken as open (no 410 within OPEN_GRACE), it was not: it is followed again, and
+                # said so, once its watch starts again from the list.
+                self.opened.discard(resource)
                 # Events churn fastest and expire the most (each list replaces what is kept of
                 # them): they are listed again alone.  Any other resource relists the cluster.
                 log.info("cluster %s: %s watch expired (410); relisting %s", self.cluster_id, resource,
@@ -697,7 +700,7 @@ class ClusterWatch:
             # no watch cache for them) says its version is too old (410) in the stream, just after
             # answering 200.  Followed once a change or a bookmark came, or OPEN_GRACE without that.
             if resource not in self.opened:
-                confirm = asyncio.get_running_loop().call_later(OPEN_GRACE, self._opened, resource)
+                confirm = asyncio.get_running_loop().call_later(OPEN_GRACE, self._quiet_for_a_while, resource, response)
             buffer = bytearray()
             async for chunk in chunks:
                 buffer += chunk
@@ -721,6 +724,15 @@ class ClusterWatch:
             # Read to its end, the connection is kept for the next watch.  Left before its end (an
             # error, a stop): HTTP/2 resets the stream, HTTP/1.1 closes the connection.
             await response.aclose()
+
+    def _quiet_for_a_while(self, resource, response):
+        """OPEN_GRACE went by since the watch was answered: it is open, unless what it received
+        waits to be read.  A busy event loop runs this timer before the read of a stream's data
+        that came in time (its 410 among them): the first line read then decides."""
+        received = getattr(response, "chunks", None)  # (HTTP/2; an HTTP/1.1 body waits in its socket)
+        if received is not None and not received.empty():
+            return
+        self._opened(resource)
 
     def _opened(self, resource):
         if resource in self.opened:
