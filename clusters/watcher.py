@@ -700,7 +700,8 @@ class ClusterWatch:
             # no watch cache for them) says its version is too old (410) in the stream, just after
             # answering 200.  Followed once a change or a bookmark came, or OPEN_GRACE without that.
             if resource not in self.opened:
-                confirm = asyncio.get_running_loop().call_later(OPEN_GRACE, self._quiet_for_a_while, resource, response)
+                loop = asyncio.get_running_loop()
+                confirm = loop.call_later(OPEN_GRACE, loop.call_soon, self._quiet_for_a_while, resource, response)
             buffer = bytearray()
             async for chunk in chunks:
                 buffer += chunk
@@ -727,8 +728,10 @@ class ClusterWatch:
 
     def _quiet_for_a_while(self, resource, response):
         """OPEN_GRACE went by since the watch was answered: it is open, unless what it received
-        waits to be read.  A busy event loop runs this timer before the read of a stream's data
-        that came in time (its 410 among them): the first line read then decides."""
+        waits to be read.  A busy event loop runs the grace's timer before the reads of data that
+        came in time (a 410 among them): this runs one turn of the loop after the timer, once the
+        connection's reader took what had come (the socket's data, read in that same turn, is its
+        next step), and the first line read decides if anything came."""
         received = getattr(response, "chunks", None)  # (HTTP/2; an HTTP/1.1 body waits in its socket)
         if received is not None and not received.empty():
             return
