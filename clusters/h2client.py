@@ -40,11 +40,19 @@ class _Silence:
     __slots__ = ()
 
 
+def _retrieve(future):
+    if not future.cancelled():
+        future.exception()
+
+
 class Response:
     def __init__(self, connection, stream_id):
         self.connection, self.stream_id = connection, stream_id
         self.status = None
         self.headers = asyncio.get_running_loop().create_future()
+        # Its waiter may be gone when a failure is set (a watch stopped while waiting for its
+        # headers, then the connection closed): not logged as an exception never retrieved.
+        self.headers.add_done_callback(_retrieve)
         self.chunks = asyncio.Queue()
         self.ended = False
 

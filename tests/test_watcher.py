@@ -121,6 +121,27 @@ async def test_a_watch_is_taken_as_open_after_its_grace_only_if_nothing_it_recei
     assert watch.opened == {"events"}
 
 
+async def test_a_stream_failed_after_its_waiter_left_is_not_reported_as_never_retrieved():
+    """A watch stopped while waiting for its headers, then its connection closed: the failure set
+    on the headers has nobody left to read it, and is not logged as an exception never retrieved
+    (a shard letting clusters go logged it by the dozen)."""
+    import gc
+
+    from clusters.h2client import Response, StreamError
+
+    loop = asyncio.get_running_loop()
+    reported = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context["message"]))
+    try:
+        response = Response(None, 1)
+        response.headers.set_exception(StreamError("the connection is closed (the cluster's watches stopped)"))
+        del response
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+
+
 def test_a_change_waits_for_its_writer_without_its_managed_fields(sandbox, monkeypatch):
     """A change is held (queued, or in the cluster's backlog while its writer is full) without
     metadata.managedFields, which nothing reads: a third of a pod's JSON."""
