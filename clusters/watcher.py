@@ -38,6 +38,7 @@ import http
 import json
 import logging
 import queue
+import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,7 +76,17 @@ CREDENTIALS = Cluster._meta.get_field("credentials")
 
 WATCHED = ["namespaces", "nodes", "pods", "services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs", "events"]
 PRUNE_EVERY = 100  # event writes between two trims of a cluster's events to the newest MAX_EVENTS
+# How long a watch runs before it starts again from where it got to: WATCH_SECONDS and up to a
+# quarter more, at random, so 20,000 watches do not end together.  Its stream is taken as dead
+# (the connection closed, every stream on it started again) after that long and 30 s without a
+# byte.  Events watches on a connection shared with the cluster's other watches (HTTP/2) run
+# EVENTS_WATCH_LONGER times as long: the API server serves them from etcd, without bookmarks, so
+# one that ends after a quiet while (a compaction since its last event) is refused and its events
+# are listed again.  Ended every few minutes, 2,000 clusters' events were relisted 7 times a
+# second, and a takeover's survivor relisted hundreds of its own clusters' events beside the
+# orphans'.  A dead connection is still found as soon: by its other streams' read timeouts.
 WATCH_SECONDS = 240
+EVENTS_WATCH_LONGER = 4
 SUMMARY_INTERVAL = 1.0
 CHANGES_INTERVAL = 0.25  # how often the resources changed are announced (inventory_changed)
 SAVE_INTERVAL = 2.0  # how often where the watches got to is stored, when changes moved it
@@ -100,6 +111,15 @@ OPEN_GRACE = 1.0  # a watch answered and not refused (410 in its stream) within 
 # A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
 # many seconds the watch looks whether a sync found it served since, and relists when it is.
 UNSERVED_RECHECK = 60
+
+
+def watch_seconds(resource, shared_connection=True):
+    """A watch's timeoutSeconds: WATCH_SECONDS and up to a quarter more, at random; an events
+    watch on a connection it shares with the cluster's other watches (HTTP/2) EVENTS_WATCH_LONGER
+    times as long.  On a connection of its own (HTTP/1.1) nothing but its own read timeout finds
+    it dead, so it keeps the usual length."""
+    seconds = WATCH_SECONDS + random.randrange(WATCH_SECONDS // 4)
+    return seconds * EVENTS_WATCH_LONGER if resource == "events" and shared_connection else seconds
 
 
 class Gone(Exception):
@@ -458,8 +478,15 @@ class ClusterWatch:
         self.resumed = False
         self.future = None
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
-        self.changed = set()
+        self.changed = set()  # resources changes came for since the last announcement (on the loop)
         self.summary_pending = False
+        # On the cluster's writer: what the writes changed since the last announcement, and whether
+        # the cluster's figures (nodes, pods) moved since the last summary.  A change that only
+        # moves a resourceVersion (a node's heartbeat: 20,000 of them at once in a bench's
+        # takeover) changes neither: the summary's aggregate queries and alert evaluation's
+        # look-up, done for each, tripled a takeover that ran into a wave of them.
+        self.written = set()
+        self.figures_moved = False
         self.unsaved = False  # changes moved where the watches got to since it was stored
         self.bookmarked = False  # bookmarks moved it
         self.last_summary = self.last_saved = 0.0
@@ -506,6 +533,7 @@ class ClusterWatch:
                       lock_ttl=settings.WATCHER_LEASE_SECONDS)
             self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
             self.versions.update(versions)
+            self.pool.call(self.cluster_id, lambda: self._wrote(WATCHED))  # (what a list changed is not told apart)
             self.changed.update(WATCHED)
             self.unsaved = True
             self._mark()
@@ -536,6 +564,7 @@ class ClusterWatch:
             if not token:
                 break
         writer.events_relisted(version)
+        self._submit(lambda: self._wrote({"events"}))
         self.versions["events"] = version
         self.changed.add("events")
         self.unsaved = True
@@ -677,7 +706,8 @@ class ClusterWatch:
                 backoff = min(backoff * 2, 30)
 
     async def _watch_once(self, resource):
-        seconds = WATCH_SECONDS + (hash((self.cluster_id, resource, time.monotonic())) % (WATCH_SECONDS // 4))  # not all at once
+        await self._connection()  # (HTTP/2 or not decides an events watch's length)
+        seconds = watch_seconds(resource, shared_connection=self.http1 is None)
         params = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(seconds)}
         if self.versions.get(resource):
             params["resourceVersion"] = self.versions[resource]
@@ -890,25 +920,41 @@ class ClusterWatch:
                 with transaction.atomic(), batched():
                     if not store.lock_inventory_if_there(cluster.pk):
                         return  # deleted meanwhile
-                    written = apply_changes(cluster, batch, careful=careful)
+                    changed = set()
+                    written = apply_changes(cluster, batch, careful=careful, changed=changed)
                 break
             except (OperationalError, InterfaceError):
                 raise  # the database is away: the writer waits for it
             except DatabaseError:
                 if careful:
                     raise
+        self._wrote(changed)
         if written:
             before, self.event_writes = self.event_writes, self.event_writes + written
             if before // PRUNE_EVERY != self.event_writes // PRUNE_EVERY:
                 store.trim_events(cluster)
 
+    def _wrote(self, resources):
+        """On the cluster's writer: ``resources`` had rows written or deleted."""
+        if resources:
+            self.written.update(resources)
+            if not self.figures_moved and ("pods" in resources or "nodes" in resources):
+                self.figures_moved = True
+
     def _announce_changes(self, resources):
         """Tell whoever follows (alert evaluation) which resources changed; runs on the cluster's
-        writer, so everything changed before is committed."""
-        inventory_changed.send(sender=Cluster, cluster_id=self.cluster_id, resources=frozenset(resources))
+        writer, so everything changed before is committed.  ``resources``: those changes came for;
+        told: those whose rows the writes changed."""
+        written, self.written = self.written, set()
+        if written:
+            inventory_changed.send(sender=Cluster, cluster_id=self.cluster_id, resources=frozenset(written))
 
     def _flush_summary(self):
-        """Tell the dashboard the cluster's figures changed (at most once a second)."""
+        """Tell the dashboard the cluster's figures changed (at most once a second), if the
+        writes since the last time moved them."""
+        if not self.figures_moved:
+            return
+        self.figures_moved = False
         cluster = Cluster.objects.with_summary().defer("credentials").filter(pk=self.cluster_id).first()
         if cluster is None:
             return

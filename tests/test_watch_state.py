@@ -75,3 +75,49 @@ def test_the_state_of_a_cluster_deleted_meanwhile_is_not_stored():
     Cluster.objects.filter(pk=cluster.pk).delete()
     watch._save({"pods": "6"})  # refused by the cluster's key, quietly
     assert not ClusterWatchState.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_moves_no_figures_and_is_told_to_no_one(monkeypatch):
+    """A node's heartbeat (only its resourceVersion moved: kwok's come for every node at once, so
+    a bench's 2,000 clusters got 20,000 in seconds) refreshes the stored version, but neither
+    recomputes the cluster's figures for the dashboard nor asks alert evaluation; a change of
+    what Corral keeps of the node does both."""
+    from clusters import watcher
+    from clusters.models import Node
+    from clusters.signals import inventory_changed
+
+    cluster = make_cluster("heartbeat")
+    watch = ClusterWatch(cluster.pk, None, pool=Pool())
+    watch.server = "https://example.test:6443"
+    monkeypatch.setattr(watch, "_mark", lambda: None)  # ticked by the test alone, not by the runtime's loop too
+    told, summaries = [], []
+    monkeypatch.setattr(watcher, "emit", lambda name, data, *args: summaries.append(data["nodes_total"]))
+
+    def listener(sender, cluster_id, resources, **kwargs):
+        told.append(set(resources))
+    inventory_changed.connect(listener)
+
+    def node(version, ready):
+        return {"metadata": {"name": "n1", "uid": "n-1", "resourceVersion": version},
+                "status": {"conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": f"2026-11-24T10:00:{version}Z"}]}}
+
+    def receive(kind, obj, now):
+        watch._handle(cluster.pk, "nodes", {"type": kind, "object": obj})
+        works, watch.pool.offered = watch.pool.offered, []
+        for work in works:  # the changes, then (in order behind them) what they made due
+            work()
+        watch.tick(now)
+        watch.pool.run()
+
+    try:
+        receive("ADDED", node("10", "True"), 100.0)
+        assert told == [{"nodes"}] and summaries == [1, 1]  # (those who see every pod, and every node)
+        told.clear(), summaries.clear()
+        receive("MODIFIED", node("11", "True"), 200.0)  # a heartbeat
+        assert Node.objects.get(cluster=cluster).resource_version == "11"
+        assert told == [] and summaries == []
+        receive("MODIFIED", node("12", "False"), 300.0)  # no longer ready
+        assert told == [{"nodes"}] and summaries
+    finally:
+        inventory_changed.disconnect(listener)

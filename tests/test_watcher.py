@@ -142,6 +142,19 @@ async def test_a_stream_failed_after_its_waiter_left_is_not_reported_as_never_re
         loop.set_exception_handler(None)
 
 
+def test_events_watches_run_longer_on_a_shared_connection_only():
+    """Events watches (served from etcd, no bookmarks: one ending after a quiet while is refused
+    and relisted) run longer than the others, but only where the connection's other streams would
+    find it dead (HTTP/2); each length varies so the watches do not all end together."""
+    from clusters.watcher import EVENTS_WATCH_LONGER, WATCH_SECONDS, watch_seconds
+
+    usual = {watch_seconds("pods") for _ in range(200)}
+    assert min(usual) >= WATCH_SECONDS and max(usual) < WATCH_SECONDS * 5 // 4 and len(usual) > 10
+    events = [watch_seconds("events") for _ in range(50)]
+    assert min(events) >= WATCH_SECONDS * EVENTS_WATCH_LONGER
+    assert all(WATCH_SECONDS <= watch_seconds("events", shared_connection=False) < WATCH_SECONDS * 5 // 4 for _ in range(50))
+
+
 def test_a_change_waits_for_its_writer_without_its_managed_fields(sandbox, monkeypatch):
     """A change is held (queued, or in the cluster's backlog while its writer is full) without
     metadata.managedFields, which nothing reads: a third of a pod's JSON."""

@@ -11,6 +11,8 @@ instead of a dozen per event:
   resourceVersion, never a buried uid), their links (namespace, node, workload) read in bulk;
 - an object whose stored row already says the same (a node's heartbeat: only its resourceVersion
   moved) gets its resourceVersion refreshed in one UPDATE for all such rows, and no live event;
+  nor does it count as changed (the watcher then neither recomputes the cluster's figures nor
+  tells alert evaluation);
 - deletions go in one DELETE per resource and bury their uids (``store.bury``);
 - live events are emitted for what changed, each to the audience the permission engine computes for
   its row (read with its namespace, so that costs no query), and all of them leave together after
@@ -77,6 +79,7 @@ class Batch:
         self.namespaces = {}  # id -> Namespace (id, name, project) read by _namespaces
         self.warnings = []
         self.events_written = 0
+        self.changed = set()  # resources whose rows this batch wrote or deleted (not only versions refreshed)
 
     def apply(self, changes):
         for upserts, deletes in fold(changes):
@@ -181,6 +184,7 @@ class Batch:
         store.refresh_versions(model, self.cluster, same, key)
         if not changed:
             return
+        self.changed.add(resource)
         by_key = {row[key]: obj for obj, row in changed}
         unique = ("cluster", "name") if resource == "namespaces" else ("cluster", "uid")
         written = [] if connection.vendor == "postgresql" else None  # the rows stored, as the upsert returns them
@@ -235,6 +239,7 @@ class Batch:
         # Who hears of a deletion is decided by the row as it was (its namespace's project); a row
         # never stored is heard of only by those who see all of the cluster's rows.
         before = {getattr(row, key): row for row in rows}
+        self.changed.add(resource)
         if resource == "namespaces":
             store.forget_namespaces(model.objects.filter(cluster=self.cluster, name__in=list(objs))).delete()
             for name in objs:
@@ -252,9 +257,15 @@ class Batch:
             emit(f"{singular}.deleted", {"uid": meta.get("uid", ""), "name": meta.get("name")}, about, self.topic)
 
 
-def apply_changes(cluster, changes, careful=True):
+def apply_changes(cluster, changes, careful=True, changed=None):
     """Write ``changes`` (``(resource, kind, object)`` in watch order); returns how many events
     (Kubernetes events) were written.  Inside the caller's transaction, under its inventory lock.
     Not ``careful``: a row the database refuses raises (the transaction is spoilt) instead of
-    being left out with a warning; the caller then writes the batch again carefully."""
-    return Batch(cluster, careful).apply(changes)
+    being left out with a warning; the caller then writes the batch again carefully.
+    ``changed``, when given (a set), receives the resources whose rows were written or deleted:
+    not those whose changes only moved a resourceVersion (a node's heartbeat)."""
+    batch = Batch(cluster, careful)
+    written = batch.apply(changes)
+    if changed is not None:
+        changed |= batch.changed
+    return written
