@@ -108,10 +108,12 @@ class Watcher:
         self.peak = max(self.peak, rss)
         return self.ps.num_threads(), rss, len(self.ps.net_connections(kind="tcp"))
 
-    def followed(self):
-        """Clusters this process started following (listed or resumed), from its log."""
+    def followed(self, opened=False):
+        """Clusters this process started following (listed or resumed), or with ``opened`` had
+        every watch open, from its log."""
         text = Path(self.log.name).read_text()
-        return len(set(re.findall(r"cluster (\d+): (?:listing it|resuming its watches)", text)))
+        said = r"every watch open" if opened else r"(?:listing it|resuming its watches)"
+        return len(set(re.findall(rf"cluster (\d+): {said}", text)))
 
     def stop(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
@@ -199,6 +201,12 @@ def main():
     parser.add_argument("--shards-only", action="store_true", help="only two shards and the takeover after one is killed")
     parser.add_argument("--skip-single", action="store_true", help="no single watcher (the shards, resync, pages)")
     parser.add_argument("--skip-shards", action="store_true", help="no two shards and takeover (the single watcher, resync, pages)")
+    parser.add_argument("--first", choices=("together", "survivor", "killed"), default="together",
+                        help="which shard starts first: both at once (whichever reads the clusters before it sees the other "
+                             "lists them all, then lets the other's share go), or one following every cluster before the other joins")
+    parser.add_argument("--at-heartbeat", action="store_true",
+                        help="kill the shard as kwok's node heartbeats come (every node of every sandbox updated within "
+                             "seconds, every 10 minutes: a change in each of the 2,000 clusters' 10 nodes at once)")
     parser.add_argument("--takeover-limit", type=int, default=300, help="seconds the surviving shard may take to catch up")
     parser.add_argument("--catch-up-limit", type=int, default=3600, help="seconds the single watcher's catch-up may take")
     args = parser.parse_args()
@@ -297,9 +305,19 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
         owned = [i for i in ids if shards.owner(i, names) == names[0]]
         if abs(len(owned) - total / 2) < total / 10:
             break
-    shard_a, shard_b = Watcher(names[0], tmp), Watcher(names[1], tmp)
-    watchers += [shard_a, shard_b]
     leases = redis.Redis.from_url(settings.REDIS_URL)
+    if args.first == "together":
+        shard_a, shard_b = Watcher(names[0], tmp), Watcher(names[1], tmp)
+    else:  # one follows every cluster (each listed or resumed) before the other joins and takes its share
+        first, second = (names[1], names[0]) if args.first == "survivor" else names
+        alone = Watcher(first, tmp)
+        watchers.append(alone)
+        wait_for(lambda: alone.followed(opened=True) >= total + 1, 1800, f"{first} to follow every cluster alone", every=2)
+        joined = Watcher(second, tmp)
+        watchers.remove(alone)
+        shard_a, shard_b = (joined, alone) if args.first == "survivor" else (alone, joined)
+        print(f"  {first} followed every cluster alone; then {second} joined", flush=True)
+    watchers += [shard_a, shard_b]
     # Each follows everything until it sees the other: wait until both hold a lease, then until
     # each follows its own share (a pod deleted everywhere is gone from every cluster).
     wait_for(lambda: {m.decode() for m in leases.zrange(shards.KEY, 0, -1)} >= set(names), 600, "both shards' leases")
@@ -312,6 +330,8 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     print(f"two watcher shards: {len(owned):,} and {total - len(owned):,} clusters; "
           f"{shard_a.sample()[1] / 2**20:,.0f} and {shard_b.sample()[1] / 2**20:,.0f} MiB resident; load average "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.at_heartbeat:
+        wait_for_heartbeats(boxes)
     followed = shard_a.followed()
     orphans = set(owned) | ({probe_id} if shards.owner(probe_id, names) == names[0] else set())
     reopened, cpu = Reopened(shard_b, orphans), CpuSplit(shard_b, boxes + [probe_box])
@@ -347,6 +367,23 @@ def two_shards(args, total, ids, boxes, by_box, probe_box, probe_id, watchers, t
     print(f"  the surviving shard follows all {total:,}: {threads} threads, {rss / 2**20:,.0f} MiB resident")
     shard_b.stop()
     watchers.remove(shard_b)
+
+
+HEARTBEAT_SECONDS = 600  # kwok's node heartbeat: every 600 to 610 s (clusters/sandbox/kwok-stages.yaml)
+
+
+def wait_for_heartbeats(boxes):
+    """Sleep until kwok's next node heartbeats are due (a second before): every node of a
+    sandbox started together gets them within the same few seconds."""
+    from datetime import datetime
+
+    last = max(datetime.fromisoformat(condition["lastHeartbeatTime"].replace("Z", "+00:00")).timestamp()
+               for box in boxes for node in box.api().get("/api/v1/nodes")["items"]
+               for condition in node["status"].get("conditions") or [] if condition.get("lastHeartbeatTime"))
+    due = last + HEARTBEAT_SECONDS - time.time()
+    print(f"  the nodes' next heartbeats are due in {max(due, 0):.0f} s: the shard is killed then", flush=True)
+    if due > 1:
+        time.sleep(due - 1)
 
 
 def compact_as_the_api_server_does(boxes, by_box, timeout=600):
