@@ -526,7 +526,12 @@ class ClusterWatch:
                     connection.close()
 
     def relist(self, keep_connection=False):
-        """Full sync; refreshes every resource's starting resourceVersion."""
+        """Full sync; refreshes every resource's starting resourceVersion.  Not once the watch is
+        stopped: a shard that started every cluster before it saw the others (so queued a list of
+        each) lets theirs go at once, and their lists, still queued, kept its own waiting for
+        minutes."""
+        if self.stop_event.is_set():
+            return
         with self._listing(keep_connection):
             versions = {}
             sync.sync(self.cluster_id, versions=versions, apply=lambda work: self.pool.call(self.cluster_id, work),

@@ -155,6 +155,19 @@ def test_events_watches_run_longer_on_a_shared_connection_only():
     assert all(WATCH_SECONDS <= watch_seconds("events", shared_connection=False) < WATCH_SECONDS * 5 // 4 for _ in range(50))
 
 
+def test_a_stopped_watchs_queued_list_is_not_run(monkeypatch):
+    """A shard that started every cluster before it saw the others queued a list of each, then let
+    the others' go: their lists, still queued on the listing threads, are not run."""
+    from clusters.watcher import runtime
+
+    lists = []
+    monkeypatch.setattr(sync, "sync", lambda *args, **kwargs: lists.append(args))
+    watch = ClusterWatch(1, None, pool=object())
+    watch.stop()
+    runtime().list_soon(watch.relist).result(10)
+    assert lists == []
+
+
 def test_a_change_waits_for_its_writer_without_its_managed_fields(sandbox, monkeypatch):
     """A change is held (queued, or in the cluster's backlog while its writer is full) without
     metadata.managedFields, which nothing reads: a third of a pod's JSON."""
