@@ -484,6 +484,11 @@ class ClusterWatchState(models.Model):
     server = models.CharField(max_length=300)  # the versions are only good for this API server
     versions = models.JSONField(default=dict)
     updated = models.DateTimeField(default=timezone.now)
+    # When the events' version last moved (a change of an event, or their list).  The API server
+    # serves events from etcd, without bookmarks, and compacts etcd every 5 minutes: a version much
+    # older is gone, and whoever resumes lists the events at once instead of asking a watch that
+    # would be refused.
+    events_moved = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"watch state of cluster {self.cluster_id}"

@@ -33,8 +33,10 @@ rendezvous hashing over the live members gives it.
 import asyncio
 import collections
 import contextlib
+import datetime
 import hashlib
 import http
+import itertools
 import json
 import logging
 import queue
@@ -108,6 +110,12 @@ OPENING = 64  # watch requests being opened at once (TLS handshakes), so thousan
 STARTING = 256
 START_TIMEOUT = 60
 OPEN_GRACE = 1.0  # a watch answered and not refused (410 in its stream) within this long is open
+# The API server compacts etcd every 5 minutes (its --etcd-compaction-interval) to the revision it
+# noted 5 minutes before; events watches, served from etcd without bookmarks, keep the version of
+# their last change.  One that moved longer ago than this is taken as gone: a watcher resuming the
+# cluster lists its events at once, instead of opening a watch that is refused (a takeover asked
+# a thousand such watches first, each behind the other watches' requests, then listed).
+EVENTS_VERSION_LIFETIME = 300
 # A resource the API server does not serve (clusters.kube.discovery) is not watched; every this
 # many seconds the watch looks whether a sync found it served since, and relists when it is.
 UNSERVED_RECHECK = 60
@@ -285,21 +293,26 @@ class Listers:
     """Threads that list clusters (``ClusterWatch.relist``), one after another from one queue:
     settings.WATCHER_LISTERS of them, each reading a whole cluster a page at a time and writing it
     through the cluster's writer.  A lister keeps its database connection while it has work (a catch-up lists clusters back to back)
-    and closes it once idle for WRITER_IDLE_SECONDS, as the writers do."""
+    and closes it once idle for WRITER_IDLE_SECONDS, as the writers do.
+
+    A list submitted ``first`` goes ahead of those waiting: one retried because another list of
+    its cluster held the cluster's sync lock (a watch stopped and started again as the shards'
+    members settled) went to the back of 2,000 queued lists, and its cluster waited 3 minutes."""
 
     def __init__(self, count):
-        self.queue = queue.Queue()
+        self.queue = queue.PriorityQueue()
+        self.order = itertools.count()  # first come, first served within a priority
         for index in range(count):
             threading.Thread(target=self._run, name=f"watch-list-{index}", daemon=True).start()
 
-    def submit(self, work):
+    def submit(self, work, first=False):
         future = Future()
-        self.queue.put((future, work))
+        self.queue.put((0 if first else 1, next(self.order), future, work))
         return future
 
     def _run(self):
         while True:
-            future, work = _next_or_let_go(self.queue)
+            _, _, future, work = _next_or_let_go(self.queue)
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -430,9 +443,10 @@ class Runtime:
             self.contexts[key] = ssl_context(credentials)
         return self.contexts[key]
 
-    def list_soon(self, relist):
-        """Run ``relist`` on a listing thread; a concurrent future."""
-        return self.listers.submit(lambda: relist(keep_connection=True))
+    def list_soon(self, relist, first=False):
+        """Run ``relist`` on a listing thread (``first``: ahead of the lists waiting); a concurrent
+        future."""
+        return self.listers.submit(lambda: relist(keep_connection=True), first)
 
     def run(self, coroutine):
         """Start ``coroutine`` on the loop (from any thread); a concurrent future."""
@@ -475,10 +489,13 @@ class ClusterWatch:
         self.versions = {}
         self.relist_lock = threading.Lock()
         self.relisting = None
+        self.busy = False  # the last relist found the cluster's sync lock held: the next goes first
+        self.events_moved = None  # when the events' version last moved (time.time())
+        self.events_expired = False  # resumed with an events version too old to watch from: list them first
         self.resumed = False
         self.future = None
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
-        self.changed = set()  # resources changes came for since the last announcement (on the loop)
+        self.announce_due = False  # changes came since the last announcement (on the loop)
         self.summary_pending = False
         # On the cluster's writer: what the writes changed since the last announcement, and whether
         # the cluster's figures (nodes, pods) moved since the last summary.  A change that only
@@ -538,14 +555,21 @@ class ClusterWatch:
                       lock_ttl=settings.WATCHER_LEASE_SECONDS)
             self.unwatched = unwatched(Cluster.objects.filter(pk=self.cluster_id).values_list("missing_apis", flat=True).first())
             self.versions.update(versions)
-            self.pool.call(self.cluster_id, lambda: self._wrote(WATCHED))  # (what a list changed is not told apart)
-            self.changed.update(WATCHED)
+            self.events_moved = time.time()
+            self.pool.submit(self.cluster_id, lambda: self._wrote(WATCHED))  # (what a list changed is not told apart)
+            self.announce_due = True
             self.unsaved = True
             self._mark()
 
     async def _relist(self):
-        """Relist once however many watches asked for it meanwhile."""
-        await self._once("relisting", self.relist)
+        """Relist once however many watches asked for it meanwhile; a relist retried because another
+        held the cluster's sync lock goes ahead of the lists waiting."""
+        first, self.busy = self.busy, False
+        try:
+            await self._once("relisting", self.relist, first)
+        except sync.SyncBusy:
+            self.busy = True
+            raise
 
     async def _relist_events(self):
         """List the events again (their watch expired) and start their watch from that list; a
@@ -571,20 +595,22 @@ class ClusterWatch:
         writer.events_relisted(version)
         self._submit(lambda: self._wrote({"events"}))
         self.versions["events"] = version
-        self.changed.add("events")
+        self.events_moved = time.time()
+        self.announce_due = True
         self.unsaved = True
         self._mark()
-        if self.backlog:
-            await self._make_room()
+        # Their watch starts now, without waiting for the writer to take the list: a takeover in a
+        # burst held a thousand clusters' events unwatched behind the writers' queues.  Its changes
+        # queue behind the list, and its reads wait for room as any watch's do.
 
-    async def _once(self, name, listing):
+    async def _once(self, name, listing, first=False):
         """Run ``listing`` on a listing thread unless the one in ``self.<name>`` is still under way,
         and wait for it.  Its outcome is read when it ends too: a watch that stopped meanwhile (the
         cluster handed to another shard) no longer waits for it, and asyncio would log it as never
         retrieved."""
         running = getattr(self, name)
         if running is None:
-            running = asyncio.wrap_future(runtime().list_soon(listing))
+            running = asyncio.wrap_future(runtime().list_soon(listing, first))
             setattr(self, name, running)
             running.add_done_callback(lambda future: self._ended(name, future))
         await asyncio.shield(running)
@@ -632,6 +658,10 @@ class ClusterWatch:
                         log.info("cluster %s: resuming its watches where they were left", self.cluster_id)
                         self.versions.update(state.versions)
                         self.resumed = True
+                        moved = state.events_moved.timestamp() if state.events_moved else None
+                        self.events_moved = moved
+                        self.events_expired = "events" not in self.unwatched and (
+                            moved is None or time.time() - moved > EVENTS_VERSION_LIFETIME)
                     else:
                         log.info("cluster %s: listing it (no watch to resume)", self.cluster_id)
                         await self._relist()
@@ -655,7 +685,7 @@ class ClusterWatch:
             except Exception as exc:  # noqa: BLE001 - closing a broken connection
                 log.debug("cluster %s: closing its connections: %s", self.cluster_id, exc)
             if self.unsaved or self.bookmarked:  # a watcher stopping (a handover) leaves where it got to
-                self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions))
+                self.pool.offer(self.cluster_id, self._saving())
             self.ended.set()  # (after: whoever waits for the end and drains the writers has it stored)
 
     # --- watching ---------------------------------------------------------------------------
@@ -679,6 +709,14 @@ class ClusterWatch:
 
     async def _watch_forever(self, resource):
         backoff = 1
+        if resource == "events" and self.events_expired:
+            self.events_expired = False
+            log.info("cluster %s: its events' version moved %s; listing them instead of resuming their watch", self.cluster_id,
+                     f"{time.time() - self.events_moved:.0f} s ago" if self.events_moved else "at a time not stored")
+            try:
+                await self._relist_events()
+            except Exception as exc:  # noqa: BLE001 - the watch is refused and lists them in turn
+                log.warning("cluster %s: listing its events failed (%s); resuming their watch", self.cluster_id, exc)
         while not self.stop_event.is_set():
             try:
                 if resource in self.unwatched:
@@ -845,11 +883,13 @@ class ClusterWatch:
             pass  # outside the window Corral keeps
         elif kind != "BOOKMARK":
             self._submit(Change(self, resource, kind, obj))
-            self.changed.add(resource)
+            self.announce_due = True
             if resource in ("pods", "nodes"):
                 self.summary_pending = True
         if version:
             self.versions[resource] = version
+            if resource == "events":
+                self.events_moved = time.time()
             if kind == "BOOKMARK":
                 self.bookmarked = True
             else:
@@ -879,30 +919,36 @@ class ClusterWatch:
             return True  # stopped: where its watches got to is stored as they end, nothing else is due
         if self.backlog:
             return False  # after the changes themselves
-        if self.changed:
-            resources = self.changed
-            if self.pool.offer(self.cluster_id, lambda: self._announce_changes(resources)):
-                self.changed = set()
+        if self.announce_due and self.pool.offer(self.cluster_id, self._announce_changes):
+            self.announce_due = False
         if self.summary_pending and now - self.last_summary >= SUMMARY_INTERVAL:
             if self.pool.offer(self.cluster_id, self._flush_summary):
                 self.summary_pending, self.last_summary = False, now
         if ((self.unsaved and now - self.last_saved >= SAVE_INTERVAL)
                 or (self.bookmarked and now - self.last_saved >= BOOKMARK_SAVE_INTERVAL)):
             # Queued behind the changes received so far: stored once they are committed.
-            if self.pool.offer(self.cluster_id, lambda versions=dict(self.versions): self._save(versions)):
+            if self.pool.offer(self.cluster_id, self._saving()):
                 self.unsaved = self.bookmarked = False
                 self.last_saved = now
         # Moved only by bookmarks, it leaves the ticking list: its next bookmark brings it back.
-        return not (self.changed or self.summary_pending or self.unsaved)
+        return not (self.announce_due or self.summary_pending or self.unsaved)
 
-    def _save(self, versions):
-        """Store where the watches got to: one upsert (a deleted cluster's is refused by its key)."""
+    def _saving(self):
+        """Storing where the watches got to now, as work for the cluster's writer."""
+        versions, moved = dict(self.versions), self.events_moved
+        return lambda: self._save(versions, moved)
+
+    def _save(self, versions, events_moved=None):
+        """Store where the watches got to (and when the events' version last moved: ``time.time()``):
+        one upsert (a deleted cluster's is refused by its key)."""
         if self.server is None:
             return
+        moved = datetime.datetime.fromtimestamp(events_moved, datetime.UTC) if events_moved else None
         try:
             ClusterWatchState.objects.bulk_create(
-                [ClusterWatchState(cluster_id=self.cluster_id, server=self.server, versions=versions, updated=timezone.now())],
-                update_conflicts=True, unique_fields=["cluster"], update_fields=["server", "versions", "updated"])
+                [ClusterWatchState(cluster_id=self.cluster_id, server=self.server, versions=versions, updated=timezone.now(),
+                                   events_moved=moved)],
+                update_conflicts=True, unique_fields=["cluster"], update_fields=["server", "versions", "updated", "events_moved"])
         except IntegrityError:
             pass  # the cluster was deleted meanwhile
 
@@ -946,10 +992,10 @@ class ClusterWatch:
             if not self.figures_moved and ("pods" in resources or "nodes" in resources):
                 self.figures_moved = True
 
-    def _announce_changes(self, resources):
-        """Tell whoever follows (alert evaluation) which resources changed; runs on the cluster's
-        writer, so everything changed before is committed.  ``resources``: those changes came for;
-        told: those whose rows the writes changed."""
+    def _announce_changes(self):
+        """Tell whoever follows (alert evaluation) which resources had rows written or deleted
+        since the last time; runs on the cluster's writer, so everything changed before is
+        committed."""
         written, self.written = self.written, set()
         if written:
             inventory_changed.send(sender=Cluster, cluster_id=self.cluster_id, resources=frozenset(written))

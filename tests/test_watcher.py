@@ -2,6 +2,7 @@
 subscribed websocket client within seconds, without relisting the cluster."""
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -168,6 +169,44 @@ def test_a_stopped_watchs_queued_list_is_not_run(monkeypatch):
     assert lists == []
 
 
+def test_a_list_retried_because_its_cluster_was_busy_goes_ahead_of_those_waiting(monkeypatch):
+    """A watch stopped and started again (the shards' members settling) found its earlier list
+    still holding the cluster's sync lock; its retry went to the back of 2,000 queued lists and the
+    cluster waited 3 minutes.  A retry after SyncBusy is listed first."""
+    import threading
+    from concurrent.futures import Future
+
+    from clusters.watcher import Listers, runtime
+
+    listers, ran, hold = Listers(1), [], threading.Event()
+    listers.submit(hold.wait)  # the one listing thread busy
+    waiting = [listers.submit(lambda name=name: ran.append(name)) for name in ("a", "b")]
+    retried = listers.submit(lambda: ran.append("retried"), first=True)
+    hold.set()
+    for future in [*waiting, retried]:
+        future.result(10)
+    assert ran == ["retried", "a", "b"]
+
+    asked = []
+
+    def list_soon(relist, first=False):
+        asked.append(first)
+        future = Future()
+        if len(asked) == 1:
+            future.set_exception(sync.SyncBusy("a sync of this cluster is already running"))
+        else:
+            future.set_result(None)
+        return future
+
+    monkeypatch.setattr(runtime(), "list_soon", list_soon)
+    watch = ClusterWatch(1, None, pool=object())
+    with pytest.raises(sync.SyncBusy):
+        asyncio.run(watch._relist())
+    asyncio.run(watch._relist())
+    asyncio.run(watch._relist())
+    assert asked == [False, True, False]  # the retry first; the next one as usual again
+
+
 def test_a_change_waits_for_its_writer_without_its_managed_fields(sandbox, monkeypatch):
     """A change is held (queued, or in the cluster's backlog while its writer is full) without
     metadata.managedFields, which nothing reads: a third of a pod's JSON."""
@@ -191,39 +230,10 @@ def _event(namespace, name, reason):
                        "source": {"component": "corral-test"}})
 
 
-async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl, monkeypatch):
-    """A watch resumed from an events resourceVersion etcd no longer holds (compacted) gets 410: the
-    events are listed again, alone (not the whole cluster, as for any other resource), and their
-    watch goes on from that list: an event made after it arrives live.  The watch starts again
-    without waiting for the list's write (queued in order behind a writer still busy): a takeover
-    expires a thousand events watches while its writers are full."""
-    import threading
-
-    from clusters.kube.inventory import SyncWriter
-    from clusters.models import ClusterEvent, ClusterWatchState
-
-    user, cluster = await sync_to_async(_setup)(sandbox)
-    ns = kubectl.namespace
-    before, versions = {}, {}
-    await sync_to_async(sync.sync)(cluster.pk, versions=before)
-    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "before-the-relist", "Listed"))
-    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "also-before-the-relist", "Listed"))
-    # etcd's history compacted, as the API server does every 5 minutes: a watch from the events'
-    # version would start with the first event above, which is gone.
-    compacted = await sync_to_async(sandbox.compact_etcd)()
-    await sync_to_async(sync.sync)(cluster.pk, versions=versions)
-    await sync_to_async(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").delete())()
-    # Every watch resumes from a version etcd still holds, but the events' from before the compaction.
-    assert int(before["events"]) + 1 < compacted <= min(int(v) for v in versions.values())
-    versions["events"] = before["events"]
-    await sync_to_async(ClusterWatchState.objects.create)(cluster=cluster, server=sandbox.endpoint, versions=versions)
-
-    syncs, event_lists = [], []
-    real_sync, real_relisted = sync.sync, SyncWriter.events_relisted
-    monkeypatch.setattr(sync, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
-    monkeypatch.setattr(SyncWriter, "events_relisted", lambda *a, **k: event_lists.append(1) or real_relisted(*a, **k))
-    # What the watcher says, heard on its own logger (whatever an earlier test, or Celery set up in
-    # this process, made of the root logger's level and handlers).
+@contextlib.contextmanager
+def _said_by_the_watcher(monkeypatch):
+    """What the watcher says, heard on its own logger (whatever an earlier test, or Celery set up
+    in this process, made of the root logger's level and handlers)."""
     said = []
     heard = logging.Handler(logging.INFO)
     heard.emit = lambda record: said.append(record.getMessage())
@@ -233,32 +243,125 @@ async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl
     monkeypatch.setattr(logging.root.manager, "disable", logging.NOTSET)
     logger.setLevel(logging.INFO)  # (and forgets what the loggers cached of their levels)
     logger.addHandler(heard)
-    held = threading.Event()
-    writers().submit(cluster.pk, lambda: held.wait(30))  # the cluster's writer busy until let go
-    watch = ClusterWatch(cluster.pk, None)
-    watch.start()
     try:
-        expired, followed = (f"cluster {cluster.pk}: events watch expired (410); relisting its events",
-                             f"cluster {cluster.pk}: every watch open")
-        # (What it said is awaited too: the watcher's thread marks the watch open, then says so.)
-        await wait_until(lambda: watch.opened >= set(WATCHED) and int(watch.versions["events"]) >= compacted
-                         and followed in said[said.index(expired) if expired in said else len(said):], timeout=20)
-        assert watch.resumed and event_lists and not syncs
-        # Followed once the events watch started again from the list, not when its expired one was
-        # answered (200, then 410 in the stream: the API server serves events watches from etcd).
-        # Its 410 came just after the answer; had the loop been too busy to read it within the
-        # grace, the watch would have been taken as open, then said so again after the relist.
-        assert followed not in said[:said.index(expired)], said
-        assert not await sync_to_async(ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists)()
-        held.set()
-        await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists(), timeout=20)
-        await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "after-the-relist", "Watched"))
-        await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-relist").exists(), timeout=10)
-        assert len(event_lists) == 1 and not syncs
-        assert said.count(f"cluster {cluster.pk}: every watch open") == 1
+        yield said
     finally:
-        held.set()
         logger.removeHandler(heard)
         logger.setLevel(level)
-        await sync_to_async(watch.stop)(wait=10)
-        await sync_to_async(writers().drain)()  # where it got to, stored as it stopped
+
+
+async def _events_compacted_away(sandbox, kubectl, cluster, events_moved):
+    """The cluster synced, two events made, etcd compacted (as the API server does every 5
+    minutes), the first event's row removed, and a watch state stored whose versions etcd still
+    holds, but the events' from before the compaction (moved at ``events_moved``)."""
+    from clusters.models import ClusterEvent, ClusterWatchState
+
+    ns = kubectl.namespace
+    before, versions = {}, {}
+    await sync_to_async(sync.sync)(cluster.pk, versions=before)
+    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "before-the-relist", "Listed"))
+    await sync_to_async(kubectl)("create", "-f", "-", input=_event(ns, "also-before-the-relist", "Listed"))
+    # A watch from the events' version would start with the first event above, which is gone.
+    compacted = await sync_to_async(sandbox.compact_etcd)()
+    await sync_to_async(sync.sync)(cluster.pk, versions=versions)
+    await sync_to_async(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").delete())()
+    assert int(before["events"]) + 1 < compacted <= min(int(v) for v in versions.values())
+    versions["events"] = before["events"]
+    await sync_to_async(ClusterWatchState.objects.create)(cluster=cluster, server=sandbox.endpoint, versions=versions,
+                                                          events_moved=events_moved)
+    return compacted
+
+
+async def test_an_expired_events_watch_relists_the_events_alone(sandbox, kubectl, monkeypatch):
+    """A watch resumed from an events resourceVersion etcd no longer holds (compacted) gets 410: the
+    events are listed again, alone (not the whole cluster, as for any other resource), and their
+    watch goes on from that list: an event made after it arrives live.  The watch starts again
+    without waiting for the list's write, even with the cluster's writer busy and its queue full
+    (the list's pages waiting in the cluster's backlog): a takeover in a burst expires a thousand
+    events watches while its writers' queues are full."""
+    import threading
+
+    from django.utils import timezone
+
+    from clusters.kube.inventory import SyncWriter
+    from clusters.models import ClusterEvent
+    from clusters.watcher import Writers
+
+    user, cluster = await sync_to_async(_setup)(sandbox)
+    # Stored as just moved: the API server compacted etcd since (its 5-minute interval can fall
+    # just after), so the watch is asked, and refused.
+    compacted = await _events_compacted_away(sandbox, kubectl, cluster, timezone.now())
+
+    syncs, event_lists = [], []
+    real_sync, real_relisted = sync.sync, SyncWriter.events_relisted
+    monkeypatch.setattr(sync, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
+    monkeypatch.setattr(SyncWriter, "events_relisted", lambda *a, **k: event_lists.append(1) or real_relisted(*a, **k))
+    held = threading.Event()
+    pool = Writers(count=1, limit=1)
+    pool.submit(cluster.pk, lambda: held.wait(30))  # the cluster's writer busy until let go ...
+    pool.submit(cluster.pk, lambda: None)  # ... and its queue full
+    watch = ClusterWatch(cluster.pk, None, pool=pool)
+    with _said_by_the_watcher(monkeypatch) as said:
+        watch.start()
+        try:
+            expired, followed = (f"cluster {cluster.pk}: events watch expired (410); relisting its events",
+                                 f"cluster {cluster.pk}: every watch open")
+            # (What it said is awaited too: the watcher's thread marks the watch open, then says so.)
+            await wait_until(lambda: watch.opened >= set(WATCHED) and int(watch.versions["events"]) >= compacted
+                             and followed in said[said.index(expired) if expired in said else len(said):], timeout=20)
+            assert watch.resumed and event_lists and not syncs and watch.backlog
+            # Followed once the events watch started again from the list, not when its expired one was
+            # answered (200, then 410 in the stream: the API server serves events watches from etcd).
+            # Its 410 came just after the answer; had the loop been too busy to read it within the
+            # grace, the watch would have been taken as open, then said so again after the relist.
+            assert followed not in said[:said.index(expired)], said
+            assert not await sync_to_async(ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists)()
+            held.set()
+            await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists(), timeout=20)
+            await sync_to_async(kubectl)("create", "-f", "-", input=_event(kubectl.namespace, "after-the-relist", "Watched"))
+            await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-relist").exists(), timeout=10)
+            assert len(event_lists) == 1 and not syncs
+            assert said.count(f"cluster {cluster.pk}: every watch open") == 1
+        finally:
+            held.set()
+            await sync_to_async(watch.stop)(wait=10)
+            await sync_to_async(pool.drain)()  # where it got to, stored as it stopped
+
+
+async def test_events_whose_version_is_older_than_a_compaction_are_listed_without_asking_their_watch(sandbox, kubectl, monkeypatch):
+    """A watcher resuming a cluster whose events' version last moved more than the API server's
+    compaction interval ago (5 minutes) lists the events at once: a takeover asked a thousand such
+    watches first, each refused (410) after waiting behind the other watches' requests.  Nothing
+    else is listed, and the events watch goes on from the list; the time of the list is stored."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clusters.kube.inventory import SyncWriter
+    from clusters.models import ClusterEvent, ClusterWatchState
+    from clusters.watcher import EVENTS_VERSION_LIFETIME
+
+    user, cluster = await sync_to_async(_setup)(sandbox)
+    old = timezone.now() - timedelta(seconds=EVENTS_VERSION_LIFETIME + 60)
+    compacted = await _events_compacted_away(sandbox, kubectl, cluster, old)
+
+    syncs, event_lists = [], []
+    real_sync, real_relisted = sync.sync, SyncWriter.events_relisted
+    monkeypatch.setattr(sync, "sync", lambda *a, **k: syncs.append(1) or real_sync(*a, **k))
+    monkeypatch.setattr(SyncWriter, "events_relisted", lambda *a, **k: event_lists.append(1) or real_relisted(*a, **k))
+    watch = ClusterWatch(cluster.pk, None)
+    with _said_by_the_watcher(monkeypatch) as said:
+        watch.start()
+        try:
+            await wait_until(lambda: watch.opened >= set(WATCHED) and int(watch.versions["events"]) >= compacted, timeout=20)
+            await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="before-the-relist").exists(), timeout=20)
+            assert watch.resumed and len(event_lists) == 1 and not syncs
+            assert not any("expired (410)" in line for line in said), said
+            assert any(line.startswith(f"cluster {cluster.pk}: its events' version moved ") for line in said), said
+            await sync_to_async(kubectl)("create", "-f", "-", input=_event(kubectl.namespace, "after-the-list", "Watched"))
+            await wait_until(lambda: ClusterEvent.objects.filter(cluster=cluster, name="after-the-list").exists(), timeout=10)
+        finally:
+            await sync_to_async(watch.stop)(wait=10)
+            await sync_to_async(writers().drain)()
+    state = await sync_to_async(ClusterWatchState.objects.get)(cluster=cluster)
+    assert state.events_moved > old + timedelta(seconds=60) and int(state.versions["events"]) >= compacted
