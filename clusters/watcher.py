@@ -491,7 +491,6 @@ class ClusterWatch:
         self.relisting = None
         self.busy = False  # the last relist found the cluster's sync lock held: the next goes first
         self.events_moved = None  # when the events' version last moved (time.time())
-        self.events_expired = False  # resumed with an events version too old to watch from: list them first
         self.resumed = False
         self.future = None
         self.backlog = collections.deque()  # changes waiting for room in the writer's queue, in order
@@ -658,10 +657,7 @@ class ClusterWatch:
                         log.info("cluster %s: resuming its watches where they were left", self.cluster_id)
                         self.versions.update(state.versions)
                         self.resumed = True
-                        moved = state.events_moved.timestamp() if state.events_moved else None
-                        self.events_moved = moved
-                        self.events_expired = "events" not in self.unwatched and (
-                            moved is None or time.time() - moved > EVENTS_VERSION_LIFETIME)
+                        self.events_moved = state.events_moved.timestamp() if state.events_moved else None
                     else:
                         log.info("cluster %s: listing it (no watch to resume)", self.cluster_id)
                         await self._relist()
@@ -709,8 +705,9 @@ class ClusterWatch:
 
     async def _watch_forever(self, resource):
         backoff = 1
-        if resource == "events" and self.events_expired:
-            self.events_expired = False
+        if resource == "events" and self.resumed and resource not in self.unwatched and (
+                self.events_moved is None or time.time() - self.events_moved > EVENTS_VERSION_LIFETIME):
+            # Resumed with a version older than a compaction: listed first, not asked of a watch.
             log.info("cluster %s: its events' version moved %s; listing them instead of resuming their watch", self.cluster_id,
                      f"{time.time() - self.events_moved:.0f} s ago" if self.events_moved else "at a time not stored")
             try:
