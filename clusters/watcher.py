@@ -96,7 +96,6 @@ SAVE_INTERVAL = 2.0  # how often where the watches got to is stored, when change
 # cluster over resumes from a version at most this much older, well within an API server's watch
 # cache, and 2,000 clusters' bookmarks are not 200 writes a second.
 BOOKMARK_SAVE_INTERVAL = 60.0
-WRITERS = 4
 ROOM_RECHECK = 5.0  # a cluster held back by a full writer queue looks again at least this often (it is woken sooner)
 WRITER_IDLE_SECONDS = 1.0  # a writer with nothing to do for this long closes its database connection
 BATCH = 500  # queued items a writer takes at once (a cluster's changes among them written in one transaction)
@@ -163,11 +162,11 @@ class Writers:
     (``clusters.kube.changes``), other work of a cluster (a relist's page, storing where its
     watches got to) in order between them."""
 
-    def __init__(self, count=WRITERS, limit=QUEUE_LIMIT):
-        self.queues = [queue.Queue(maxsize=limit) for _ in range(count)]
+    def __init__(self, count=None, limit=QUEUE_LIMIT):
+        self.queues = [queue.Queue(maxsize=limit) for _ in range(count or settings.WATCHER_WRITERS)]
         # Event-loop futures waiting for room in each queue (back-pressure), woken when its writer
         # takes a batch: a thousand clusters held back do not poll for room.
-        self.waiting = [collections.deque() for _ in range(count)]
+        self.waiting = [collections.deque() for _ in self.queues]
         self.waiting_lock = threading.Lock()
         for index, q in enumerate(self.queues):
             threading.Thread(target=self._run, args=(q, index), name=f"watch-writer-{index}", daemon=True).start()

@@ -197,6 +197,10 @@ WATCHER_LEASE_SECONDS = max(2, env_int("PORTAL_WATCHER_LEASE_SECONDS", 10))
 # Clusters a watcher lists at once (a first list, or after a 410): each listing mostly waits on its
 # API server and on the database, so more run side by side than there are cores.
 WATCHER_LISTERS = max(1, env_int("PORTAL_WATCHER_LISTERS", 4))
+# Threads that write a watcher's changes to the database (a cluster's always on the same one).  They
+# share one interpreter lock with the event loop that reads every watch: fewer leave the loop more of
+# it (a takeover's clusters followed sooner) and write a burst of changes later (docs/scale.md).
+WATCHER_WRITERS = max(1, env_int("PORTAL_WATCHER_WRITERS", 4))
 # Where the worker, beat and the watcher touch their liveness files (portal.liveness; manage.py alive).
 LIVENESS_DIR = Path(env("PORTAL_LIVENESS_DIR", VAR_DIR / "liveness"))
 

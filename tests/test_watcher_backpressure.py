@@ -28,3 +28,15 @@ async def test_a_cluster_held_back_by_a_full_queue_is_woken_when_its_writer_make
     assert not watch.backlog
     assert await asyncio.to_thread(pool.drain, 10)
     assert done == list(range(6))
+
+
+def test_the_setting_decides_how_many_writers_and_each_cluster_keeps_to_one(settings):
+    settings.WATCHER_WRITERS = 2
+    pool = watcher.Writers()
+    threads = {}
+    for _ in range(3):
+        for cluster in range(6):
+            pool.submit(cluster, lambda cluster=cluster: threads.setdefault(cluster, set()).add(threading.current_thread().name))
+    assert pool.drain(10)
+    assert len({name for names in threads.values() for name in names}) == 2
+    assert all(len(names) == 1 for names in threads.values())  # a cluster's changes stay in order on its writer
