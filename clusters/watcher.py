@@ -913,6 +913,11 @@ class ClusterWatch:
         """Queue what is due (on the loop, every CHANGES_INTERVAL); True when nothing is left to do."""
         if self.stop_event.is_set():
             return True  # stopped: where its watches got to is stored as they end, nothing else is due
+        # What waits for room is handed over here too, not only by the next line a watch reads: a
+        # relist's pages, queued when the writer was full, waited for a change that a quiet
+        # cluster may not send for minutes.  (In order: always the first waiting, as _make_room.)
+        while self.backlog and self.pool.offer(self.cluster_id, self.backlog[0]):
+            self.backlog.popleft()
         if self.backlog:
             return False  # after the changes themselves
         if self.announce_due and self.pool.offer(self.cluster_id, self._announce_changes):

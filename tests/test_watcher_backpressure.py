@@ -40,3 +40,25 @@ def test_the_setting_decides_how_many_writers_and_each_cluster_keeps_to_one(sett
     assert pool.drain(10)
     assert len({name for names in threads.values() for name in names}) == 2
     assert all(len(names) == 1 for names in threads.values())  # a cluster's changes stay in order on its writer
+
+
+def test_what_waits_for_room_is_handed_over_on_the_tick_without_another_change():
+    """A quiet cluster's backlog (a relist's pages queued while its writer was full) goes to the
+    writer once it has room, on the loop's tick: no later change need come to carry it."""
+    pool = watcher.Writers(count=1, limit=2)
+    blocked, done = threading.Event(), []
+    pool.submit(7, blocked.wait)
+    watch = watcher.ClusterWatch(7, None, pool=pool)
+    for n in range(5):
+        watch._submit(lambda n=n: done.append(n))
+    assert watch.backlog
+    assert watch.tick(time.monotonic()) is False  # no room yet: still due
+    assert watch.backlog
+    blocked.set()
+    deadline = time.monotonic() + 10
+    while watch.backlog and time.monotonic() < deadline:
+        watch.tick(time.monotonic())
+        time.sleep(0.05)
+    assert not watch.backlog
+    assert pool.drain(10)
+    assert done == list(range(5))
