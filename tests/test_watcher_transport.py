@@ -61,7 +61,7 @@ def test_a_clusters_ten_watches_share_one_http2_connection(sandbox, monkeypatch)
     try:
         wait_for(lambda: watch.h2 is not None and len(watch.h2.responses) == len(WATCHED), 20, "ten watch streams")
         assert watch.http1 is None
-        assert watch.h2.stream.get_extra_info("ssl_object").selected_alpn_protocol() == "h2"
+        assert watch.h2.alpn == "h2"
         assert len(_connections_to(_port(sandbox.endpoint))) - before == 1  # one socket for the ten watches
         _namespace_arrives(sandbox, cluster, f"h2-{cluster.pk}")
         assert relists == []  # resumed where it was left
@@ -88,6 +88,8 @@ def test_the_outbound_policy_refuses_the_watch_connection(sandbox, settings):
     # A host name is resolved by the backend and each address checked before connecting.
     with pytest.raises(ConnectionNotAllowed, match=r"connecting to localhost \(127\.0\.0\.1\) is not allowed"):
         runtime().run(GuardedBackend().connect_tcp("localhost", _port(sandbox.endpoint), timeout=10)).result(30)
+    with pytest.raises(ConnectionNotAllowed, match=r"connecting to localhost \(127\.0\.0\.1\) is not allowed"):
+        runtime().run(GuardedBackend().connect_socket("localhost", _port(sandbox.endpoint), timeout=10)).result(30)
 
 
 def test_a_silent_stream_closes_its_connection_after_the_read_timeout_and_a_busy_one_does_not(sandbox):

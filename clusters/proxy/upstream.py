@@ -73,6 +73,42 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise error
         raise refused or httpcore.ConnectError(f"{host} resolves to no address")
 
+    async def connect_socket(self, host, port, timeout=None):
+        """A connected non-blocking TCP socket to ``host`` (for a transport of the caller's own,
+        TLS started on it by ``loop.create_connection(sock=...)``), under the same policy as
+        ``connect_tcp``: each address checked before connecting to it, the peer checked after."""
+        loop = asyncio.get_running_loop()
+        host = host.strip("[]")
+        error = refused = None
+        for address in await self._addresses(host, port, timeout):
+            reason = outbound.refusal(address, self.policy)
+            if reason is not None:
+                refused = refused or ConnectionNotAllowed(host, address, reason)
+                continue
+            sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                async with asyncio.timeout(timeout):
+                    await loop.sock_connect(sock, (address, port))
+                peer = sock.getpeername()[0]
+            except TimeoutError:
+                sock.close()
+                error = httpcore.ConnectTimeout(f"connecting to {host} ({address}) timed out")
+                continue
+            except OSError as exc:
+                sock.close()
+                error = httpcore.ConnectError(f"connecting to {host} ({address}): {exc.strerror or exc}")
+                continue
+            reason = outbound.refusal(peer, self.policy)
+            if reason is not None:
+                sock.close()
+                raise ConnectionNotAllowed(host, peer, reason)
+            return sock
+        if error is not None:
+            raise error
+        raise refused or httpcore.ConnectError(f"{host} resolves to no address")
+
     @staticmethod
     async def _addresses(host, port, timeout):
         """The addresses of ``host``: an IP literal as it is (no lookup on the loop's executor,
