@@ -80,6 +80,7 @@ class Batch:
         self.warnings = []
         self.events_written = 0
         self.changed = set()  # resources whose rows this batch wrote or deleted (not only versions refreshed)
+        self.settled = {}  # node uid -> its row as the database now holds it (written, or already the same)
 
     def apply(self, changes):
         for upserts, deletes in fold(changes):
@@ -179,6 +180,8 @@ class Batch:
             if old is not None and all(old[n] == row[n] for n in names if n not in COMPARED_OUT):
                 if old["resource_version"] != row.get("resource_version"):
                     same[row[key]] = row.get("resource_version", "")
+                if resource == "nodes":
+                    self.settled[row[key]] = row
                 continue
             changed.append((obj, row))
         store.refresh_versions(model, self.cluster, same, key)
@@ -196,6 +199,9 @@ class Batch:
             for instance in written:  # the audience of a namespaced row needs its namespace
                 if instance.namespace_id in self.namespaces:
                     instance.namespace = self.namespaces[instance.namespace_id]
+        if resource == "nodes":  # (not those the guard refused: a newer version stored, a buried uid)
+            stored_now = {instance.uid for instance in written}
+            self.settled.update((row[key], row) for _, row in changed if row[key] in stored_now)
         singular = resource[:-1]
         about = workloads_of(written) if resource == "events" else {}
         for instance in written:
@@ -257,15 +263,19 @@ class Batch:
             emit(f"{singular}.deleted", {"uid": meta.get("uid", ""), "name": meta.get("name")}, about, self.topic)
 
 
-def apply_changes(cluster, changes, careful=True, changed=None):
+def apply_changes(cluster, changes, careful=True, changed=None, settled=None):
     """Write ``changes`` (``(resource, kind, object)`` in watch order); returns how many events
     (Kubernetes events) were written.  Inside the caller's transaction, under its inventory lock.
     Not ``careful``: a row the database refuses raises (the transaction is spoilt) instead of
     being left out with a warning; the caller then writes the batch again carefully.
     ``changed``, when given (a set), receives the resources whose rows were written or deleted:
-    not those whose changes only moved a resourceVersion (a node's heartbeat)."""
+    not those whose changes only moved a resourceVersion (a node's heartbeat).  ``settled``, when
+    given (a dict), receives the nodes' rows the database holds as given once the batch commits
+    (written, or already the same), by uid."""
     batch = Batch(cluster, careful)
     written = batch.apply(changes)
     if changed is not None:
         changed |= batch.changed
+    if settled is not None:
+        settled.update(batch.settled)
     return written
