@@ -140,7 +140,7 @@ class Change:
     __slots__ = ("watch", "resource", "kind", "obj", "stream")
 
     def __init__(self, watch, resource, kind, obj, stream=0):
-        # ``stream``: which of the cluster's nodes watch streams delivered it (ClusterWatch.nodes_stream)
+        # ``stream``: which chain of the cluster's nodes watch streams delivered it (ClusterWatch.nodes_stream)
         self.watch, self.resource, self.kind, self.obj, self.stream = watch, resource, kind, obj, stream
 
     def __call__(self):
@@ -522,7 +522,10 @@ class ClusterWatch:
         # every few seconds at 2,000 clusters, were a transaction per cluster per wave.
         self.nodes_held = {}
         self.node_versions_due = {}
-        self.nodes_stream = 0  # (on the loop) counts the nodes watch's streams: a new one may skip versions
+        # (On the loop) counts the nodes watch's starts from a version its own streams did not reach
+        # (a resume's, a relist's): such a start may skip versions of a node.
+        self.nodes_stream = 0
+        self.nodes_reached = None  # the version the nodes watch's own streams reached
         self.unsaved = False  # changes moved where the watches got to since it was stored
         self.bookmarked = False  # bookmarks moved it
         self.last_summary = self.last_saved = 0.0
@@ -765,13 +768,18 @@ class ClusterWatch:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30)
 
+    def _nodes_stream_starts(self):
+        """A stream delivers every version of each node in order, and the next starts where it
+        ended (its last change or bookmark): one chain.  Started from another version (a resume's,
+        a relist's) it may skip some, so what the writer holds of the chain before is not compared
+        with its changes (_without_heartbeats)."""
+        if self.nodes_reached is None or self.versions.get("nodes") != self.nodes_reached:
+            self.nodes_stream += 1
+
     async def _watch_once(self, resource):
         await self._connection()  # (HTTP/2 or not decides an events watch's length)
         if resource == "nodes":
-            # A stream delivers every version of each node in order; a new one starts from the
-            # version stored, perhaps a relist's, so what the writer holds of the last one's is not
-            # compared with its changes (_without_heartbeats).
-            self.nodes_stream += 1
+            self._nodes_stream_starts()
         seconds = watch_seconds(resource, shared_connection=self.http1 is None)
         params = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(seconds)}
         if self.versions.get(resource):
@@ -910,6 +918,8 @@ class ClusterWatch:
                 self.summary_pending = True
         if version:
             self.versions[resource] = version
+            if resource == "nodes":
+                self.nodes_reached = version
             if resource == "events":
                 self.events_moved = time.time()
             if kind == "BOOKMARK":

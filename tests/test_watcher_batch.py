@@ -292,3 +292,16 @@ async def test_a_batch_reaches_a_subscribed_websocket_in_order_through_redis_and
         assert (await other.receive_json_from()).get("type") != "event"
     await socket.disconnect()
     await other.disconnect()
+
+
+def test_a_nodes_stream_that_starts_where_the_last_ended_continues_its_chain_and_another_start_does_not():
+    watch = ClusterWatch(1, None, pool=Writers(count=1))  # (its tick saves where it got to: nothing, no server)
+    watch.versions["nodes"] = "5"  # resumed from a stored version
+    watch._nodes_stream_starts()
+    first = watch.nodes_stream
+    watch._handle(1, "nodes", {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+    watch._nodes_stream_starts()  # the next stream, from the bookmark its own stream reached
+    assert watch.nodes_stream == first
+    watch.versions["nodes"] = "12"  # a relist's version
+    watch._nodes_stream_starts()
+    assert watch.nodes_stream == first + 1
