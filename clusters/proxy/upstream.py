@@ -50,34 +50,46 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        host = host.strip("[]")
-        error = refused = None
-        for address in await self._addresses(host, port, timeout):
-            reason = outbound.refusal(address, self.policy)
-            if reason is not None:
-                refused = refused or ConnectionNotAllowed(host, address, reason)
-                continue
-            try:
-                stream = await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                      socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                error = exc
-                continue
+        async def attempt(address):
+            stream = await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                  socket_options=socket_options)
             peer = stream.get_extra_info("server_addr")
-            reason = outbound.refusal(peer[0], self.policy) if peer else "the connected address is unknown"
-            if reason is not None:
-                await stream.aclose()
-                raise ConnectionNotAllowed(host, peer[0] if peer else address, reason)
-            return stream
-        if error is not None:
-            raise error
-        raise refused or httpcore.ConnectError(f"{host} resolves to no address")
+            return stream, peer[0] if peer else None, stream.aclose
+
+        return await self._connect(host, port, timeout, attempt)
 
     async def connect_socket(self, host, port, timeout=None):
         """A connected non-blocking TCP socket to ``host`` (for a transport of the caller's own,
         TLS started on it by ``loop.create_connection(sock=...)``), under the same policy as
-        ``connect_tcp``: each address checked before connecting to it, the peer checked after."""
+        ``connect_tcp``."""
         loop = asyncio.get_running_loop()
+
+        async def attempt(address):
+            sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                async with asyncio.timeout(timeout):
+                    await loop.sock_connect(sock, (address, port))
+                peer = sock.getpeername()[0]
+            except TimeoutError as exc:
+                sock.close()
+                raise httpcore.ConnectTimeout(f"connecting to {host} ({address}) timed out") from exc
+            except OSError as exc:
+                sock.close()
+                raise httpcore.ConnectError(f"connecting to {host} ({address}): {exc.strerror or exc}") from exc
+
+            async def close():
+                sock.close()
+
+            return sock, peer, close
+
+        return await self._connect(host, port, timeout, attempt)
+
+    async def _connect(self, host, port, timeout, attempt):
+        """``attempt(address)`` (the connection, the peer's address, how to close it) on each
+        address of ``host`` the policy allows, checked before connecting; the peer actually
+        connected to is checked again."""
         host = host.strip("[]")
         error = refused = None
         for address in await self._addresses(host, port, timeout):
@@ -85,26 +97,16 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             if reason is not None:
                 refused = refused or ConnectionNotAllowed(host, address, reason)
                 continue
-            sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setblocking(False)
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                async with asyncio.timeout(timeout):
-                    await loop.sock_connect(sock, (address, port))
-                peer = sock.getpeername()[0]
-            except TimeoutError:
-                sock.close()
-                error = httpcore.ConnectTimeout(f"connecting to {host} ({address}) timed out")
+                connected, peer, close = await attempt(address)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
                 continue
-            except OSError as exc:
-                sock.close()
-                error = httpcore.ConnectError(f"connecting to {host} ({address}): {exc.strerror or exc}")
-                continue
-            reason = outbound.refusal(peer, self.policy)
+            reason = outbound.refusal(peer, self.policy) if peer else "the connected address is unknown"
             if reason is not None:
-                sock.close()
-                raise ConnectionNotAllowed(host, peer, reason)
-            return sock
+                await close()
+                raise ConnectionNotAllowed(host, peer or address, reason)
+            return connected
         if error is not None:
             raise error
         raise refused or httpcore.ConnectError(f"{host} resolves to no address")
